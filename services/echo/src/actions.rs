@@ -1,0 +1,67 @@
+//! Payloads of the echo domain.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use shared::ActionPayload;
+
+/// `echo.ping`: any JSON, returned as it came.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Ping(pub Value);
+
+impl ActionPayload for Ping {
+    const ACTION_TYPE: &'static str = "echo.ping";
+    type Output = Value;
+}
+
+/// `echo.fail`: fails with `message`; retried with backoff when `retryable`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Fail {
+    /// Whether the error is retryable (`unavailable`) or final (`handler_error`).
+    #[serde(default)]
+    pub retryable: bool,
+    /// The error message.
+    #[serde(default = "default_message")]
+    pub message: String,
+}
+
+fn default_message() -> String {
+    "echo.fail was asked to fail".to_owned()
+}
+
+impl ActionPayload for Fail {
+    const ACTION_TYPE: &'static str = "echo.fail";
+    type Output = ();
+}
+
+/// `echo.sleep`: sleeps `ms` milliseconds, then succeeds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Sleep {
+    /// How long.
+    pub ms: u64,
+}
+
+/// What `echo.sleep` returns.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Slept {
+    /// How long it slept.
+    pub slept_ms: u64,
+}
+
+impl ActionPayload for Sleep {
+    const ACTION_TYPE: &'static str = "echo.sleep";
+    type Output = Slept;
+}
+
+/// `echo.panic`: the handler panics with `message`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct Panic {
+    /// The panic message.
+    #[serde(default)]
+    pub message: Option<String>,
+}
+
+impl ActionPayload for Panic {
+    const ACTION_TYPE: &'static str = "echo.panic";
+    type Output = ();
+}

@@ -1,0 +1,167 @@
+//! [`Ctx`]: what a handler gets besides its action.
+//!
+//! A handler sends further actions through its context, so the correlation id, trace
+//! context, tenant, session and task of the action it is handling are carried over without
+//! the handler having to remember them.
+
+use std::any::{Any, TypeId};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::action::{Action, ActionError, ActionPayload, ErrorCode, RawAction, TenantId};
+use crate::publish::{Enqueued, Publisher};
+use crate::telemetry::TraceParent;
+
+/// Shared values a service's handlers need (a model, a store, settings), looked up by type.
+/// Filled once with [`crate::Dispatcher::with_state`].
+#[derive(Clone, Default)]
+pub struct State(Arc<HashMap<TypeId, Arc<dyn Any + Send + Sync>>>);
+
+impl State {
+    /// Adds (or replaces) the value of type `S`.
+    pub fn insert<S: Send + Sync + 'static>(&mut self, value: S) {
+        Arc::make_mut(&mut self.0).insert(TypeId::of::<S>(), Arc::new(value));
+    }
+
+    /// The value of type `S`, if one was added.
+    pub fn get<S: Send + Sync + 'static>(&self) -> Option<Arc<S>> {
+        self.0.get(&TypeId::of::<S>()).cloned().and_then(|v| v.downcast::<S>().ok())
+    }
+}
+
+/// The context of one action being handled.
+#[derive(Clone)]
+pub struct Ctx {
+    inner: Arc<CtxInner>,
+}
+
+struct CtxInner {
+    tenant: TenantId,
+    action_id: Uuid,
+    correlation_id: String,
+    session_id: Option<String>,
+    task_id: Option<String>,
+    trace: TraceParent,
+    delivery: u64,
+    publisher: Option<Publisher>,
+    state: State,
+    cancel: CancellationToken,
+}
+
+impl Ctx {
+    /// The context for `action`, received for the `delivery`-th time.
+    pub fn for_action(
+        action: &RawAction,
+        delivery: u64,
+        publisher: Option<Publisher>,
+        state: State,
+        cancel: CancellationToken,
+    ) -> Self {
+        Self {
+            inner: Arc::new(CtxInner {
+                tenant: action.tenant_id.clone(),
+                action_id: action.action_id,
+                correlation_id: action.chain_correlation(),
+                session_id: action.session_id.clone(),
+                task_id: action.task_id.clone(),
+                trace: action.traceparent.unwrap_or_else(TraceParent::new_root),
+                delivery,
+                publisher,
+                state,
+                cancel,
+            }),
+        }
+    }
+
+    /// The tenant of the action, validated from its subject.
+    pub fn tenant(&self) -> &TenantId {
+        &self.inner.tenant
+    }
+
+    /// The id of the action being handled.
+    pub fn action_id(&self) -> Uuid {
+        self.inner.action_id
+    }
+
+    /// The chain's correlation id, carried onto every action this one causes.
+    pub fn correlation_id(&self) -> &str {
+        &self.inner.correlation_id
+    }
+
+    /// The trace context of this action.
+    pub fn trace(&self) -> TraceParent {
+        self.inner.trace
+    }
+
+    /// 1 on the first delivery, 2 on the first retry, and so on.
+    pub fn delivery(&self) -> u64 {
+        self.inner.delivery
+    }
+
+    /// Cancelled when the worker gives up waiting for in-flight work at shutdown; long
+    /// handlers should stop at the next convenient point.
+    pub fn cancellation(&self) -> &CancellationToken {
+        &self.inner.cancel
+    }
+
+    /// A shared value added with [`crate::Dispatcher::with_state`]; an `unavailable` error
+    /// names the missing type if it was never added.
+    pub fn state<S: Send + Sync + 'static>(&self) -> Result<Arc<S>, ActionError> {
+        self.inner.state.get::<S>().ok_or_else(|| {
+            ActionError::new(
+                ErrorCode::Unavailable,
+                format!("service state {} was not configured", std::any::type_name::<S>()),
+            )
+            .retryable(false)
+        })
+    }
+
+    /// An action caused by this one: same tenant, session and task, the chain's correlation
+    /// id, and a child trace context.
+    pub fn follow_up<T: ActionPayload>(&self, data: T) -> Action<T> {
+        let mut action = Action::new(self.inner.tenant.clone(), data);
+        action.correlation_id = Some(self.inner.correlation_id.clone());
+        action.session_id = self.inner.session_id.clone();
+        action.task_id = self.inner.task_id.clone();
+        action.traceparent = Some(self.inner.trace.child());
+        action
+    }
+
+    /// The publisher of the worker running this handler.
+    pub fn publisher(&self) -> Result<&Publisher, ActionError> {
+        self.inner.publisher.as_ref().ok_or_else(|| {
+            ActionError::new(ErrorCode::Unavailable, "no NATS connection in this context (a unit test?)")
+                .retryable(false)
+        })
+    }
+
+    /// Enqueues an action made with [`Ctx::follow_up`] on the durable path.
+    pub async fn enqueue<T: ActionPayload>(&self, action: &Action<T>) -> Result<Enqueued, ActionError> {
+        Ok(self.publisher()?.enqueue(action).await?)
+    }
+
+    /// Sends `data` over rpc as a follow-up of this action and waits for its result.
+    pub async fn request<T: ActionPayload>(&self, data: T, timeout: Duration) -> Result<T::Output, ActionError> {
+        let action = self.follow_up(data);
+        self.publisher()?.request(&action, timeout).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_is_found_by_type() {
+        let mut state = State::default();
+        state.insert(42u32);
+        state.insert(String::from("model"));
+        assert_eq!(*state.get::<u32>().unwrap(), 42);
+        assert_eq!(state.get::<String>().unwrap().as_str(), "model");
+        assert!(state.get::<u64>().is_none());
+    }
+}

@@ -1,0 +1,287 @@
+//! [`Dispatcher`]: routes actions to typed handlers by their `action_type`.
+//!
+//! ```
+//! use serde::{Deserialize, Serialize};
+//! use shared::{Action, ActionError, ActionPayload, Ctx, Dispatcher, TenantId};
+//!
+//! #[derive(Serialize, Deserialize)]
+//! struct Ping { text: String }
+//! impl ActionPayload for Ping {
+//!     const ACTION_TYPE: &'static str = "echo.ping";
+//!     type Output = Ping;
+//! }
+//!
+//! async fn ping(action: Action<Ping>, _ctx: Ctx) -> Result<Ping, ActionError> {
+//!     Ok(action.data)
+//! }
+//!
+//! # tokio_test_block_on(async {
+//! let echo = Dispatcher::new("echo").on::<Ping, _>(ping);
+//! let tenant = TenantId::new("acme").unwrap();
+//! let out = echo.process(Action::new(tenant, Ping { text: "hi".into() })).await.unwrap();
+//! assert_eq!(out.text, "hi");
+//! # });
+//! # fn tokio_test_block_on<F: std::future::Future>(f: F) -> F::Output {
+//! #     tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(f)
+//! # }
+//! ```
+//!
+//! The same dispatcher serves the durable path ([`crate::Worker`]), the rpc path
+//! ([`crate::service`]) and direct calls in unit tests ([`Dispatcher::process`]).
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures::FutureExt;
+use serde::Serialize;
+use serde_json::value::RawValue;
+use tokio_util::sync::CancellationToken;
+
+use crate::action::{Action, ActionError, ActionPayload, ActionResult, ActionType, Domain, ErrorCode, RawAction};
+use crate::context::{Ctx, State};
+
+/// An async function handling one action type: `async fn(Action<T>, Ctx) -> Result<R, ActionError>`.
+pub trait Handler<T, R>: Send + Sync + 'static {
+    /// The future the handler returns.
+    type Future: Future<Output = Result<R, ActionError>> + Send + 'static;
+    /// Handles one action.
+    fn call(&self, action: Action<T>, ctx: Ctx) -> Self::Future;
+}
+
+impl<T, R, F, Fut> Handler<T, R> for F
+where
+    F: Fn(Action<T>, Ctx) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<R, ActionError>> + Send + 'static,
+{
+    type Future = Fut;
+    fn call(&self, action: Action<T>, ctx: Ctx) -> Fut {
+        self(action, ctx)
+    }
+}
+
+/// The output of any handler, as JSON ready to go into a result.
+pub type RawOutput = Box<RawValue>;
+type BoxFuture = Pin<Box<dyn Future<Output = Result<RawOutput, ActionError>> + Send>>;
+type ErasedHandler = Arc<dyn Fn(RawAction, Ctx) -> BoxFuture + Send + Sync>;
+
+/// Routes actions of one domain to their handlers.
+#[derive(Clone)]
+pub struct Dispatcher {
+    domain: Domain,
+    handlers: BTreeMap<ActionType, ErasedHandler>,
+    state: State,
+}
+
+impl Dispatcher {
+    /// A dispatcher for `domain`. Panics if the name breaks the domain rule: it is a
+    /// constant in the service's code, and a bad one should stop the service at start.
+    pub fn new(domain: &str) -> Self {
+        let domain = Domain::new(domain).unwrap_or_else(|err| panic!("Dispatcher::new: {err}"));
+        Self {
+            domain,
+            handlers: BTreeMap::new(),
+            state: State::default(),
+        }
+    }
+
+    /// Registers the handler of `T`'s action type. Panics if `T` belongs to another domain
+    /// or already has a handler: both are wiring mistakes.
+    pub fn on<T: ActionPayload, H: Handler<T, T::Output>>(self, handler: H) -> Self {
+        let action_type = T::action_type();
+        assert_eq!(
+            action_type.domain(),
+            self.domain,
+            "{action_type} cannot be handled by the {} dispatcher",
+            self.domain
+        );
+        self.register(action_type, handler)
+    }
+
+    /// Registers the handler of the results of `T` (type `<T's type>.result`), which arrive
+    /// on this domain's callbacks subject when it sent `T` with a durable callback.
+    pub fn on_result<T: ActionPayload, H: Handler<ActionResult<T::Output>, ()>>(self, handler: H) -> Self {
+        self.register(T::action_type().result_type(), handler)
+    }
+
+    fn register<T, R, H>(mut self, action_type: ActionType, handler: H) -> Self
+    where
+        T: serde::de::DeserializeOwned + Send + 'static,
+        R: Serialize,
+        H: Handler<T, R>,
+    {
+        let handler = Arc::new(handler);
+        let erased: ErasedHandler = Arc::new(move |raw: RawAction, ctx: Ctx| {
+            let action = match raw.decode_data::<T>() {
+                Ok(action) => action,
+                Err(err) => return Box::pin(async move { Err(err) }) as BoxFuture,
+            };
+            let future = handler.call(action, ctx);
+            Box::pin(async move {
+                let output = future.await?;
+                serde_json::value::to_raw_value(&output)
+                    .map_err(|err| ActionError::handler(format!("cannot encode the handler's output: {err}")))
+            })
+        });
+        let previous = self.handlers.insert(action_type.clone(), erased);
+        assert!(previous.is_none(), "{action_type} has two handlers");
+        self
+    }
+
+    /// Adds a shared value handlers can get with [`Ctx::state`].
+    pub fn with_state<S: Send + Sync + 'static>(mut self, value: S) -> Self {
+        self.state.insert(value);
+        self
+    }
+
+    /// The domain this dispatcher serves.
+    pub fn domain(&self) -> &Domain {
+        &self.domain
+    }
+
+    /// The shared values of this service.
+    pub fn state(&self) -> &State {
+        &self.state
+    }
+
+    /// Every action type with a handler, sorted.
+    pub fn action_types(&self) -> impl Iterator<Item = &ActionType> {
+        self.handlers.keys()
+    }
+
+    /// Whether any result handlers are registered (then the worker also consumes the
+    /// domain's callbacks).
+    pub fn handles_results(&self) -> bool {
+        self.handlers.keys().any(ActionType::is_result)
+    }
+
+    /// Runs the handler of `action`'s type. A panic in the handler becomes a
+    /// `handler_panic` error; an unregistered type an `unknown_action_type` error.
+    pub async fn dispatch(&self, action: RawAction, ctx: Ctx) -> Result<RawOutput, ActionError> {
+        let Some(handler) = self.handlers.get(&action.action_type) else {
+            let known: Vec<&str> = self.handlers.keys().map(ActionType::as_str).collect();
+            return Err(ActionError::new(
+                ErrorCode::UnknownActionType,
+                format!("{} has no handler for {} (it handles {})", self.domain, action.action_type, known.join(", ")),
+            ));
+        };
+        match AssertUnwindSafe(handler(action, ctx)).catch_unwind().await {
+            Ok(result) => result,
+            Err(panic) => Err(ActionError::new(
+                ErrorCode::HandlerPanic,
+                format!("handler panicked: {}", panic_message(&*panic)),
+            )),
+        }
+    }
+
+    /// Handles a typed action in-process, with no NATS: for unit tests and embedding.
+    /// Goes through the same decoding and routing as a received action.
+    pub async fn process<T: ActionPayload>(&self, action: Action<T>) -> Result<T::Output, ActionError> {
+        let raw = action.into_raw()?;
+        let ctx = Ctx::for_action(&raw, 1, None, self.state.clone(), CancellationToken::new());
+        let output = self.dispatch(raw, ctx).await?;
+        serde_json::from_str(output.get())
+            .map_err(|err| ActionError::invalid(format!("output does not fit {}: {err}", std::any::type_name::<T::Output>())))
+    }
+}
+
+/// The text of a panic payload (`panic!("...")` gives a `&str` or a `String`).
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("non-string panic payload")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::TenantId;
+    use serde::Deserialize;
+
+    #[derive(Debug, Serialize, Deserialize)]
+    struct Add {
+        a: i64,
+        b: i64,
+    }
+    impl ActionPayload for Add {
+        const ACTION_TYPE: &'static str = "calc.add";
+        type Output = i64;
+    }
+
+    #[derive(Debug, Serialize, Deserialize)]
+    struct Boom;
+    impl ActionPayload for Boom {
+        const ACTION_TYPE: &'static str = "calc.boom";
+        type Output = ();
+    }
+
+    #[derive(Debug, Serialize, Deserialize)]
+    struct Other;
+    impl ActionPayload for Other {
+        const ACTION_TYPE: &'static str = "other.thing";
+        type Output = ();
+    }
+
+    async fn add(action: Action<Add>, ctx: Ctx) -> Result<i64, ActionError> {
+        let offset = ctx.state::<i64>().map(|o| *o).unwrap_or(0);
+        Ok(action.data.a + action.data.b + offset)
+    }
+
+    async fn boom(_: Action<Boom>, _: Ctx) -> Result<(), ActionError> {
+        panic!("kaboom")
+    }
+
+    fn calc() -> Dispatcher {
+        Dispatcher::new("calc").on::<Add, _>(add).on::<Boom, _>(boom)
+    }
+
+    fn acme() -> TenantId {
+        TenantId::new("acme").unwrap()
+    }
+
+    #[tokio::test]
+    async fn routes_by_type() {
+        assert_eq!(calc().process(Action::new(acme(), Add { a: 2, b: 3 })).await, Ok(5));
+        let with_state = calc().with_state(10i64);
+        assert_eq!(with_state.process(Action::new(acme(), Add { a: 2, b: 3 })).await, Ok(15));
+    }
+
+    #[tokio::test]
+    async fn panics_become_errors() {
+        let err = calc().process(Action::new(acme(), Boom)).await.unwrap_err();
+        assert_eq!(err.code, ErrorCode::HandlerPanic);
+        assert!(err.message.contains("kaboom"));
+    }
+
+    #[tokio::test]
+    async fn unknown_types_and_bad_data_are_named() {
+        let mut raw = Action::new(acme(), Add { a: 1, b: 1 }).into_raw().unwrap();
+        raw.action_type = ActionType::new("calc.sub").unwrap();
+        let ctx = Ctx::for_action(&raw, 1, None, State::default(), CancellationToken::new());
+        let err = calc().dispatch(raw, ctx).await.unwrap_err();
+        assert_eq!(err.code, ErrorCode::UnknownActionType);
+        assert!(err.message.contains("calc.add"), "{}", err.message);
+
+        let mut raw = Action::new(acme(), Add { a: 1, b: 1 }).into_raw().unwrap();
+        raw.data = RawValue::from_string("\"nope\"".into()).unwrap();
+        let ctx = Ctx::for_action(&raw, 1, None, State::default(), CancellationToken::new());
+        assert_eq!(calc().dispatch(raw, ctx).await.unwrap_err().code, ErrorCode::InvalidAction);
+    }
+
+    #[test]
+    #[should_panic(expected = "cannot be handled by the calc dispatcher")]
+    fn refuses_foreign_types() {
+        let _ = Dispatcher::new("calc").on::<Other, _>(|_: Action<Other>, _: Ctx| async { Ok(()) });
+    }
+
+    #[test]
+    #[should_panic(expected = "two handlers")]
+    fn refuses_double_registration() {
+        let _ = calc().on::<Add, _>(add);
+    }
+
+}

@@ -1,0 +1,36 @@
+//! Header names of the wire contract, written once.
+
+/// Routing key; must agree with the body's `action_type` when both are present.
+pub const ACTION_TYPE: &str = "action_type";
+/// The action id; JetStream drops a duplicate publish inside the stream's window.
+pub const MSG_ID: &str = "Nats-Msg-Id";
+/// Where the result goes.
+pub const CALLBACK_SUBJECT: &str = "callback_subject";
+/// Id of the action that started the chain.
+pub const CORRELATION_ID: &str = "correlation_id";
+/// W3C trace context.
+pub const TRACEPARENT: &str = "traceparent";
+/// Always `application/json`.
+pub const CONTENT_TYPE: &str = "content-type";
+/// The only body format.
+pub const JSON: &str = "application/json";
+/// Set by `replay --republish` on actions sent again from history.
+pub const REPLAYED_FROM: &str = "replayed_from";
+
+/// Dead-letter headers: why, and where the original came from.
+pub mod dlq {
+    /// An error code (WIRE.md, "Error codes").
+    pub const REASON: &str = "dlq_reason";
+    /// The error message.
+    pub const ERROR: &str = "dlq_error";
+    /// The stream the original was stored in (`rpc` for a request that was never stored).
+    pub const STREAM: &str = "dlq_stream";
+    /// The original's stream sequence.
+    pub const SEQUENCE: &str = "dlq_sequence";
+    /// How many times it was delivered.
+    pub const DELIVERIES: &str = "dlq_deliveries";
+    /// The consumer that gave up on it.
+    pub const CONSUMER: &str = "dlq_consumer";
+    /// The subject it was published to.
+    pub const SUBJECT: &str = "dlq_subject";
+}

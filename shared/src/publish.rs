@@ -1,0 +1,217 @@
+//! [`Publisher`]: sending actions (durable or rpc), results and dead letters.
+//!
+//! - [`Publisher::enqueue`] publishes to `<domain>.<tenant>.actions` through JetStream with
+//!   `Nats-Msg-Id` set to the action id and waits for the stream's acknowledgement: when it
+//!   returns, the action is stored (and a duplicate publish was dropped).
+//! - [`Publisher::request`] sends to `<domain>.<tenant>.rpc` and waits for the result.
+//! - [`Publisher::send_result`] delivers a result to its callback subject: through JetStream
+//!   (acknowledgement awaited) for a `…callbacks` subject, as a plain publish for an inbox.
+//!
+//! A body larger than the server's max payload is refused before anything is sent, with
+//! `payload_too_large`: it is never truncated.
+
+use std::time::Duration;
+
+use async_nats::jetstream::{self, context::PublishErrorKind};
+use async_nats::{Client, HeaderMap, RequestErrorKind};
+use bytes::Bytes;
+use serde::Serialize;
+
+use crate::action::{Action, ActionError, ActionPayload, ActionResult, ErrorCode};
+use crate::headers;
+use crate::subject::{self, CallbackSubject};
+use crate::telemetry::TraceParent;
+
+/// Why a publish failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    /// The message is larger than the server accepts.
+    #[error("payload_too_large: message of {size} bytes exceeds the server's max payload of {max} bytes; send large content by reference (object store)")]
+    PayloadTooLarge {
+        /// Body plus headers.
+        size: usize,
+        /// The server's limit.
+        max: usize,
+    },
+    /// No stream stores the subject.
+    #[error("no JetStream stream stores {0}: run `domain-actions streams apply`")]
+    NoStream(String),
+    /// Nobody answered an rpc request.
+    #[error("no service answers on {0}: is its worker running?")]
+    NoResponders(String),
+    /// The server or the service did not answer in time.
+    #[error("timed out after {0:?} waiting for {1}")]
+    Timeout(Duration, String),
+    /// The answer was not a result action.
+    #[error("reply on {0} is not a result: {1}")]
+    BadReply(String, String),
+    /// Anything else from the client.
+    #[error("NATS: {0}")]
+    Nats(String),
+}
+
+impl From<PublishError> for ActionError {
+    fn from(err: PublishError) -> Self {
+        let code = match err {
+            PublishError::PayloadTooLarge { .. } => ErrorCode::PayloadTooLarge,
+            PublishError::Timeout(..) => ErrorCode::Timeout,
+            PublishError::BadReply(..) => ErrorCode::InvalidAction,
+            PublishError::NoStream(_) | PublishError::NoResponders(_) | PublishError::Nats(_) => ErrorCode::Unavailable,
+        };
+        ActionError::new(code, err.to_string())
+    }
+}
+
+/// A stored action: where JetStream put it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Enqueued {
+    /// The action's id (its `Nats-Msg-Id`).
+    pub action_id: uuid::Uuid,
+    /// The stream that stored it.
+    pub stream: String,
+    /// Its sequence there.
+    pub sequence: u64,
+    /// True when the stream already had this id inside its duplicate window (not stored twice).
+    pub duplicate: bool,
+}
+
+/// Sends actions, results and dead letters over one NATS connection. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Publisher {
+    client: Client,
+    jetstream: jetstream::Context,
+}
+
+impl Publisher {
+    /// A publisher on `client`.
+    pub fn new(client: Client) -> Self {
+        let jetstream = jetstream::new(client.clone());
+        Self { client, jetstream }
+    }
+
+    /// The underlying connection.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// The JetStream context of the connection.
+    pub fn jetstream(&self) -> &jetstream::Context {
+        &self.jetstream
+    }
+
+    /// Publishes `action` durably to `<domain>.<tenant>.actions` and waits until it is stored.
+    pub async fn enqueue<T: Serialize>(&self, action: &Action<T>) -> Result<Enqueued, PublishError> {
+        let subject = subject::actions(&action.action_type.domain(), &action.tenant_id);
+        let (headers, body) = encode(action)?;
+        let ack = self.publish_stored(subject, headers, body).await?;
+        Ok(Enqueued {
+            action_id: action.action_id,
+            stream: ack.stream,
+            sequence: ack.sequence,
+            duplicate: ack.duplicate,
+        })
+    }
+
+    /// Sends `action` to `<domain>.<tenant>.rpc` and waits up to `timeout` for its result.
+    pub async fn request<T: ActionPayload>(&self, action: &Action<T>, timeout: Duration) -> Result<T::Output, ActionError> {
+        let reply = self.request_result(action, timeout).await?;
+        let result: ActionResult<T::Output> = serde_json::from_value(reply.data)
+            .map_err(|err| ActionError::invalid(format!("result of {} does not fit: {err}", T::ACTION_TYPE)))?;
+        result.into_result()
+    }
+
+    /// Like [`Publisher::request`] for any serializable data, returning the whole result action.
+    pub async fn request_result<T: Serialize>(
+        &self,
+        action: &Action<T>,
+        timeout: Duration,
+    ) -> Result<Action<serde_json::Value>, PublishError> {
+        let subject = subject::rpc(&action.action_type.domain(), &action.tenant_id);
+        let (headers, body) = encode(action)?;
+        self.check_size(&headers, &body)?;
+        let request = async_nats::Request::new().headers(headers).payload(body).timeout(Some(timeout));
+        let reply = self.client.send_request(subject.clone(), request).await.map_err(|err| match err.kind() {
+            RequestErrorKind::NoResponders => PublishError::NoResponders(subject.clone()),
+            RequestErrorKind::TimedOut => PublishError::Timeout(timeout, subject.clone()),
+            _ => PublishError::Nats(err.to_string()),
+        })?;
+        serde_json::from_slice(&reply.payload).map_err(|err| PublishError::BadReply(subject, err.to_string()))
+    }
+
+    /// Delivers a result to `to`. A durable callbacks subject goes through JetStream with
+    /// `Nats-Msg-Id` = the result's id (a redelivered request yields one stored result);
+    /// an inbox gets a plain publish.
+    pub async fn send_result<R: Serialize>(
+        &self,
+        to: &CallbackSubject,
+        result: &Action<ActionResult<R>>,
+        chain_correlation: &str,
+    ) -> Result<(), PublishError> {
+        let (mut headers, body) = encode(result)?;
+        headers.insert(headers::CORRELATION_ID, chain_correlation);
+        if to.is_durable() {
+            self.publish_stored(to.as_str().to_owned(), headers, body).await?;
+        } else {
+            self.check_size(&headers, &body)?;
+            self.client
+                .publish_with_headers(to.as_str().to_owned(), headers, body)
+                .await
+                .map_err(|err| PublishError::Nats(err.to_string()))?;
+        }
+        Ok(())
+    }
+
+    /// Publishes through JetStream and waits for the stream's acknowledgement.
+    pub async fn publish_stored(
+        &self,
+        subject: String,
+        headers: HeaderMap,
+        body: Bytes,
+    ) -> Result<jetstream::publish::PublishAck, PublishError> {
+        self.check_size(&headers, &body)?;
+        let map = |err: jetstream::context::PublishError| match err.kind() {
+            PublishErrorKind::StreamNotFound => PublishError::NoStream(subject.clone()),
+            PublishErrorKind::TimedOut => PublishError::Timeout(Duration::ZERO, subject.clone()),
+            _ => PublishError::Nats(err.to_string()),
+        };
+        let pending = self.jetstream.publish_with_headers(subject.clone(), headers, body).await.map_err(map)?;
+        pending.await.map_err(map)
+    }
+
+    /// Refuses a message the server would refuse, with a message that says how to fix it.
+    fn check_size(&self, headers: &HeaderMap, body: &Bytes) -> Result<(), PublishError> {
+        let max = self.client.server_info().max_payload;
+        let size = body.len() + header_size(headers);
+        if max > 0 && size > max {
+            return Err(PublishError::PayloadTooLarge { size, max });
+        }
+        Ok(())
+    }
+}
+
+/// The action's headers and JSON body as they go on the wire.
+pub fn encode<T: Serialize>(action: &Action<T>) -> Result<(HeaderMap, Bytes), PublishError> {
+    let body = serde_json::to_vec(action).map_err(|err| PublishError::Nats(format!("cannot encode action: {err}")))?;
+    let mut headers = HeaderMap::new();
+    headers.insert(headers::ACTION_TYPE, action.action_type.as_str());
+    headers.insert(headers::MSG_ID, action.action_id.to_string().as_str());
+    headers.insert(headers::CONTENT_TYPE, headers::JSON);
+    if let Some(callback) = &action.callback_subject {
+        headers.insert(headers::CALLBACK_SUBJECT, callback.as_str());
+    }
+    if let Some(correlation) = &action.correlation_id {
+        headers.insert(headers::CORRELATION_ID, correlation.as_str());
+    }
+    let trace = action.traceparent.unwrap_or_else(TraceParent::new_root);
+    headers.insert(headers::TRACEPARENT, trace.to_string().as_str());
+    Ok((headers, Bytes::from(body)))
+}
+
+/// Bytes the headers take in the protocol (`NATS/1.0\r\n`, a line each, a blank line).
+fn header_size(headers: &HeaderMap) -> usize {
+    let lines: usize = headers
+        .iter()
+        .map(|(name, values)| values.iter().map(|v| name.to_string().len() + 2 + v.as_str().len() + 2).sum::<usize>())
+        .sum();
+    10 + lines + 2
+}

@@ -1,0 +1,105 @@
+//! Tracing setup and trace context.
+//!
+//! Every action carries a W3C [`TraceParent`] (header `traceparent`). A worker opens a span
+//! per action tagged with its trace id and correlation id, and every action or result the
+//! handler causes carries a child of that context, so one request can be followed across
+//! services in logs or any OpenTelemetry backend.
+
+use std::fmt;
+
+use tracing_subscriber::EnvFilter;
+
+/// Installs the global tracing subscriber: human-readable lines on stderr, filtered by
+/// `RUST_LOG` (default `info`); JSON lines when `LOG_FORMAT=json`. Safe to call twice.
+pub fn init() {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = if std::env::var("LOG_FORMAT").is_ok_and(|f| f == "json") {
+        builder.json().try_init()
+    } else {
+        builder.compact().try_init()
+    };
+}
+
+/// W3C trace context: `00-<trace id>-<parent span id>-<flags>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TraceParent {
+    /// 16 bytes naming the whole trace.
+    pub trace_id: u128,
+    /// 8 bytes naming the span that sent this.
+    pub span_id: u64,
+    /// Trace flags (bit 0: sampled).
+    pub flags: u8,
+}
+
+impl TraceParent {
+    /// Starts a new trace (sampled).
+    pub fn new_root() -> Self {
+        Self {
+            trace_id: rand::random::<u128>().max(1),
+            span_id: rand::random::<u64>().max(1),
+            flags: 1,
+        }
+    }
+
+    /// A context for something this span causes: same trace, new span.
+    pub fn child(&self) -> Self {
+        Self {
+            span_id: rand::random::<u64>().max(1),
+            ..*self
+        }
+    }
+
+    /// Parses a `traceparent` header; `None` for anything malformed (a bad header never
+    /// fails an action: the worker starts a new trace instead).
+    pub fn parse(header: &str) -> Option<Self> {
+        let mut parts = header.trim().split('-');
+        let (Some(version), Some(trace), Some(span), Some(flags)) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return None;
+        };
+        let hex = |s: &str, len: usize| s.len() == len && s.bytes().all(|b| b.is_ascii_hexdigit());
+        if !hex(version, 2) || version == "ff" || !hex(trace, 32) || !hex(span, 16) || !hex(flags, 2) {
+            return None;
+        }
+        let trace_id = u128::from_str_radix(trace, 16).ok().filter(|t| *t != 0)?;
+        let span_id = u64::from_str_radix(span, 16).ok().filter(|s| *s != 0)?;
+        let flags = u8::from_str_radix(flags, 16).ok()?;
+        Some(Self { trace_id, span_id, flags })
+    }
+
+    /// The trace id as 32 hex digits, as log lines and tracing backends show it.
+    pub fn trace_id_hex(&self) -> String {
+        format!("{:032x}", self.trace_id)
+    }
+}
+
+impl fmt::Display for TraceParent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "00-{:032x}-{:016x}-{:02x}", self.trace_id, self.span_id, self.flags)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_w3c_example() {
+        let h = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let tp = TraceParent::parse(h).unwrap();
+        assert_eq!(tp.to_string(), h);
+        let child = tp.child();
+        assert_eq!(child.trace_id, tp.trace_id);
+        assert_ne!(child.span_id, tp.span_id);
+    }
+
+    #[test]
+    fn refuses_malformed_headers() {
+        for bad in ["", "00-abc-def-01", "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+                    "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01"] {
+            assert!(TraceParent::parse(bad).is_none(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,131 @@
+//! Test helpers (feature `testkit`): a real nats-server per test, and a worker running in
+//! the background. No mocks: tests talk to the same server the services use.
+//!
+//! ```no_run
+//! # async fn t() {
+//! let server = shared::testkit::TestServer::start().await;
+//! let client = server.client().await;
+//! # }
+//! ```
+
+use std::time::Duration;
+
+use async_nats::Client;
+use tempfile::TempDir;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::nats_server::{LocalServer, ServerOptions, single_node_config};
+use crate::{Dispatcher, Worker, WorkerConfig};
+
+/// A nats-server on a free loopback port with a temporary store, using the shipped
+/// `nats/server.conf`. Killed when dropped.
+pub struct TestServer {
+    server: Option<LocalServer>,
+    options: ServerOptions,
+    _dir: TempDir,
+}
+
+impl TestServer {
+    /// Starts a server. Panics with the reason if it cannot (a test cannot go on without one).
+    pub async fn start() -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("da-nats-")
+            .tempdir()
+            .unwrap_or_else(|err| panic!("temp dir: {err}"));
+        let options = ServerOptions {
+            config: single_node_config(),
+            store_dir: dir.path().join("store"),
+            port: None,
+            run_dir: dir.path().to_path_buf(),
+        };
+        let server = LocalServer::start(options.clone()).await.unwrap_or_else(|err| panic!("{err}"));
+        Self {
+            server: Some(server),
+            options,
+            _dir: dir,
+        }
+    }
+
+    /// The client URL.
+    pub fn url(&self) -> String {
+        self.server.as_ref().map(|s| s.url().to_owned()).unwrap_or_default()
+    }
+
+    /// A plain async-nats client connected to this server.
+    pub async fn client(&self) -> Client {
+        async_nats::ConnectOptions::new()
+            .connection_timeout(Duration::from_secs(5))
+            .connect(self.url())
+            .await
+            .unwrap_or_else(|err| panic!("connect to {}: {err}", self.url()))
+    }
+
+    /// Stops the server (SIGTERM, or SIGKILL when `kill`) and starts it again on the same
+    /// port and store, as an operator's restart or a crash would.
+    pub async fn restart(&mut self, kill: bool) {
+        let Some(server) = self.server.take() else { return };
+        let port = server.port();
+        if kill {
+            server.kill().await;
+        } else {
+            server.stop().await;
+        }
+        let options = ServerOptions {
+            port: Some(port),
+            ..self.options.clone()
+        };
+        self.server = Some(LocalServer::start(options).await.unwrap_or_else(|err| panic!("restart: {err}")));
+    }
+}
+
+/// A worker running in a background task.
+pub struct RunningWorker {
+    /// Cancel to make the worker drain and stop.
+    pub shutdown: CancellationToken,
+    /// Finishes when the worker has drained.
+    pub handle: JoinHandle<()>,
+}
+
+impl RunningWorker {
+    /// Drains the worker and waits for it.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        let _ = self.handle.await;
+    }
+}
+
+/// A worker configuration for tests: short retry delays so retry paths finish quickly.
+pub fn quick_config() -> WorkerConfig {
+    WorkerConfig {
+        retry_backoff: vec![Duration::from_millis(50)],
+        drain_timeout: Duration::from_secs(10),
+        ..WorkerConfig::default()
+    }
+}
+
+/// Starts a worker for `dispatcher` and waits until its streams exist and its rpc endpoint answers.
+pub async fn spawn_worker(client: Client, dispatcher: Dispatcher, config: WorkerConfig) -> RunningWorker {
+    let shutdown = CancellationToken::new();
+    let domain = dispatcher.domain().to_string();
+    let rpc = config.rpc;
+    let worker = Worker::new(client.clone(), dispatcher).config(config);
+    let stop = shutdown.clone();
+    let handle = tokio::spawn(async move {
+        if let Err(err) = worker.run(stop).await {
+            panic!("worker: {err}");
+        }
+    });
+    // Ready when the micro service answers a ping (it registers after the streams are applied).
+    let ping = format!("$SRV.PING.{domain}");
+    for _ in 0..200 {
+        if !rpc || client.request(ping.clone(), "".into()).await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    if !rpc {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    RunningWorker { shutdown, handle }
+}

@@ -1,0 +1,284 @@
+//! [`Worker`]: runs a [`Dispatcher`] against NATS (the seed's BaseWorker).
+//!
+//! A worker applies its domain's stream definitions, then serves three paths at once with
+//! the same dispatcher:
+//! - the durable `<domain>-actions` pull consumer, shared by every instance ([`outcome`]
+//!   says what happens to each message);
+//! - `<domain>-callbacks`, when the dispatcher has result handlers;
+//! - the rpc endpoint `<domain>.*.rpc`, registered as a NATS micro service ([`crate::service`]).
+//!
+//! It also dead-letters messages the server gave up on ([`advisory`]).
+//!
+//! On shutdown (SIGTERM, Ctrl-C: see [`crate::shutdown`]) it stops pulling, turns away
+//! anything that still arrives (nak: redelivered at once to another instance), lets every
+//! in-flight handler finish and acknowledge, flushes, and returns. Nothing in flight is
+//! lost, and nothing is processed twice because of the restart.
+
+mod advisory;
+pub mod dead_letter;
+mod outcome;
+mod pull;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::Client;
+use async_nats::jetstream::consumer::PullConsumer;
+use async_nats::jetstream::{AckKind, Message};
+use futures::StreamExt;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::dispatcher::Dispatcher;
+use crate::publish::Publisher;
+use crate::settings::Settings;
+use crate::streams::{Definitions, StreamsError};
+use outcome::Lane;
+use pull::PullLoop;
+
+/// Why a worker could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    /// The stream definitions could not be applied.
+    #[error(transparent)]
+    Streams(#[from] StreamsError),
+    /// NATS refused something at start.
+    #[error("{what}: {source}")]
+    Nats {
+        /// What the worker was doing.
+        what: String,
+        /// The client's error.
+        source: async_nats::Error,
+    },
+}
+
+fn nats_err<E: Into<async_nats::Error>>(what: impl Into<String>) -> impl FnOnce(E) -> WorkerError {
+    let what = what.into();
+    move |source| WorkerError::Nats {
+        what,
+        source: source.into(),
+    }
+}
+
+/// How a worker runs. [`WorkerConfig::from_settings`] reads it from the environment.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// Handler slots per path: at most this many actions run at once, and no more are pulled.
+    pub concurrency: usize,
+    /// Delays before the 1st, 2nd, … retry of a retryable error (the last repeats).
+    pub retry_backoff: Vec<Duration>,
+    /// Overrides the consumer's ack wait (the files say 30 s).
+    pub ack_wait: Option<Duration>,
+    /// Overrides the consumer's max deliveries (the files say 5).
+    pub max_deliver: Option<i64>,
+    /// Stream replicas: 1 on one server, 3 on a cluster.
+    pub replicas: usize,
+    /// How long to wait for in-flight handlers at shutdown before cancelling them.
+    pub drain_timeout: Duration,
+    /// Lifetime of each pull request.
+    pub pull_expires: Duration,
+    /// Whether to serve the rpc endpoint.
+    pub rpc: bool,
+    /// Version reported by `$SRV.INFO`.
+    pub version: String,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        Self {
+            concurrency: 64,
+            retry_backoff: vec![Duration::from_secs(1), Duration::from_secs(5), Duration::from_secs(30)],
+            ack_wait: None,
+            max_deliver: None,
+            replicas: 1,
+            drain_timeout: Duration::from_secs(30),
+            pull_expires: Duration::from_secs(30),
+            rpc: true,
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+        }
+    }
+}
+
+impl WorkerConfig {
+    /// The configuration the settings describe.
+    pub fn from_settings(settings: &Settings) -> Self {
+        Self {
+            concurrency: settings.concurrency,
+            retry_backoff: settings.retry_backoff.clone(),
+            ack_wait: settings.ack_wait,
+            max_deliver: settings.max_deliver,
+            replicas: settings.stream_replicas,
+            drain_timeout: settings.drain_timeout,
+            ..Self::default()
+        }
+    }
+}
+
+/// What every handler task of a worker shares.
+pub(crate) struct Shared {
+    pub dispatcher: Dispatcher,
+    pub publisher: Publisher,
+    pub config: WorkerConfig,
+    /// Cancelled only when draining takes longer than the drain timeout.
+    pub handler_cancel: CancellationToken,
+}
+
+impl Shared {
+    /// The delay before retrying after the `delivered`-th delivery failed.
+    pub fn backoff(&self, delivered: u64) -> Duration {
+        let backoff = &self.config.retry_backoff;
+        let index = (delivered.saturating_sub(1) as usize).min(backoff.len().saturating_sub(1));
+        backoff.get(index).copied().unwrap_or(Duration::from_secs(1))
+    }
+}
+
+/// Runs one service's dispatcher against NATS.
+pub struct Worker {
+    client: Client,
+    dispatcher: Dispatcher,
+    config: WorkerConfig,
+}
+
+impl Worker {
+    /// A worker with the default configuration.
+    pub fn new(client: Client, dispatcher: Dispatcher) -> Self {
+        Self {
+            client,
+            dispatcher,
+            config: WorkerConfig::default(),
+        }
+    }
+
+    /// Replaces the configuration.
+    pub fn config(mut self, config: WorkerConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Serves until `shutdown` is cancelled, then drains. Returns once every in-flight
+    /// action has been acknowledged (or the drain timeout passed).
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), WorkerError> {
+        let domain = self.dispatcher.domain().clone();
+        let publisher = Publisher::new(self.client.clone());
+        let js = publisher.jetstream().clone();
+        Definitions::built_in()?
+            .for_domain(&domain)?
+            .with_replicas(self.config.replicas)
+            .with_delivery(&domain, self.config.ack_wait, self.config.max_deliver)
+            .apply(&js)
+            .await?;
+
+        let shared = Arc::new(Shared {
+            dispatcher: self.dispatcher,
+            publisher,
+            config: self.config,
+            handler_cancel: CancellationToken::new(),
+        });
+        let stream = domain.stream_name();
+        let mut consumers = vec![format!("{domain}-actions")];
+        if shared.dispatcher.handles_results() {
+            consumers.push(format!("{domain}-callbacks"));
+        }
+
+        let mut paths = JoinSet::new();
+        for name in consumers {
+            let consumer: PullConsumer = js
+                .get_consumer_from_stream(&name, &stream)
+                .await
+                .map_err(nats_err(format!("consumer {stream}/{name}")))?;
+            let config = &consumer.cached_info().config;
+            let lane = Arc::new(Lane {
+                consumer: name,
+                ack_wait: config.ack_wait,
+                max_deliver: config.max_deliver,
+            });
+            paths.spawn(serve_consumer(shared.clone(), lane, consumer, shutdown.clone()));
+        }
+        if shared.config.rpc {
+            let service = crate::service::RpcService::start(shared.clone())
+                .await
+                .map_err(nats_err(format!("rpc service {domain}")))?;
+            paths.spawn(service.serve(shutdown.clone()));
+        }
+        {
+            let shared = shared.clone();
+            let stop = shutdown.clone();
+            paths.spawn(async move {
+                if let Err(err) = advisory::watch(shared, stop).await {
+                    tracing::error!(%err, "max-deliveries advisories are not being read");
+                }
+            });
+        }
+        tracing::info!(%domain, concurrency = shared.config.concurrency, "worker running");
+
+        while paths.join_next().await.is_some() {}
+        if let Err(err) = shared.publisher.client().flush().await {
+            tracing::warn!(%err, "flush at shutdown");
+        }
+        tracing::info!(%domain, "worker stopped");
+        Ok(())
+    }
+}
+
+/// Pulls from one durable consumer until shutdown, then drains it.
+async fn serve_consumer(shared: Arc<Shared>, lane: Arc<Lane>, consumer: PullConsumer, shutdown: CancellationToken) {
+    let capacity = shared.config.concurrency.max(1);
+    let slots = Arc::new(Semaphore::new(capacity));
+    let pull = PullLoop {
+        consumer,
+        jetstream: shared.publisher.jetstream().clone(),
+        slots: slots.clone(),
+        capacity,
+        expires: shared.config.pull_expires,
+    };
+    let start = |msg: Message, permit| {
+        let shared = shared.clone();
+        let lane = lane.clone();
+        tokio::spawn(async move {
+            outcome::handle(shared, lane, msg).await;
+            drop(permit);
+        });
+    };
+    let leftover = match pull.run(shutdown, start).await {
+        Ok(subscription) => Some(subscription),
+        Err(err) => {
+            tracing::error!(%err, consumer = %lane.consumer, "pulling stopped");
+            None
+        }
+    };
+    drain(&shared, &lane, slots, capacity, leftover).await;
+}
+
+/// Waits for in-flight handlers; naks whatever is still delivered meanwhile.
+async fn drain(
+    shared: &Shared,
+    lane: &Lane,
+    slots: Arc<Semaphore>,
+    capacity: usize,
+    mut leftover: Option<async_nats::Subscriber>,
+) {
+    let all_idle = slots.acquire_many_owned(capacity as u32);
+    tokio::pin!(all_idle);
+    let deadline = tokio::time::sleep(shared.config.drain_timeout);
+    tokio::pin!(deadline);
+    loop {
+        tokio::select! {
+            _ = &mut all_idle => break,
+            _ = &mut deadline => {
+                tracing::warn!(consumer = %lane.consumer, "drain timeout: cancelling in-flight handlers; their actions will be redelivered");
+                shared.handler_cancel.cancel();
+                break;
+            }
+            Some(message) = async { match leftover.as_mut() { Some(s) => s.next().await, None => std::future::pending().await } } => {
+                if message.status.is_none() {
+                    let msg = Message { message, context: shared.publisher.jetstream().clone() };
+                    let _ = msg.ack_with(AckKind::Nak(None)).await;
+                }
+            }
+        }
+    }
+    if let Some(mut subscription) = leftover {
+        let _ = subscription.unsubscribe().await;
+    }
+}

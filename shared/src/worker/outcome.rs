@@ -1,0 +1,190 @@
+//! What a worker does with each message: WIRE.md's outcome table.
+//!
+//! | outcome | ack | result | dead letter |
+//! |---|---|---|---|
+//! | success | ack | success | no |
+//! | retryable error, deliveries left | nak with backoff | none yet | no |
+//! | retryable error, last delivery | term | error | yes |
+//! | non-retryable, invalid, unknown type, tenant mismatch, panic | term | error (if a callback can be read) | yes |
+//! | handler still running at half the ack wait | in-progress | — | — |
+//!
+//! A failure to send a success result counts as a retryable `unavailable` error. A
+//! failure to store a dead letter naks the message instead of terminating it: nothing is
+//! acknowledged that is not handled or recorded.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::{AckKind, Message};
+use tracing::Instrument;
+
+use super::dead_letter::{DeadLetter, Origin};
+use super::Shared;
+use crate::action::{ActionError, ActionResult, Rejection, ResultAddress, decode, derived_id};
+use crate::context::Ctx;
+use crate::subject::CallbackSubject;
+
+/// The consumer a message came from, and its delivery limits.
+pub(crate) struct Lane {
+    pub consumer: String,
+    pub ack_wait: Duration,
+    pub max_deliver: i64,
+}
+
+/// Handles one delivered message to the end: ack, nak or term, result and dead letter.
+pub(crate) async fn handle(shared: Arc<Shared>, lane: Arc<Lane>, msg: Message) {
+    let (stream, sequence, delivered) = match msg.info() {
+        Ok(info) => (info.stream.to_owned(), info.stream_sequence, info.delivered.max(1) as u64),
+        Err(err) => {
+            tracing::error!(%err, subject = %msg.subject, "message without JetStream metadata; leaving it to redelivery");
+            return;
+        }
+    };
+    let origin = Origin::Stored {
+        stream: stream.clone(),
+        sequence,
+        deliveries: delivered,
+        consumer: lane.consumer.clone(),
+    };
+    // An action published without an id gets one derived from where it is stored, so every
+    // redelivery (and its result's dedupe id) agrees.
+    let fallback_id = derived_id(&[stream.as_bytes(), &sequence.to_be_bytes()]);
+    let received = match decode(&msg.subject, msg.headers.as_ref(), &msg.payload, fallback_id) {
+        Ok(received) => received,
+        Err(rejection) => return reject(&shared, &msg, rejection, origin).await,
+    };
+
+    let action = received.action;
+    let address = ResultAddress::from(&action);
+    let correlation = action.chain_correlation();
+    let span = tracing::debug_span!(
+        "action",
+        action_type = %action.action_type,
+        tenant = %action.tenant_id,
+        action_id = %action.action_id,
+        correlation_id = %correlation,
+        trace_id = action.traceparent.map(|t| t.trace_id_hex()).unwrap_or_default(),
+        delivery = delivered,
+    );
+    let ctx = Ctx::for_action(
+        &action,
+        delivered,
+        Some(shared.publisher.clone()),
+        shared.dispatcher.state().clone(),
+        shared.handler_cancel.clone(),
+    );
+
+    let started = Instant::now();
+    let work = shared.dispatcher.dispatch(action, ctx).instrument(span.clone());
+    let outcome = keep_lease(&msg, lane.ack_wait, work).await;
+    let duration_ms = started.elapsed().as_millis() as u64;
+
+    let outcome = match outcome {
+        Ok(output) => match &received.callback {
+            None => Ok(()),
+            Some(to) => {
+                let result = address.result(ActionResult::success(output, duration_ms));
+                shared
+                    .publisher
+                    .send_result(to, &result, &correlation)
+                    .await
+                    .map_err(|err| ActionError::unavailable(format!("cannot deliver the result to {to}: {err}")))
+            }
+        },
+        Err(err) => Err(err),
+    };
+
+    let error = match outcome {
+        Ok(()) => {
+            ack(&msg, AckKind::Ack).await;
+            return;
+        }
+        Err(error) => error,
+    };
+    let last = lane.max_deliver > 0 && delivered >= lane.max_deliver as u64;
+    if error.retryable && !last {
+        let delay = shared.backoff(delivered);
+        tracing::info!(parent: &span, code = %error.code, error = %error.message, ?delay, "retrying");
+        ack(&msg, AckKind::Nak(Some(delay))).await;
+        return;
+    }
+    tracing::warn!(parent: &span, code = %error.code, error = %error.message, "dead-lettering");
+    if let Some(to) = &received.callback {
+        send_error(&shared, to, &address, &error, &correlation, duration_ms).await;
+    }
+    let letter = DeadLetter {
+        domain: &received.subject.domain,
+        tenant: Some(&received.subject.tenant),
+        subject: &msg.subject,
+        headers: msg.headers.as_ref(),
+        body: msg.payload.clone(),
+        error: &error,
+        origin,
+    };
+    finish_dead(&shared, &msg, letter).await;
+}
+
+/// A message that did not decode: error result where it asked (if readable), dead letter, term.
+async fn reject(shared: &Shared, msg: &Message, rejection: Rejection, origin: Origin) {
+    tracing::warn!(subject = %msg.subject, code = %rejection.error.code, error = %rejection.error.message, "rejecting");
+    if let (Some(to), Some(address)) = (&rejection.callback, &rejection.address) {
+        let correlation = address.request_id.to_string();
+        send_error(shared, to, address, &rejection.error, &correlation, 0).await;
+    }
+    let domain = rejection.domain.clone().unwrap_or_else(|| shared.dispatcher.domain().clone());
+    let letter = DeadLetter {
+        domain: &domain,
+        tenant: rejection.tenant.as_ref(),
+        subject: &msg.subject,
+        headers: msg.headers.as_ref(),
+        body: msg.payload.clone(),
+        error: &rejection.error,
+        origin,
+    };
+    finish_dead(shared, msg, letter).await;
+}
+
+/// Stores the dead letter, then terminates the message; naks it if the letter could not be stored.
+async fn finish_dead(shared: &Shared, msg: &Message, letter: DeadLetter<'_>) {
+    match letter.publish(&shared.publisher).await {
+        Ok(()) => ack(msg, AckKind::Term).await,
+        Err(err) => {
+            tracing::error!(%err, "cannot store the dead letter; will try again");
+            ack(msg, AckKind::Nak(Some(shared.backoff(1)))).await;
+        }
+    }
+}
+
+/// Sends an error result; a failure is logged (the dead letter still records the message).
+pub(crate) async fn send_error(
+    shared: &Shared,
+    to: &CallbackSubject,
+    address: &ResultAddress,
+    error: &ActionError,
+    correlation: &str,
+    duration_ms: u64,
+) {
+    let result = address.result(ActionResult::<()>::failure(error.clone(), duration_ms));
+    if let Err(err) = shared.publisher.send_result(to, &result, correlation).await {
+        tracing::warn!(%err, %to, "cannot deliver the error result");
+    }
+}
+
+/// Runs `work`, telling the server the message is still in progress every half ack wait so
+/// a long handler keeps its lease instead of being redelivered to another instance.
+async fn keep_lease<F: std::future::Future>(msg: &Message, ack_wait: Duration, work: F) -> F::Output {
+    let tick = (ack_wait / 2).max(Duration::from_millis(100));
+    tokio::pin!(work);
+    loop {
+        tokio::select! {
+            output = &mut work => return output,
+            _ = tokio::time::sleep(tick) => ack(msg, AckKind::Progress).await,
+        }
+    }
+}
+
+async fn ack(msg: &Message, kind: AckKind) {
+    if let Err(err) = msg.ack_with(kind).await {
+        tracing::warn!(%err, ?kind, "acknowledgement not sent; the server will redeliver");
+    }
+}

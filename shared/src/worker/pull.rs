@@ -1,0 +1,186 @@
+//! Pulling no more messages than there are free handler slots.
+//!
+//! A worker holds a semaphore with one permit per handler slot. Before asking the server
+//! for `n` messages it takes `n` permits; each message that arrives takes one of those into
+//! its handler task, which frees it when done. When a pull request expires the server says
+//! how many it did not fill (`Nats-Pending-Messages`), and those permits are returned. So a
+//! message never waits in a local buffer for a slot (its ack deadline would tick away
+//! there), and every instance sharing the durable consumer gets work only as fast as it can
+//! start it.
+//!
+//! Pull requests go out on one long-lived inbox subscription, several at a time, and a new
+//! one is only sent once a quarter of the slots are free again (or none are reserved), so
+//! the request traffic stays a small fraction of the message traffic.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::consumer::PullConsumer;
+use async_nats::jetstream::consumer::pull::BatchConfig;
+use async_nats::jetstream::{self, Message};
+use async_nats::{StatusCode, Subscriber};
+use futures::StreamExt;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// Header in which the server says how many messages of an ended pull request went unfilled.
+const PENDING_MESSAGES: &str = "Nats-Pending-Messages";
+
+/// What the pull loop needs.
+pub(crate) struct PullLoop {
+    pub consumer: PullConsumer,
+    pub jetstream: jetstream::Context,
+    pub slots: Arc<Semaphore>,
+    pub capacity: usize,
+    pub expires: Duration,
+}
+
+/// Permits held for requested-but-undelivered messages.
+struct Reserved {
+    permits: Option<OwnedSemaphorePermit>,
+    count: usize,
+}
+
+impl Reserved {
+    fn add(&mut self, permit: OwnedSemaphorePermit) {
+        self.count += permit.num_permits();
+        match &mut self.permits {
+            Some(held) => held.merge(permit),
+            None => self.permits = Some(permit),
+        }
+    }
+
+    fn take_one(&mut self) -> Option<OwnedSemaphorePermit> {
+        let held = self.permits.as_mut()?;
+        let one = if held.num_permits() == 1 { self.permits.take() } else { held.split(1) };
+        if one.is_some() {
+            self.count -= 1;
+        }
+        one
+    }
+
+    fn release(&mut self, n: usize) {
+        let n = n.min(self.count);
+        if n == self.count {
+            self.permits = None;
+        } else if let Some(held) = self.permits.as_mut() {
+            drop(held.split(n));
+        }
+        self.count -= n;
+    }
+}
+
+impl PullLoop {
+    /// Pulls until `stop` is cancelled, handing each message with its permit to `start`.
+    /// Returns the subscription so the caller can turn away what still arrives while it drains.
+    pub async fn run(
+        self,
+        stop: CancellationToken,
+        start: impl Fn(Message, OwnedSemaphorePermit),
+    ) -> Result<Subscriber, async_nats::Error> {
+        let client = self.jetstream.client();
+        let inbox = client.new_inbox();
+        let mut inbox_sub = client.subscribe(inbox.clone()).await?;
+        let heartbeat = (self.expires / 6).max(Duration::from_millis(500));
+        let threshold = (self.capacity / 4).max(1);
+        let mut reserved = Reserved { permits: None, count: 0 };
+        let mut last_heard = Instant::now();
+
+        loop {
+            let want = if reserved.count == 0 { 1 } else { threshold };
+            let stale_at = last_heard + heartbeat * 3;
+            tokio::select! {
+                biased;
+                _ = stop.cancelled() => break,
+                message = inbox_sub.next() => {
+                    let Some(message) = message else { break };
+                    last_heard = Instant::now();
+                    match message.status {
+                        None | Some(StatusCode::OK) => {
+                            let permit = match reserved.take_one() {
+                                Some(permit) => permit,
+                                // A request we had given up on was filled after all: wait for a slot.
+                                None => self.slots.clone().acquire_owned().await?,
+                            };
+                            start(Message { message, context: self.jetstream.clone() }, permit);
+                        }
+                        Some(StatusCode::IDLE_HEARTBEAT) => {}
+                        Some(status) => {
+                            let pending = message
+                                .headers
+                                .as_ref()
+                                .and_then(|h| h.get(PENDING_MESSAGES))
+                                .and_then(|v| v.as_str().parse::<usize>().ok());
+                            match pending {
+                                Some(n) => reserved.release(n),
+                                None if status != StatusCode::TIMEOUT => {
+                                    tracing::warn!(%status, description = ?message.description, "pull request ended");
+                                    reserved.release(reserved.count);
+                                }
+                                None => {}
+                            }
+                        }
+                    }
+                }
+                permit = self.slots.clone().acquire_many_owned(want as u32) => {
+                    let mut permit = permit?;
+                    let free = self.slots.available_permits();
+                    if free > 0 && let Ok(more) = self.slots.clone().try_acquire_many_owned(free as u32) {
+                        permit.merge(more);
+                    }
+                    let batch = BatchConfig {
+                        batch: permit.num_permits(),
+                        expires: Some(self.expires),
+                        idle_heartbeat: heartbeat,
+                        ..Default::default()
+                    };
+                    match self.consumer.request_batch(batch, inbox.clone().into()).await {
+                        Ok(()) => {
+                            if reserved.count == 0 {
+                                last_heard = Instant::now();
+                            }
+                            reserved.add(permit);
+                        }
+                        Err(err) => {
+                            tracing::warn!(%err, "pull request failed; retrying in 1s");
+                            drop(permit);
+                            tokio::time::sleep(Duration::from_secs(1)).await;
+                        }
+                    }
+                }
+                _ = tokio::time::sleep_until(stale_at), if reserved.count > 0 => {
+                    // No message, heartbeat or timeout for three heartbeats: the server lost
+                    // our requests (restart, leader change). Forget them and ask again.
+                    tracing::warn!(reserved = reserved.count, "pull requests went quiet; asking again");
+                    reserved.release(reserved.count);
+                    last_heard = Instant::now();
+                }
+            }
+        }
+        Ok(inbox_sub)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reserved_permits_are_counted_and_returned() {
+        let slots = Arc::new(Semaphore::new(8));
+        let mut reserved = Reserved { permits: None, count: 0 };
+        reserved.add(slots.clone().try_acquire_many_owned(5).unwrap());
+        reserved.add(slots.clone().try_acquire_many_owned(2).unwrap());
+        assert_eq!((reserved.count, slots.available_permits()), (7, 1));
+        let one = reserved.take_one().unwrap();
+        assert_eq!(reserved.count, 6);
+        reserved.release(4);
+        assert_eq!((reserved.count, slots.available_permits()), (2, 5));
+        reserved.release(10);
+        assert_eq!((reserved.count, slots.available_permits()), (0, 7));
+        drop(one);
+        assert_eq!(slots.available_permits(), 8);
+        assert!(reserved.take_one().is_none());
+    }
+}
