@@ -1,1 +1,77 @@
-fn main(){}
+//! # domain-actions: the command
+//!
+//! One binary to run, use and operate the system:
+//!
+//! - [`commands::dev`]: everything on embedded defaults (a local nats-server if none answers).
+//! - [`commands::worker`]: run services against an existing NATS.
+//! - [`commands::send`]: `publish` (durable) and `request` (rpc) an action built from flags.
+//! - [`commands::tail`]: print actions, results and dead letters as they pass.
+//! - [`commands::streams`]: apply and list the stream definitions.
+//! - [`commands::bench`]: our path against a hand-written async-nats baseline, same run.
+//!
+//! Exit codes: 0 success, 1 the action failed or something went wrong, 2 bad flags or input.
+
+mod commands;
+mod exit;
+mod services;
+
+use clap::{Parser, Subcommand};
+
+use exit::Failure;
+
+/// Run, use and operate Domain Actions services.
+#[derive(Parser)]
+#[command(name = "domain-actions", version, about, long_about = None)]
+struct Cli {
+    /// NATS server or cluster to use.
+    #[arg(long, global = true, env = "NATS_URL", default_value = shared::settings::DEFAULT_NATS_URL)]
+    nats_url: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run everything locally: nats-server (if none answers at NATS_URL), streams, every service.
+    Dev(commands::dev::Args),
+    /// Run one or more services against an existing NATS.
+    Worker(commands::worker::Args),
+    /// Enqueue an action durably and (unless --no-wait) print its result.
+    Publish(commands::send::PublishArgs),
+    /// Send an action over rpc and print its result.
+    Request(commands::send::RequestArgs),
+    /// Print every message on a subject (actions, results, dead letters) as JSON lines.
+    Tail(commands::tail::Args),
+    /// Apply or list the JetStream streams and consumers.
+    #[command(subcommand)]
+    Streams(commands::streams::Command),
+    /// Measure our round trips against a hand-written async-nats baseline in the same run.
+    Bench(commands::bench::Args),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    // Long-running commands log what they do; one-shot commands only warnings, so their
+    // stdout/stderr stay readable and scriptable.
+    let long_running = matches!(cli.command, Command::Dev(_) | Command::Worker(_));
+    shared::telemetry::init(if long_running { "info,async_nats=warn" } else { "warn" });
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(err) => Failure::runtime(format!("cannot start the async runtime: {err}")).exit(),
+    };
+    let url = cli.nats_url;
+    let outcome = runtime.block_on(async move {
+        match cli.command {
+            Command::Dev(args) => commands::dev::run(&url, args).await,
+            Command::Worker(args) => commands::worker::run(&url, args).await,
+            Command::Publish(args) => commands::send::publish(&url, args).await,
+            Command::Request(args) => commands::send::request(&url, args).await,
+            Command::Tail(args) => commands::tail::run(&url, args).await,
+            Command::Streams(command) => commands::streams::run(&url, command).await,
+            Command::Bench(args) => commands::bench::run(&url, args).await,
+        }
+    });
+    if let Err(failure) = outcome {
+        failure.exit();
+    }
+}

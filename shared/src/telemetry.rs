@@ -10,9 +10,10 @@ use std::fmt;
 use tracing_subscriber::EnvFilter;
 
 /// Installs the global tracing subscriber: human-readable lines on stderr, filtered by
-/// `RUST_LOG` (default `info`); JSON lines when `LOG_FORMAT=json`. Safe to call twice.
-pub fn init() {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+/// `RUST_LOG` (else `default_filter`, e.g. `info,async_nats=warn`); JSON lines when
+/// `LOG_FORMAT=json`. Safe to call twice.
+pub fn init(default_filter: &str) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     let _ = if std::env::var("LOG_FORMAT").is_ok_and(|f| f == "json") {
         builder.json().try_init()

@@ -203,6 +203,7 @@ struct Partial {
     task_id: Option<String>,
     metadata: Map<String, Value>,
     callback: Option<CallbackSubject>,
+    trace: Option<TraceParent>,
 }
 
 impl Partial {
@@ -216,6 +217,7 @@ impl Partial {
             task_id: None,
             metadata: Map::new(),
             callback: None,
+            trace: None,
         }
     }
 
@@ -227,6 +229,7 @@ impl Partial {
         if let Some(id) = header(headers, headers::MSG_ID).and_then(|id| Uuid::parse_str(id).ok()) {
             self.action_id = id;
         }
+        self.trace = header(headers, headers::TRACEPARENT).and_then(TraceParent::parse);
         self.callback = header(headers, headers::CALLBACK_SUBJECT)
             .and_then(|cb| CallbackSubject::parse(cb, &self.tenant).ok());
     }
@@ -244,6 +247,7 @@ impl Partial {
                 session_id: self.session_id.clone(),
                 task_id: self.task_id.clone(),
                 metadata: self.metadata.clone(),
+                trace: self.trace,
             }),
         }
     }

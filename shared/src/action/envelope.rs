@@ -86,9 +86,17 @@ pub type RawAction = Action<Box<RawValue>>;
 impl<T: ActionPayload> Action<T> {
     /// A new action for `tenant` with a fresh time-ordered id.
     pub fn new(tenant: TenantId, data: T) -> Self {
+        Action::of_type(T::action_type(), tenant, data)
+    }
+}
+
+impl<T> Action<T> {
+    /// A new action of a type known only at run time (the CLI, the HTTP gateway). Typed
+    /// code should use [`Action::new`], which takes the type from the payload.
+    pub fn of_type(action_type: ActionType, tenant: TenantId, data: T) -> Self {
         Action {
             action_id: Uuid::now_v7(),
-            action_type: T::action_type(),
+            action_type,
             tenant_id: tenant,
             session_id: None,
             task_id: None,
@@ -100,9 +108,7 @@ impl<T: ActionPayload> Action<T> {
             traceparent: None,
         }
     }
-}
 
-impl<T> Action<T> {
     /// Sends the result to `subject` (a `<domain>.<tenant>.callbacks` subject or an inbox).
     pub fn with_callback(mut self, subject: &CallbackSubject) -> Self {
         self.callback_subject = Some(subject.as_str().to_owned());

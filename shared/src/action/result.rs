@@ -10,6 +10,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::{Action, ActionError, ActionType, TenantId};
+use crate::telemetry::TraceParent;
 
 /// Whether the action succeeded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -90,6 +91,8 @@ pub struct ResultAddress {
     pub task_id: Option<String>,
     /// Copied from the request.
     pub metadata: Map<String, Value>,
+    /// The request's trace context; the result carries a child of it.
+    pub trace: Option<TraceParent>,
 }
 
 impl<T> From<&Action<T>> for ResultAddress {
@@ -101,6 +104,7 @@ impl<T> From<&Action<T>> for ResultAddress {
             session_id: action.session_id.clone(),
             task_id: action.task_id.clone(),
             metadata: action.metadata.clone(),
+            trace: action.traceparent,
         }
     }
 }
@@ -138,7 +142,7 @@ impl ResultAddress {
             created_at: OffsetDateTime::now_utc(),
             data,
             metadata: self.metadata.clone(),
-            traceparent: None,
+            traceparent: self.trace.as_ref().map(TraceParent::child),
         }
     }
 }
@@ -155,6 +159,7 @@ mod tests {
             session_id: Some("s1".into()),
             task_id: None,
             metadata: Map::new(),
+            trace: Some(TraceParent::new_root()),
         }
     }
 
@@ -172,6 +177,7 @@ mod tests {
         assert_eq!(r.action_type.as_str(), "echo.ping.result");
         assert_eq!(r.correlation_id, Some(a.request_id.to_string()));
         assert_eq!(r.session_id.as_deref(), Some("s1"));
+        assert_eq!(r.traceparent.unwrap().trace_id, a.trace.unwrap().trace_id);
         let json = serde_json::to_value(&r).unwrap();
         assert_eq!(json["data"]["status"], "success");
         assert!(json["data"].get("error").is_none());

@@ -1,0 +1,56 @@
+//! `domain-actions dev`: the whole system on one machine with nothing configured.
+//!
+//! If no server answers at `NATS_URL`, it starts the project's nats-server 2.15.1 with
+//! `nats/server.conf` on that port and keeps its store under `DA_DATA_DIR` (`.data/nats`),
+//! so actions survive a restart of `dev`. Then it runs every service until Ctrl-C.
+
+use std::time::Duration;
+
+use shared::Settings;
+use shared::nats_server::{self, LocalServer, ServerOptions};
+
+use crate::exit::{Failure, Outcome};
+use crate::services;
+
+/// Flags of `dev`.
+#[derive(clap::Args)]
+pub struct Args {}
+
+/// Runs everything until Ctrl-C.
+pub async fn run(url: &str, _args: Args) -> Outcome {
+    let settings = Settings::from_env().map_err(Failure::usage)?;
+    let shutdown = shared::shutdown::on_signal();
+    let server = if nats_server::answers(url, Duration::from_millis(500)).await {
+        tracing::info!(%url, "using the NATS server that answers there");
+        None
+    } else {
+        let port = url.rsplit(':').next().and_then(|p| p.trim_end_matches('/').parse::<u16>().ok())
+            .ok_or_else(|| Failure::usage(format!("NATS_URL {url} has no port to start a local server on")))?;
+        let data = settings.data_dir.join("nats");
+        let server = LocalServer::start(ServerOptions {
+            config: nats_server::single_node_config(),
+            store_dir: data.join("store"),
+            port: Some(port),
+            run_dir: data,
+        })
+        .await
+        .map_err(Failure::runtime)?;
+        tracing::info!(url = server.url(), store = %settings.data_dir.join("nats/store").display(), "started nats-server");
+        Some(server)
+    };
+    let url = server.as_ref().map_or(url.to_owned(), |s| s.url().to_owned());
+    let names: Vec<String> = services::ALL.iter().map(|s| s.to_string()).collect();
+    print_banner(&url, &names);
+    let outcome = super::worker::run_until(&url, &names, shutdown).await;
+    if let Some(server) = server {
+        server.stop().await;
+    }
+    outcome
+}
+
+fn print_banner(url: &str, services: &[String]) {
+    println!(
+        "\nDomain Actions is running\n  NATS      {url}\n  services  {}\n\nTry it (from another terminal):\n  domain-actions request echo.ping --tenant acme --data '{{\"hello\":\"world\"}}'\n  domain-actions publish echo.ping --tenant acme --data '{{\"hello\":\"world\"}}'\n  nats req echo.acme.rpc '{{\"data\":{{\"hello\":\"world\"}}}}' -H action_type:echo.ping\n  domain-actions tail 'dlq.>'\n\nCtrl-C stops it cleanly (in-flight actions finish first).\n",
+        services.join(", ")
+    );
+}

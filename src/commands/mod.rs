@@ -1,0 +1,8 @@
+//! One module per subcommand.
+
+pub mod bench;
+pub mod dev;
+pub mod send;
+pub mod streams;
+pub mod tail;
+pub mod worker;
