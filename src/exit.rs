@@ -12,12 +12,18 @@ pub struct Failure {
 impl Failure {
     /// Bad flags or input (exit 2), like clap's own usage errors.
     pub fn usage(message: impl Display) -> Self {
-        Self { code: 2, message: message.to_string() }
+        Self {
+            code: 2,
+            message: message.to_string(),
+        }
     }
 
     /// The action failed, or something outside went wrong (exit 1).
     pub fn runtime(message: impl Display) -> Self {
-        Self { code: 1, message: message.to_string() }
+        Self {
+            code: 1,
+            message: message.to_string(),
+        }
     }
 
     /// Prints the message and exits.

@@ -54,7 +54,11 @@ fn main() {
     // Long-running commands log what they do; one-shot commands only warnings, so their
     // stdout/stderr stay readable and scriptable.
     let long_running = matches!(cli.command, Command::Dev(_) | Command::Worker(_));
-    shared::telemetry::init(if long_running { "info,async_nats=warn" } else { "warn" });
+    shared::telemetry::init(if long_running {
+        "info,async_nats=warn"
+    } else {
+        "warn"
+    });
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(err) => Failure::runtime(format!("cannot start the async runtime: {err}")).exit(),

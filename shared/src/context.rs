@@ -29,7 +29,10 @@ impl State {
 
     /// The value of type `S`, if one was added.
     pub fn get<S: Send + Sync + 'static>(&self) -> Option<Arc<S>> {
-        self.0.get(&TypeId::of::<S>()).cloned().and_then(|v| v.downcast::<S>().ok())
+        self.0
+            .get(&TypeId::of::<S>())
+            .cloned()
+            .and_then(|v| v.downcast::<S>().ok())
     }
 }
 
@@ -114,7 +117,10 @@ impl Ctx {
         self.inner.state.get::<S>().ok_or_else(|| {
             ActionError::new(
                 ErrorCode::Unavailable,
-                format!("service state {} was not configured", std::any::type_name::<S>()),
+                format!(
+                    "service state {} was not configured",
+                    std::any::type_name::<S>()
+                ),
             )
             .retryable(false)
         })
@@ -134,18 +140,28 @@ impl Ctx {
     /// The publisher of the worker running this handler.
     pub fn publisher(&self) -> Result<&Publisher, ActionError> {
         self.inner.publisher.as_ref().ok_or_else(|| {
-            ActionError::new(ErrorCode::Unavailable, "no NATS connection in this context (a unit test?)")
-                .retryable(false)
+            ActionError::new(
+                ErrorCode::Unavailable,
+                "no NATS connection in this context (a unit test?)",
+            )
+            .retryable(false)
         })
     }
 
     /// Enqueues an action made with [`Ctx::follow_up`] on the durable path.
-    pub async fn enqueue<T: ActionPayload>(&self, action: &Action<T>) -> Result<Enqueued, ActionError> {
+    pub async fn enqueue<T: ActionPayload>(
+        &self,
+        action: &Action<T>,
+    ) -> Result<Enqueued, ActionError> {
         Ok(self.publisher()?.enqueue(action).await?)
     }
 
     /// Sends `data` over rpc as a follow-up of this action and waits for its result.
-    pub async fn request<T: ActionPayload>(&self, data: T, timeout: Duration) -> Result<T::Output, ActionError> {
+    pub async fn request<T: ActionPayload>(
+        &self,
+        data: T,
+        timeout: Duration,
+    ) -> Result<T::Output, ActionError> {
         let action = self.follow_up(data);
         self.publisher()?.request(&action, timeout).await
     }

@@ -40,7 +40,9 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 use tokio_util::sync::CancellationToken;
 
-use crate::action::{Action, ActionError, ActionPayload, ActionResult, ActionType, Domain, ErrorCode, RawAction};
+use crate::action::{
+    Action, ActionError, ActionPayload, ActionResult, ActionType, Domain, ErrorCode, RawAction,
+};
 use crate::context::{Ctx, State};
 
 /// An async function handling one action type: `async fn(Action<T>, Ctx) -> Result<R, ActionError>`.
@@ -102,7 +104,10 @@ impl Dispatcher {
 
     /// Registers the handler of the results of `T` (type `<T's type>.result`), which arrive
     /// on this domain's callbacks subject when it sent `T` with a durable callback.
-    pub fn on_result<T: ActionPayload, H: Handler<ActionResult<T::Output>, ()>>(self, handler: H) -> Self {
+    pub fn on_result<T: ActionPayload, H: Handler<ActionResult<T::Output>, ()>>(
+        self,
+        handler: H,
+    ) -> Self {
         self.register(T::action_type().result_type(), handler)
     }
 
@@ -121,8 +126,9 @@ impl Dispatcher {
             let future = handler.call(action, ctx);
             Box::pin(async move {
                 let output = future.await?;
-                serde_json::value::to_raw_value(&output)
-                    .map_err(|err| ActionError::handler(format!("cannot encode the handler's output: {err}")))
+                serde_json::value::to_raw_value(&output).map_err(|err| {
+                    ActionError::handler(format!("cannot encode the handler's output: {err}"))
+                })
             })
         });
         let previous = self.handlers.insert(action_type.clone(), erased);
@@ -164,7 +170,12 @@ impl Dispatcher {
             let known: Vec<&str> = self.handlers.keys().map(ActionType::as_str).collect();
             return Err(ActionError::new(
                 ErrorCode::UnknownActionType,
-                format!("{} has no handler for {} (it handles {})", self.domain, action.action_type, known.join(", ")),
+                format!(
+                    "{} has no handler for {} (it handles {})",
+                    self.domain,
+                    action.action_type,
+                    known.join(", ")
+                ),
             ));
         };
         match AssertUnwindSafe(handler(action, ctx)).catch_unwind().await {
@@ -178,12 +189,19 @@ impl Dispatcher {
 
     /// Handles a typed action in-process, with no NATS: for unit tests and embedding.
     /// Goes through the same decoding and routing as a received action.
-    pub async fn process<T: ActionPayload>(&self, action: Action<T>) -> Result<T::Output, ActionError> {
+    pub async fn process<T: ActionPayload>(
+        &self,
+        action: Action<T>,
+    ) -> Result<T::Output, ActionError> {
         let raw = action.into_raw()?;
         let ctx = Ctx::for_action(&raw, 1, None, self.state.clone(), CancellationToken::new());
         let output = self.dispatch(raw, ctx).await?;
-        serde_json::from_str(output.get())
-            .map_err(|err| ActionError::invalid(format!("output does not fit {}: {err}", std::any::type_name::<T::Output>())))
+        serde_json::from_str(output.get()).map_err(|err| {
+            ActionError::invalid(format!(
+                "output does not fit {}: {err}",
+                std::any::type_name::<T::Output>()
+            ))
+        })
     }
 }
 
@@ -236,7 +254,9 @@ mod tests {
     }
 
     fn calc() -> Dispatcher {
-        Dispatcher::new("calc").on::<Add, _>(add).on::<Boom, _>(boom)
+        Dispatcher::new("calc")
+            .on::<Add, _>(add)
+            .on::<Boom, _>(boom)
     }
 
     fn acme() -> TenantId {
@@ -245,9 +265,19 @@ mod tests {
 
     #[tokio::test]
     async fn routes_by_type() {
-        assert_eq!(calc().process(Action::new(acme(), Add { a: 2, b: 3 })).await, Ok(5));
+        assert_eq!(
+            calc()
+                .process(Action::new(acme(), Add { a: 2, b: 3 }))
+                .await,
+            Ok(5)
+        );
         let with_state = calc().with_state(10i64);
-        assert_eq!(with_state.process(Action::new(acme(), Add { a: 2, b: 3 })).await, Ok(15));
+        assert_eq!(
+            with_state
+                .process(Action::new(acme(), Add { a: 2, b: 3 }))
+                .await,
+            Ok(15)
+        );
     }
 
     #[tokio::test]
@@ -269,7 +299,10 @@ mod tests {
         let mut raw = Action::new(acme(), Add { a: 1, b: 1 }).into_raw().unwrap();
         raw.data = RawValue::from_string("\"nope\"".into()).unwrap();
         let ctx = Ctx::for_action(&raw, 1, None, State::default(), CancellationToken::new());
-        assert_eq!(calc().dispatch(raw, ctx).await.unwrap_err().code, ErrorCode::InvalidAction);
+        assert_eq!(
+            calc().dispatch(raw, ctx).await.unwrap_err().code,
+            ErrorCode::InvalidAction
+        );
     }
 
     #[test]
@@ -283,5 +316,4 @@ mod tests {
     fn refuses_double_registration() {
         let _ = calc().on::<Add, _>(add);
     }
-
 }

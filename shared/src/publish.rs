@@ -10,6 +10,7 @@
 //! A body larger than the server's max payload is refused before anything is sent, with
 //! `payload_too_large`: it is never truncated.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, context::PublishErrorKind};
@@ -26,7 +27,9 @@ use crate::telemetry::TraceParent;
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {
     /// The message is larger than the server accepts.
-    #[error("payload_too_large: message of {size} bytes exceeds the server's max payload of {max} bytes; send large content by reference (object store)")]
+    #[error(
+        "payload_too_large: message of {size} bytes exceeds the server's max payload of {max} bytes; send large content by reference (object store)"
+    )]
     PayloadTooLarge {
         /// Body plus headers.
         size: usize,
@@ -56,7 +59,9 @@ impl From<PublishError> for ActionError {
             PublishError::PayloadTooLarge { .. } => ErrorCode::PayloadTooLarge,
             PublishError::Timeout(..) => ErrorCode::Timeout,
             PublishError::BadReply(..) => ErrorCode::InvalidAction,
-            PublishError::NoStream(_) | PublishError::NoResponders(_) | PublishError::Nats(_) => ErrorCode::Unavailable,
+            PublishError::NoStream(_) | PublishError::NoResponders(_) | PublishError::Nats(_) => {
+                ErrorCode::Unavailable
+            }
         };
         ActionError::new(code, err.to_string())
     }
@@ -75,9 +80,15 @@ pub struct Enqueued {
     pub duplicate: bool,
 }
 
-/// Sends actions, results and dead letters over one NATS connection. Cheap to clone.
+/// Sends actions, results and dead letters over one NATS connection. Cloning is one
+/// reference count: every handler's context holds one.
 #[derive(Clone, Debug)]
 pub struct Publisher {
+    inner: Arc<Connection>,
+}
+
+#[derive(Debug)]
+struct Connection {
     client: Client,
     jetstream: jetstream::Context,
 }
@@ -86,21 +97,26 @@ impl Publisher {
     /// A publisher on `client`.
     pub fn new(client: Client) -> Self {
         let jetstream = jetstream::new(client.clone());
-        Self { client, jetstream }
+        Self {
+            inner: Arc::new(Connection { client, jetstream }),
+        }
     }
 
     /// The underlying connection.
     pub fn client(&self) -> &Client {
-        &self.client
+        &self.inner.client
     }
 
     /// The JetStream context of the connection.
     pub fn jetstream(&self) -> &jetstream::Context {
-        &self.jetstream
+        &self.inner.jetstream
     }
 
     /// Publishes `action` durably to `<domain>.<tenant>.actions` and waits until it is stored.
-    pub async fn enqueue<T: Serialize>(&self, action: &Action<T>) -> Result<Enqueued, PublishError> {
+    pub async fn enqueue<T: Serialize>(
+        &self,
+        action: &Action<T>,
+    ) -> Result<Enqueued, PublishError> {
         let subject = subject::actions(&action.action_type.domain(), &action.tenant_id);
         let (headers, body) = encode(action)?;
         let ack = self.publish_stored(subject, headers, body).await?;
@@ -113,10 +129,16 @@ impl Publisher {
     }
 
     /// Sends `action` to `<domain>.<tenant>.rpc` and waits up to `timeout` for its result.
-    pub async fn request<T: ActionPayload>(&self, action: &Action<T>, timeout: Duration) -> Result<T::Output, ActionError> {
+    pub async fn request<T: ActionPayload>(
+        &self,
+        action: &Action<T>,
+        timeout: Duration,
+    ) -> Result<T::Output, ActionError> {
         let reply = self.request_result(action, timeout).await?;
-        let result: ActionResult<T::Output> = serde_json::from_value(reply.data)
-            .map_err(|err| ActionError::invalid(format!("result of {} does not fit: {err}", T::ACTION_TYPE)))?;
+        let result: ActionResult<T::Output> =
+            serde_json::from_value(reply.data).map_err(|err| {
+                ActionError::invalid(format!("result of {} does not fit: {err}", T::ACTION_TYPE))
+            })?;
         result.into_result()
     }
 
@@ -129,13 +151,22 @@ impl Publisher {
         let subject = subject::rpc(&action.action_type.domain(), &action.tenant_id);
         let (headers, body) = encode(action)?;
         self.check_size(&headers, &body)?;
-        let request = async_nats::Request::new().headers(headers).payload(body).timeout(Some(timeout));
-        let reply = self.client.send_request(subject.clone(), request).await.map_err(|err| match err.kind() {
-            RequestErrorKind::NoResponders => PublishError::NoResponders(subject.clone()),
-            RequestErrorKind::TimedOut => PublishError::Timeout(timeout, subject.clone()),
-            _ => PublishError::Nats(err.to_string()),
-        })?;
-        serde_json::from_slice(&reply.payload).map_err(|err| PublishError::BadReply(subject, err.to_string()))
+        let request = async_nats::Request::new()
+            .headers(headers)
+            .payload(body)
+            .timeout(Some(timeout));
+        let reply = self
+            .inner
+            .client
+            .send_request(subject.clone(), request)
+            .await
+            .map_err(|err| match err.kind() {
+                RequestErrorKind::NoResponders => PublishError::NoResponders(subject.clone()),
+                RequestErrorKind::TimedOut => PublishError::Timeout(timeout, subject.clone()),
+                _ => PublishError::Nats(err.to_string()),
+            })?;
+        serde_json::from_slice(&reply.payload)
+            .map_err(|err| PublishError::BadReply(subject, err.to_string()))
     }
 
     /// Delivers a result to `to`. A durable callbacks subject goes through JetStream with
@@ -150,10 +181,12 @@ impl Publisher {
         let (mut headers, body) = encode(result)?;
         headers.insert(headers::CORRELATION_ID, chain_correlation);
         if to.is_durable() {
-            self.publish_stored(to.as_str().to_owned(), headers, body).await?;
+            self.publish_stored(to.as_str().to_owned(), headers, body)
+                .await?;
         } else {
             self.check_size(&headers, &body)?;
-            self.client
+            self.inner
+                .client
                 .publish_with_headers(to.as_str().to_owned(), headers, body)
                 .await
                 .map_err(|err| PublishError::Nats(err.to_string()))?;
@@ -174,15 +207,20 @@ impl Publisher {
             PublishErrorKind::TimedOut => PublishError::Timeout(Duration::ZERO, subject.clone()),
             _ => PublishError::Nats(err.to_string()),
         };
-        let pending = self.jetstream.publish_with_headers(subject.clone(), headers, body).await.map_err(map)?;
+        let pending = self
+            .inner
+            .jetstream
+            .publish_with_headers(subject.clone(), headers, body)
+            .await
+            .map_err(map)?;
         pending.await.map_err(map)
     }
 
     /// Refuses a message the server would refuse, with a message that says how to fix it.
     fn check_size(&self, headers: &HeaderMap, body: &Bytes) -> Result<(), PublishError> {
-        let max = self.client.server_info().max_payload;
+        let max = self.inner.client.max_payload();
         let size = body.len() + header_size(headers);
-        if max > 0 && size > max {
+        if size > max {
             return Err(PublishError::PayloadTooLarge { size, max });
         }
         Ok(())
@@ -191,11 +229,11 @@ impl Publisher {
 
 /// The action's headers and JSON body as they go on the wire.
 pub fn encode<T: Serialize>(action: &Action<T>) -> Result<(HeaderMap, Bytes), PublishError> {
-    let body = serde_json::to_vec(action).map_err(|err| PublishError::Nats(format!("cannot encode action: {err}")))?;
+    let body = serde_json::to_vec(action)
+        .map_err(|err| PublishError::Nats(format!("cannot encode action: {err}")))?;
     let mut headers = HeaderMap::new();
     headers.insert(headers::ACTION_TYPE, action.action_type.as_str());
     headers.insert(headers::MSG_ID, action.action_id.to_string().as_str());
-    headers.insert(headers::CONTENT_TYPE, headers::JSON);
     if let Some(callback) = &action.callback_subject {
         headers.insert(headers::CALLBACK_SUBJECT, callback.as_str());
     }
@@ -203,7 +241,7 @@ pub fn encode<T: Serialize>(action: &Action<T>) -> Result<(HeaderMap, Bytes), Pu
         headers.insert(headers::CORRELATION_ID, correlation.as_str());
     }
     let trace = action.traceparent.unwrap_or_else(TraceParent::new_root);
-    headers.insert(headers::TRACEPARENT, trace.to_string().as_str());
+    headers.insert(headers::TRACEPARENT, trace.to_header());
     Ok((headers, Bytes::from(body)))
 }
 
@@ -211,7 +249,13 @@ pub fn encode<T: Serialize>(action: &Action<T>) -> Result<(HeaderMap, Bytes), Pu
 fn header_size(headers: &HeaderMap) -> usize {
     let lines: usize = headers
         .iter()
-        .map(|(name, values)| values.iter().map(|v| name.to_string().len() + 2 + v.as_str().len() + 2).sum::<usize>())
+        .map(|(name, values)| {
+            let name: &str = name.as_ref();
+            values
+                .iter()
+                .map(|v| name.len() + 2 + v.as_str().len() + 2)
+                .sum::<usize>()
+        })
         .sum();
     10 + lines + 2
 }

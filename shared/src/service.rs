@@ -38,12 +38,19 @@ impl RpcService {
     /// Registers the service `<domain>` with the endpoint `rpc` on `<domain>.*.rpc`.
     pub async fn start(shared: Arc<Shared>) -> Result<Self, async_nats::Error> {
         let domain = shared.dispatcher.domain().clone();
-        let types: Vec<&str> = shared.dispatcher.action_types().map(|t| t.as_str()).collect();
+        let types: Vec<&str> = shared
+            .dispatcher
+            .action_types()
+            .map(|t| t.as_str())
+            .collect();
         let service = shared
             .publisher
             .client()
             .service_builder()
-            .description(format!("Domain Actions service {domain}: {}", types.join(", ")))
+            .description(format!(
+                "Domain Actions service {domain}: {}",
+                types.join(", ")
+            ))
             .start(domain.as_str(), shared.config.version.as_str())
             .await?;
         let endpoint = service
@@ -108,31 +115,60 @@ async fn answer(shared: &Shared, request: Request) {
         }
     };
     if msg.reply.is_none() {
-        let error = ActionError::invalid("rpc request without a reply subject: use request/reply, or publish to .actions");
+        let error = ActionError::invalid(
+            "rpc request without a reply subject: use request/reply, or publish to .actions",
+        );
         return dead_letter(error, None).await;
     }
 
-    let received = match decode(&msg.subject, msg.headers.as_ref(), &msg.payload, Uuid::now_v7()) {
+    let received = match decode(
+        &msg.subject,
+        msg.headers.as_ref(),
+        &msg.payload,
+        Uuid::now_v7(),
+    ) {
         Ok(received) => received,
         Err(rejection) => {
             let body = match &rejection.address {
-                Some(address) => encode_result(address, ActionResult::<()>::failure(rejection.error.clone(), 0)),
+                Some(address) => encode_result(
+                    address,
+                    ActionResult::<()>::failure(rejection.error.clone(), 0),
+                ),
                 None => unaddressed_error(shared, &rejection.error),
             };
-            respond(&request, body, &address_headers(rejection.address.as_ref())).await;
+            respond(&request, body, &address_headers(rejection.address.as_deref())).await;
             return dead_letter(rejection.error, rejection.tenant.as_ref()).await;
         }
     };
     let action = received.action;
     let address = ResultAddress::from(&action);
     let span = tracing::debug_span!("rpc", action_type = %action.action_type, tenant = %action.tenant_id, action_id = %action.action_id);
-    let ctx = Ctx::for_action(&action, 1, Some(shared.publisher.clone()), shared.dispatcher.state().clone(), shared.handler_cancel.clone());
+    let ctx = Ctx::for_action(
+        &action,
+        1,
+        Some(shared.publisher.clone()),
+        shared.dispatcher.state().clone(),
+        shared.handler_cancel.clone(),
+    );
     let started = Instant::now();
-    let outcome = shared.dispatcher.dispatch(action, ctx).instrument(span).await;
+    let outcome = shared
+        .dispatcher
+        .dispatch(action, ctx)
+        .instrument(span)
+        .await;
     let duration_ms = started.elapsed().as_millis() as u64;
     let (body, failed) = match outcome {
-        Ok(output) => (encode_result(&address, ActionResult::success(output, duration_ms)), None),
-        Err(error) => (encode_result(&address, ActionResult::<()>::failure(error.clone(), duration_ms)), Some(error)),
+        Ok(output) => (
+            encode_result(&address, ActionResult::success(output, duration_ms)),
+            None,
+        ),
+        Err(error) => (
+            encode_result(
+                &address,
+                ActionResult::<()>::failure(error.clone(), duration_ms),
+            ),
+            Some(error),
+        ),
     };
     respond(&request, body, &address_headers(Some(&address))).await;
     if let Some(error) = failed.filter(|e| !e.retryable) {
@@ -161,14 +197,23 @@ fn address_headers(address: Option<&ResultAddress>) -> HeaderMap {
     let mut h = HeaderMap::new();
     h.insert(headers::CONTENT_TYPE, headers::JSON);
     if let Some(address) = address {
-        h.insert(headers::ACTION_TYPE, address.request_type.result_type().as_str());
-        h.insert(headers::CORRELATION_ID, address.request_id.to_string().as_str());
+        h.insert(
+            headers::ACTION_TYPE,
+            address.request_type.result_type().as_str(),
+        );
+        h.insert(
+            headers::CORRELATION_ID,
+            address.request_id.to_string().as_str(),
+        );
     }
     h
 }
 
 async fn respond(request: &Request, body: Bytes, headers: &HeaderMap) {
-    if let Err(err) = request.respond_with_headers(Ok(body), headers.clone()).await {
+    if let Err(err) = request
+        .respond_with_headers(Ok(body), headers.clone())
+        .await
+    {
         tracing::warn!(%err, "cannot answer rpc request");
     }
 }

@@ -73,29 +73,53 @@ impl Settings {
 
     /// Reads the settings from a map of variables.
     pub fn from_vars(vars: &HashMap<String, String>) -> Result<Self, SettingsError> {
-        let get = |key: &str| vars.get(key).map(String::as_str).filter(|v| !v.trim().is_empty());
+        let get = |key: &str| {
+            vars.get(key)
+                .map(String::as_str)
+                .filter(|v| !v.trim().is_empty())
+        };
         Ok(Self {
             nats_url: get("NATS_URL").unwrap_or(DEFAULT_NATS_URL).to_owned(),
             data_dir: PathBuf::from(get("DA_DATA_DIR").unwrap_or(".data")),
-            concurrency: parse(get("DA_CONCURRENCY"), "DA_CONCURRENCY", |v| v.parse::<usize>().ok().filter(|n| *n > 0))?
-                .unwrap_or(64),
-            retry_backoff: parse(get("DA_RETRY_BACKOFF"), "DA_RETRY_BACKOFF", |v| {
-                v.split(',').map(|d| humantime::parse_duration(d.trim()).ok()).collect::<Option<Vec<_>>>()
+            concurrency: parse(get("DA_CONCURRENCY"), "DA_CONCURRENCY", |v| {
+                v.parse::<usize>().ok().filter(|n| *n > 0)
             })?
-            .unwrap_or_else(|| vec![Duration::from_secs(1), Duration::from_secs(5), Duration::from_secs(30)]),
-            ack_wait: parse(get("DA_ACK_WAIT"), "DA_ACK_WAIT", |v| humantime::parse_duration(v).ok())?,
-            max_deliver: parse(get("DA_MAX_DELIVER"), "DA_MAX_DELIVER", |v| v.parse::<i64>().ok().filter(|n| *n != 0))?,
+            .unwrap_or(64),
+            retry_backoff: parse(get("DA_RETRY_BACKOFF"), "DA_RETRY_BACKOFF", |v| {
+                v.split(',')
+                    .map(|d| humantime::parse_duration(d.trim()).ok())
+                    .collect::<Option<Vec<_>>>()
+            })?
+            .unwrap_or_else(|| {
+                vec![
+                    Duration::from_secs(1),
+                    Duration::from_secs(5),
+                    Duration::from_secs(30),
+                ]
+            }),
+            ack_wait: parse(get("DA_ACK_WAIT"), "DA_ACK_WAIT", |v| {
+                humantime::parse_duration(v).ok()
+            })?,
+            max_deliver: parse(get("DA_MAX_DELIVER"), "DA_MAX_DELIVER", |v| {
+                v.parse::<i64>().ok().filter(|n| *n != 0)
+            })?,
             stream_replicas: parse(get("DA_STREAM_REPLICAS"), "DA_STREAM_REPLICAS", |v| {
                 v.parse::<usize>().ok().filter(|n| (1..=5).contains(n))
             })?
             .unwrap_or(1),
-            drain_timeout: parse(get("DA_DRAIN_TIMEOUT"), "DA_DRAIN_TIMEOUT", |v| humantime::parse_duration(v).ok())?
-                .unwrap_or(Duration::from_secs(30)),
+            drain_timeout: parse(get("DA_DRAIN_TIMEOUT"), "DA_DRAIN_TIMEOUT", |v| {
+                humantime::parse_duration(v).ok()
+            })?
+            .unwrap_or(Duration::from_secs(30)),
         })
     }
 }
 
-fn parse<T>(value: Option<&str>, key: &str, f: impl Fn(&str) -> Option<T>) -> Result<Option<T>, SettingsError> {
+fn parse<T>(
+    value: Option<&str>,
+    key: &str,
+    f: impl Fn(&str) -> Option<T>,
+) -> Result<Option<T>, SettingsError> {
     match value {
         None => Ok(None),
         Some(v) => f(v.trim()).map(Some).ok_or_else(|| SettingsError {
@@ -119,7 +143,10 @@ mod tests {
     use super::*;
 
     fn vars(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -133,8 +160,16 @@ mod tests {
 
     #[test]
     fn parses_and_refuses() {
-        let s = Settings::from_vars(&vars(&[("DA_RETRY_BACKOFF", "100ms, 1s"), ("DA_ACK_WAIT", "2s"), ("DA_MAX_DELIVER", "3")])).unwrap();
-        assert_eq!(s.retry_backoff, vec![Duration::from_millis(100), Duration::from_secs(1)]);
+        let s = Settings::from_vars(&vars(&[
+            ("DA_RETRY_BACKOFF", "100ms, 1s"),
+            ("DA_ACK_WAIT", "2s"),
+            ("DA_MAX_DELIVER", "3"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            s.retry_backoff,
+            vec![Duration::from_millis(100), Duration::from_secs(1)]
+        );
         assert_eq!(s.ack_wait, Some(Duration::from_secs(2)));
         assert_eq!(s.max_deliver, Some(3));
         let err = Settings::from_vars(&vars(&[("DA_CONCURRENCY", "lots")])).unwrap_err();
@@ -144,6 +179,9 @@ mod tests {
     #[test]
     fn env_file_lines() {
         let pairs: Vec<_> = parse_env_file("# c\nNATS_URL = \"nats://x:1\"\n\nBAD\n").collect();
-        assert_eq!(pairs, vec![("NATS_URL".to_string(), "nats://x:1".to_string())]);
+        assert_eq!(
+            pairs,
+            vec![("NATS_URL".to_string(), "nats://x:1".to_string())]
+        );
     }
 }

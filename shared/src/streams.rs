@@ -20,13 +20,24 @@ use crate::action::Domain;
 const STREAMS: &[(&str, &str)] = &[
     ("ECHO.json", include_str!("../../nats/streams/ECHO.json")),
     ("DLQ.json", include_str!("../../nats/streams/DLQ.json")),
-    ("ADVISORIES.json", include_str!("../../nats/streams/ADVISORIES.json")),
+    (
+        "ADVISORIES.json",
+        include_str!("../../nats/streams/ADVISORIES.json"),
+    ),
 ];
 
 /// The built-in consumer definitions: `nats/consumers/<STREAM>/*.json`.
 const CONSUMERS: &[(&str, &str, &str)] = &[
-    ("ECHO", "echo-actions.json", include_str!("../../nats/consumers/ECHO/echo-actions.json")),
-    ("ECHO", "echo-callbacks.json", include_str!("../../nats/consumers/ECHO/echo-callbacks.json")),
+    (
+        "ECHO",
+        "echo-actions.json",
+        include_str!("../../nats/consumers/ECHO/echo-actions.json"),
+    ),
+    (
+        "ECHO",
+        "echo-callbacks.json",
+        include_str!("../../nats/consumers/ECHO/echo-callbacks.json"),
+    ),
     (
         "ADVISORIES",
         "echo-max-deliveries.json",
@@ -132,7 +143,9 @@ impl Definitions {
                 source,
             })
         };
-        let mut definitions = Self { streams: Vec::new() };
+        let mut definitions = Self {
+            streams: Vec::new(),
+        };
         for file in read_dir(&dir.join("streams"))? {
             if file.extension().is_some_and(|e| e == "json") {
                 let stream = parse(&file.display().to_string(), &read(&file)?)?;
@@ -145,7 +158,10 @@ impl Definitions {
         let consumers_dir = dir.join("consumers");
         if consumers_dir.is_dir() {
             for stream_dir in read_dir(&consumers_dir)? {
-                let stream = stream_dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                let stream = stream_dir
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
                 for file in read_dir(&stream_dir)? {
                     if file.extension().is_some_and(|e| e == "json") {
                         let consumer = parse(&file.display().to_string(), &read(&file)?)?;
@@ -174,13 +190,17 @@ impl Definitions {
         let streams = self
             .streams
             .iter()
-            .filter(|d| [name.as_str(), DLQ_STREAM, ADVISORIES_STREAM].contains(&d.stream.name.as_str()))
+            .filter(|d| {
+                [name.as_str(), DLQ_STREAM, ADVISORIES_STREAM].contains(&d.stream.name.as_str())
+            })
             .map(|d| StreamDefinition {
                 stream: d.stream.clone(),
                 consumers: d
                     .consumers
                     .iter()
-                    .filter(|c| d.stream.name != ADVISORIES_STREAM || durable(c).starts_with(&prefix))
+                    .filter(|c| {
+                        d.stream.name != ADVISORIES_STREAM || durable(c).starts_with(&prefix)
+                    })
                     .cloned()
                     .collect(),
             })
@@ -198,7 +218,12 @@ impl Definitions {
 
     /// Overrides the ack wait and max deliveries of the `<domain>-actions` and
     /// `<domain>-callbacks` consumers (a worker setting; the files hold the defaults).
-    pub fn with_delivery(mut self, domain: &Domain, ack_wait: Option<Duration>, max_deliver: Option<i64>) -> Self {
+    pub fn with_delivery(
+        mut self,
+        domain: &Domain,
+        ack_wait: Option<Duration>,
+        max_deliver: Option<i64>,
+    ) -> Self {
         let names = [format!("{domain}-actions"), format!("{domain}-callbacks")];
         for consumer in self.streams.iter_mut().flat_map(|d| d.consumers.iter_mut()) {
             if names.iter().any(|n| n == durable(consumer)) {
@@ -215,7 +240,10 @@ impl Definitions {
 
     /// The consumer definition with this durable name.
     pub fn consumer(&self, name: &str) -> Option<&consumer::pull::Config> {
-        self.streams.iter().flat_map(|d| d.consumers.iter()).find(|c| durable(c) == name)
+        self.streams
+            .iter()
+            .flat_map(|d| d.consumers.iter())
+            .find(|c| durable(c) == name)
     }
 
     /// Creates or updates every stream and consumer. Safe to run at every start, from
@@ -223,15 +251,19 @@ impl Definitions {
     pub async fn apply(&self, js: &jetstream::Context) -> Result<(), StreamsError> {
         for def in &self.streams {
             let name = def.stream.name.clone();
-            js.create_or_update_stream(def.stream.clone()).await.map_err(|err| StreamsError::Apply {
-                what: format!("stream {name}"),
-                message: err.to_string(),
-            })?;
-            for consumer in &def.consumers {
-                js.create_consumer_on_stream(consumer.clone(), &name).await.map_err(|err| StreamsError::Apply {
-                    what: format!("consumer {name}/{}", durable(consumer)),
+            js.create_or_update_stream(def.stream.clone())
+                .await
+                .map_err(|err| StreamsError::Apply {
+                    what: format!("stream {name}"),
                     message: err.to_string(),
                 })?;
+            for consumer in &def.consumers {
+                js.create_consumer_on_stream(consumer.clone(), &name)
+                    .await
+                    .map_err(|err| StreamsError::Apply {
+                        what: format!("consumer {name}/{}", durable(consumer)),
+                        message: err.to_string(),
+                    })?;
             }
         }
         Ok(())
@@ -250,8 +282,15 @@ mod tests {
     #[test]
     fn built_in_definitions_parse_and_match_the_wire_contract() {
         let defs = Definitions::built_in().unwrap();
-        let echo = defs.streams.iter().find(|d| d.stream.name == "ECHO").unwrap();
-        assert_eq!(echo.stream.subjects, vec!["echo.*.actions", "echo.*.callbacks"]);
+        let echo = defs
+            .streams
+            .iter()
+            .find(|d| d.stream.name == "ECHO")
+            .unwrap();
+        assert_eq!(
+            echo.stream.subjects,
+            vec!["echo.*.actions", "echo.*.callbacks"]
+        );
         assert_eq!(echo.stream.retention, stream::RetentionPolicy::Limits);
         assert_eq!(echo.stream.duplicate_window, Duration::from_secs(120));
         let actions = defs.consumer("echo-actions").unwrap();
@@ -268,22 +307,37 @@ mod tests {
             let mut n: Vec<String> = d
                 .streams
                 .iter()
-                .flat_map(|s| std::iter::once(s.stream.name.clone()).chain(s.consumers.iter().map(|c| durable(c).to_owned())))
+                .flat_map(|s| {
+                    std::iter::once(s.stream.name.clone())
+                        .chain(s.consumers.iter().map(|c| durable(c).to_owned()))
+                })
                 .collect();
             n.sort();
             n
         };
-        assert_eq!(names(&from_disk), names(&built_in), "every file under nats/ must be listed in streams.rs");
+        assert_eq!(
+            names(&from_disk),
+            names(&built_in),
+            "every file under nats/ must be listed in streams.rs"
+        );
     }
 
     #[test]
     fn for_domain_keeps_only_its_own() {
         let defs = Definitions::built_in().unwrap();
         let echo = defs.for_domain(&Domain::new("echo").unwrap()).unwrap();
-        let names: Vec<_> = echo.streams.iter().map(|d| d.stream.name.as_str()).collect();
+        let names: Vec<_> = echo
+            .streams
+            .iter()
+            .map(|d| d.stream.name.as_str())
+            .collect();
         assert_eq!(names, ["ECHO", "DLQ", "ADVISORIES"]);
         assert!(defs.for_domain(&Domain::new("nosuch").unwrap()).is_err());
-        let tuned = echo.with_delivery(&Domain::new("echo").unwrap(), Some(Duration::from_secs(2)), Some(2));
+        let tuned = echo.with_delivery(
+            &Domain::new("echo").unwrap(),
+            Some(Duration::from_secs(2)),
+            Some(2),
+        );
         assert_eq!(tuned.consumer("echo-actions").unwrap().max_deliver, 2);
     }
 }

@@ -91,7 +91,8 @@ impl ActionSubject {
         else {
             return Err(SubjectError::Shape(subject.to_owned()));
         };
-        let channel = Channel::parse(channel).ok_or_else(|| SubjectError::Shape(subject.to_owned()))?;
+        let channel =
+            Channel::parse(channel).ok_or_else(|| SubjectError::Shape(subject.to_owned()))?;
         let name_err = |source| SubjectError::Name {
             subject: subject.to_owned(),
             source,
@@ -106,7 +107,13 @@ impl ActionSubject {
 
 impl fmt::Display for ActionSubject {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}.{}.{}", self.domain, self.tenant, self.channel.as_str())
+        write!(
+            f,
+            "{}.{}.{}",
+            self.domain,
+            self.tenant,
+            self.channel.as_str()
+        )
     }
 }
 
@@ -136,7 +143,9 @@ pub fn events(domain: &Domain, tenant: &TenantId, suffix: &str) -> Result<String
     if ok {
         Ok(format!("{domain}.{tenant}.events.{suffix}"))
     } else {
-        Err(SubjectError::Shape(format!("{domain}.{tenant}.events.{suffix}")))
+        Err(SubjectError::Shape(format!(
+            "{domain}.{tenant}.events.{suffix}"
+        )))
     }
 }
 
@@ -170,11 +179,15 @@ impl CallbackSubject {
     pub fn inbox(subject: String) -> Result<Self, ActionError> {
         let valid = subject.starts_with(INBOX_PREFIX)
             && subject.len() > INBOX_PREFIX.len()
-            && subject.split('.').all(|t| !t.is_empty() && !t.contains(['*', '>', ' ']));
+            && subject
+                .split('.')
+                .all(|t| !t.is_empty() && !t.contains(['*', '>', ' ']));
         if valid {
             Ok(Self(subject))
         } else {
-            Err(ActionError::invalid(format!("{subject:?} is not an inbox subject")))
+            Err(ActionError::invalid(format!(
+                "{subject:?} is not an inbox subject"
+            )))
         }
     }
 
@@ -185,10 +198,14 @@ impl CallbackSubject {
             return Self::inbox(subject.to_owned());
         }
         match ActionSubject::parse(subject) {
-            Ok(s) if s.channel == Channel::Callbacks && &s.tenant == tenant => Ok(Self(subject.to_owned())),
+            Ok(s) if s.channel == Channel::Callbacks && &s.tenant == tenant => {
+                Ok(Self(subject.to_owned()))
+            }
             _ => Err(ActionError::new(
                 ErrorCode::Forbidden,
-                format!("callback subject {subject:?} is neither {tenant}'s <domain>.{tenant}.callbacks nor an _INBOX. subject"),
+                format!(
+                    "callback subject {subject:?} is neither {tenant}'s <domain>.{tenant}.callbacks nor an _INBOX. subject"
+                ),
             )),
         }
     }
@@ -230,15 +247,28 @@ mod tests {
         assert_eq!(any_tenant(&d("echo"), Channel::Actions), "echo.*.actions");
         assert_eq!(dead_letters(&d("echo"), Some(&t("acme"))), "dlq.echo.acme");
         assert_eq!(dead_letters(&d("echo"), None), "dlq.echo._unknown");
-        assert_eq!(events(&d("orchestrator"), &t("acme"), "session.s1").unwrap(), "orchestrator.acme.events.session.s1");
+        assert_eq!(
+            events(&d("orchestrator"), &t("acme"), "session.s1").unwrap(),
+            "orchestrator.acme.events.session.s1"
+        );
         assert!(events(&d("orchestrator"), &t("acme"), "session.>").is_err());
     }
 
     #[test]
     fn parses_action_subjects() {
         let s = ActionSubject::parse("echo.acme.rpc").unwrap();
-        assert_eq!((s.domain.as_str(), s.tenant.as_str(), s.channel), ("echo", "acme", Channel::Rpc));
-        for bad in ["echo.acme", "echo.acme.actions.x", "echo.acme.other", "Echo.acme.actions", "echo.a!b.actions", "echo..actions"] {
+        assert_eq!(
+            (s.domain.as_str(), s.tenant.as_str(), s.channel),
+            ("echo", "acme", Channel::Rpc)
+        );
+        for bad in [
+            "echo.acme",
+            "echo.acme.actions.x",
+            "echo.acme.other",
+            "Echo.acme.actions",
+            "echo.a!b.actions",
+            "echo..actions",
+        ] {
             assert!(ActionSubject::parse(bad).is_err(), "{bad}");
         }
     }
@@ -246,12 +276,32 @@ mod tests {
     #[test]
     fn callbacks_stay_inside_the_tenant() {
         let acme = t("acme");
-        assert!(CallbackSubject::parse("orchestrator.acme.callbacks", &acme).unwrap().is_durable());
-        assert!(!CallbackSubject::parse("_INBOX.abc.def", &acme).unwrap().is_durable());
-        for bad in ["orchestrator.globex.callbacks", "orchestrator.acme.actions", "dlq.echo.acme", "anything", "_INBOX.>", "_INBOX."] {
+        assert!(
+            CallbackSubject::parse("orchestrator.acme.callbacks", &acme)
+                .unwrap()
+                .is_durable()
+        );
+        assert!(
+            !CallbackSubject::parse("_INBOX.abc.def", &acme)
+                .unwrap()
+                .is_durable()
+        );
+        for bad in [
+            "orchestrator.globex.callbacks",
+            "orchestrator.acme.actions",
+            "dlq.echo.acme",
+            "anything",
+            "_INBOX.>",
+            "_INBOX.",
+        ] {
             assert!(CallbackSubject::parse(bad, &acme).is_err(), "{bad}");
         }
-        assert_eq!(CallbackSubject::parse("echo.globex.callbacks", &acme).unwrap_err().code, ErrorCode::Forbidden);
+        assert_eq!(
+            CallbackSubject::parse("echo.globex.callbacks", &acme)
+                .unwrap_err()
+                .code,
+            ErrorCode::Forbidden
+        );
     }
 
     proptest! {

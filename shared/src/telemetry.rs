@@ -13,8 +13,11 @@ use tracing_subscriber::EnvFilter;
 /// `RUST_LOG` (else `default_filter`, e.g. `info,async_nats=warn`); JSON lines when
 /// `LOG_FORMAT=json`. Safe to call twice.
 pub fn init(default_filter: &str) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     let _ = if std::env::var("LOG_FORMAT").is_ok_and(|f| f == "json") {
         builder.json().try_init()
     } else {
@@ -61,13 +64,22 @@ impl TraceParent {
             return None;
         };
         let hex = |s: &str, len: usize| s.len() == len && s.bytes().all(|b| b.is_ascii_hexdigit());
-        if !hex(version, 2) || version == "ff" || !hex(trace, 32) || !hex(span, 16) || !hex(flags, 2) {
+        if !hex(version, 2)
+            || version == "ff"
+            || !hex(trace, 32)
+            || !hex(span, 16)
+            || !hex(flags, 2)
+        {
             return None;
         }
         let trace_id = u128::from_str_radix(trace, 16).ok().filter(|t| *t != 0)?;
         let span_id = u64::from_str_radix(span, 16).ok().filter(|s| *s != 0)?;
         let flags = u8::from_str_radix(flags, 16).ok()?;
-        Some(Self { trace_id, span_id, flags })
+        Some(Self {
+            trace_id,
+            span_id,
+            flags,
+        })
     }
 
     /// The trace id as 32 hex digits, as log lines and tracing backends show it.
@@ -76,9 +88,29 @@ impl TraceParent {
     }
 }
 
+impl TraceParent {
+    /// The header value, written without the formatting machinery: it goes on every message.
+    pub fn to_header(&self) -> String {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut out = [0u8; 55];
+        out[..3].copy_from_slice(b"00-");
+        for i in 0..32 {
+            out[3 + i] = HEX[((self.trace_id >> (124 - 4 * i)) & 0xf) as usize];
+        }
+        out[35] = b'-';
+        for i in 0..16 {
+            out[36 + i] = HEX[((self.span_id >> (60 - 4 * i)) & 0xf) as usize];
+        }
+        out[52] = b'-';
+        out[53] = HEX[(self.flags >> 4) as usize];
+        out[54] = HEX[(self.flags & 0xf) as usize];
+        out.iter().map(|&b| b as char).collect()
+    }
+}
+
 impl fmt::Display for TraceParent {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "00-{:032x}-{:016x}-{:02x}", self.trace_id, self.span_id, self.flags)
+        f.write_str(&self.to_header())
     }
 }
 
@@ -91,6 +123,13 @@ mod tests {
         let h = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
         let tp = TraceParent::parse(h).unwrap();
         assert_eq!(tp.to_string(), h);
+        assert_eq!(
+            tp.to_header(),
+            format!(
+                "00-{:032x}-{:016x}-{:02x}",
+                tp.trace_id, tp.span_id, tp.flags
+            )
+        );
         let child = tp.child();
         assert_eq!(child.trace_id, tp.trace_id);
         assert_ne!(child.span_id, tp.span_id);
@@ -98,8 +137,13 @@ mod tests {
 
     #[test]
     fn refuses_malformed_headers() {
-        for bad in ["", "00-abc-def-01", "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
-                    "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01"] {
+        for bad in [
+            "",
+            "00-abc-def-01",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+        ] {
             assert!(TraceParent::parse(bad).is_none(), "{bad}");
         }
     }

@@ -39,7 +39,9 @@ impl TestServer {
             port: None,
             run_dir: dir.path().to_path_buf(),
         };
-        let server = LocalServer::start(options.clone()).await.unwrap_or_else(|err| panic!("{err}"));
+        let server = LocalServer::start(options.clone())
+            .await
+            .unwrap_or_else(|err| panic!("{err}"));
         Self {
             server: Some(server),
             options,
@@ -49,7 +51,10 @@ impl TestServer {
 
     /// The client URL.
     pub fn url(&self) -> String {
-        self.server.as_ref().map(|s| s.url().to_owned()).unwrap_or_default()
+        self.server
+            .as_ref()
+            .map(|s| s.url().to_owned())
+            .unwrap_or_default()
     }
 
     /// A plain async-nats client connected to this server.
@@ -64,7 +69,9 @@ impl TestServer {
     /// Stops the server (SIGTERM, or SIGKILL when `kill`) and starts it again on the same
     /// port and store, as an operator's restart or a crash would.
     pub async fn restart(&mut self, kill: bool) {
-        let Some(server) = self.server.take() else { return };
+        let Some(server) = self.server.take() else {
+            return;
+        };
         let port = server.port();
         if kill {
             server.kill().await;
@@ -75,7 +82,11 @@ impl TestServer {
             port: Some(port),
             ..self.options.clone()
         };
-        self.server = Some(LocalServer::start(options).await.unwrap_or_else(|err| panic!("restart: {err}")));
+        self.server = Some(
+            LocalServer::start(options)
+                .await
+                .unwrap_or_else(|err| panic!("restart: {err}")),
+        );
     }
 }
 
@@ -105,7 +116,11 @@ pub fn quick_config() -> WorkerConfig {
 }
 
 /// Starts a worker for `dispatcher` and waits until its streams exist and its rpc endpoint answers.
-pub async fn spawn_worker(client: Client, dispatcher: Dispatcher, config: WorkerConfig) -> RunningWorker {
+pub async fn spawn_worker(
+    client: Client,
+    dispatcher: Dispatcher,
+    config: WorkerConfig,
+) -> RunningWorker {
     let shutdown = CancellationToken::new();
     let domain = dispatcher.domain().to_string();
     let rpc = config.rpc;

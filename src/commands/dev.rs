@@ -24,8 +24,15 @@ pub async fn run(url: &str, _args: Args) -> Outcome {
         tracing::info!(%url, "using the NATS server that answers there");
         None
     } else {
-        let port = url.rsplit(':').next().and_then(|p| p.trim_end_matches('/').parse::<u16>().ok())
-            .ok_or_else(|| Failure::usage(format!("NATS_URL {url} has no port to start a local server on")))?;
+        let port = url
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.trim_end_matches('/').parse::<u16>().ok())
+            .ok_or_else(|| {
+                Failure::usage(format!(
+                    "NATS_URL {url} has no port to start a local server on"
+                ))
+            })?;
         let data = settings.data_dir.join("nats");
         let server = LocalServer::start(ServerOptions {
             config: nats_server::single_node_config(),
@@ -38,7 +45,9 @@ pub async fn run(url: &str, _args: Args) -> Outcome {
         tracing::info!(url = server.url(), store = %settings.data_dir.join("nats/store").display(), "started nats-server");
         Some(server)
     };
-    let url = server.as_ref().map_or(url.to_owned(), |s| s.url().to_owned());
+    let url = server
+        .as_ref()
+        .map_or(url.to_owned(), |s| s.url().to_owned());
     let names: Vec<String> = services::ALL.iter().map(|s| s.to_string()).collect();
     print_banner(&url, &names);
     let outcome = super::worker::run_until(&url, &names, shutdown).await;

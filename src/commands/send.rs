@@ -62,15 +62,19 @@ impl ActionArgs {
         let text = match self.data.as_str() {
             "-" => {
                 let mut text = String::new();
-                std::io::stdin().read_to_string(&mut text).map_err(|e| Failure::usage(format!("reading stdin: {e}")))?;
+                std::io::stdin()
+                    .read_to_string(&mut text)
+                    .map_err(|e| Failure::usage(format!("reading stdin: {e}")))?;
                 text
             }
             data => match data.strip_prefix('@') {
-                Some(path) => std::fs::read_to_string(path).map_err(|e| Failure::usage(format!("reading {path}: {e}")))?,
+                Some(path) => std::fs::read_to_string(path)
+                    .map_err(|e| Failure::usage(format!("reading {path}: {e}")))?,
                 None => data.to_owned(),
             },
         };
-        let data: Value = serde_json::from_str(&text).map_err(|e| Failure::usage(format!("--data is not JSON: {e}")))?;
+        let data: Value = serde_json::from_str(&text)
+            .map_err(|e| Failure::usage(format!("--data is not JSON: {e}")))?;
         let mut action = Action::of_type(action_type, tenant, data);
         action.session_id = self.session.clone();
         action.task_id = self.task.clone();
@@ -85,7 +89,8 @@ pub async fn publish(url: &str, args: PublishArgs) -> Outcome {
     let publisher = Publisher::new(connect(url).await?);
     if args.no_wait || args.callback.is_some() {
         if let Some(callback) = &args.callback {
-            let callback = CallbackSubject::parse(callback, &action.tenant_id).map_err(|e| Failure::usage(e.message))?;
+            let callback = CallbackSubject::parse(callback, &action.tenant_id)
+                .map_err(|e| Failure::usage(e.message))?;
             action = action.with_callback(&callback);
         }
         let stored = publisher.enqueue(&action).await.map_err(Failure::runtime)?;
@@ -97,14 +102,25 @@ pub async fn publish(url: &str, args: PublishArgs) -> Outcome {
         return Ok(());
     }
     let inbox = CallbackSubject::inbox(publisher.client().new_inbox()).map_err(Failure::runtime)?;
-    let mut results = publisher.client().subscribe(inbox.as_str().to_owned()).await.map_err(Failure::runtime)?;
+    let mut results = publisher
+        .client()
+        .subscribe(inbox.as_str().to_owned())
+        .await
+        .map_err(Failure::runtime)?;
     action = action.with_callback(&inbox);
     publisher.enqueue(&action).await.map_err(Failure::runtime)?;
     let message = tokio::time::timeout(args.action.timeout, results.next())
         .await
-        .map_err(|_| Failure::runtime(format!("no result within {:?} (the action is stored; is a {} worker running?)", args.action.timeout, action.action_type.domain())))?
+        .map_err(|_| {
+            Failure::runtime(format!(
+                "no result within {:?} (the action is stored; is a {} worker running?)",
+                args.action.timeout,
+                action.action_type.domain()
+            ))
+        })?
         .ok_or_else(|| Failure::runtime("connection closed while waiting"))?;
-    let result: Value = serde_json::from_slice(&message.payload).map_err(|e| Failure::runtime(format!("result is not JSON: {e}")))?;
+    let result: Value = serde_json::from_slice(&message.payload)
+        .map_err(|e| Failure::runtime(format!("result is not JSON: {e}")))?;
     print_result(&result)
 }
 
@@ -112,14 +128,20 @@ pub async fn publish(url: &str, args: PublishArgs) -> Outcome {
 pub async fn request(url: &str, args: RequestArgs) -> Outcome {
     let action = args.action.build()?;
     let publisher = Publisher::new(connect(url).await?);
-    let result = publisher.request_result(&action, args.action.timeout).await.map_err(Failure::runtime)?;
+    let result = publisher
+        .request_result(&action, args.action.timeout)
+        .await
+        .map_err(Failure::runtime)?;
     let result = serde_json::to_value(&result).map_err(Failure::runtime)?;
     print_result(&result)
 }
 
 /// Prints the result action; an error result fails the command with its code and message.
 fn print_result(result: &Value) -> Outcome {
-    println!("{}", serde_json::to_string_pretty(result).unwrap_or_default());
+    println!(
+        "{}",
+        serde_json::to_string_pretty(result).unwrap_or_default()
+    );
     let data = &result["data"];
     if data["status"] == "success" {
         return Ok(());

@@ -37,20 +37,33 @@ pub async fn run(url: &str, command: Command) -> Outcome {
             .with_replicas(replicas);
             definitions.apply(&js).await.map_err(Failure::runtime)?;
             for def in &definitions.streams {
-                let consumers: Vec<&str> = def.consumers.iter().map(shared::streams::durable).collect();
+                let consumers: Vec<&str> =
+                    def.consumers.iter().map(shared::streams::durable).collect();
                 println!("applied {} ({})", def.stream.name, consumers.join(", "));
             }
         }
         Command::Ls => {
             let mut streams = js.streams();
-            println!("{:<12} {:>10} {:>12} {:>9}  consumer: pending / ack pending / redelivered", "stream", "messages", "bytes", "consumers");
+            println!(
+                "{:<12} {:>10} {:>12} {:>9}  consumer: pending / ack pending / redelivered",
+                "stream", "messages", "bytes", "consumers"
+            );
             while let Some(info) = streams.try_next().await.map_err(Failure::runtime)? {
                 let state = &info.state;
-                println!("{:<12} {:>10} {:>12} {:>9}", info.config.name, state.messages, state.bytes, state.consumer_count);
-                let stream = js.get_stream(&info.config.name).await.map_err(Failure::runtime)?;
+                println!(
+                    "{:<12} {:>10} {:>12} {:>9}",
+                    info.config.name, state.messages, state.bytes, state.consumer_count
+                );
+                let stream = js
+                    .get_stream(&info.config.name)
+                    .await
+                    .map_err(Failure::runtime)?;
                 let mut consumers = stream.consumers();
                 while let Some(c) = consumers.try_next().await.map_err(Failure::runtime)? {
-                    println!("    {:<28} {:>8} / {:>6} / {:>6}", c.name, c.num_pending, c.num_ack_pending, c.num_redelivered);
+                    println!(
+                        "    {:<28} {:>8} / {:>6} / {:>6}",
+                        c.name, c.num_pending, c.num_ack_pending, c.num_redelivered
+                    );
                 }
             }
         }

@@ -19,10 +19,16 @@ pub struct Args {
 /// Prints messages until Ctrl-C (or `--count`).
 pub async fn run(url: &str, args: Args) -> Outcome {
     if !is_wildcard(&args.subject) {
-        return Err(Failure::usage(format!("{:?} is not a subject", args.subject)));
+        return Err(Failure::usage(format!(
+            "{:?} is not a subject",
+            args.subject
+        )));
     }
     let client = connect(url).await?;
-    let mut messages = client.subscribe(args.subject.clone()).await.map_err(Failure::runtime)?;
+    let mut messages = client
+        .subscribe(args.subject.clone())
+        .await
+        .map_err(Failure::runtime)?;
     let mut seen = 0;
     let shutdown = shared::shutdown::on_signal();
     loop {
@@ -40,7 +46,10 @@ pub async fn run(url: &str, args: Args) -> Outcome {
 }
 
 fn is_wildcard(subject: &str) -> bool {
-    !subject.is_empty() && subject.split('.').all(|t| !t.is_empty() && !t.contains(' '))
+    !subject.is_empty()
+        && subject
+            .split('.')
+            .all(|t| !t.is_empty() && !t.contains(' '))
 }
 
 /// One message as a JSON line: the body is shown as JSON when it is, as text otherwise.

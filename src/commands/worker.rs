@@ -29,7 +29,8 @@ pub async fn run_until(url: &str, names: &[String], shutdown: CancellationToken)
     let client = connect(url).await?;
     let mut workers = Vec::new();
     for name in names {
-        let dispatcher = services::dispatcher(name).ok_or_else(|| Failure::usage(format!("unknown service {name:?}")))?;
+        let dispatcher = services::dispatcher(name)
+            .ok_or_else(|| Failure::usage(format!("unknown service {name:?}")))?;
         let worker = Worker::new(client.clone(), dispatcher).config(config.clone());
         workers.push(worker.run(shutdown.clone()));
     }

@@ -4,6 +4,8 @@
 //! body's JSON, header/body agreement, the tenant, the callback. A rejection keeps whatever
 //! could be read (callback, ids), so the sender still hears why.
 
+use std::borrow::Cow;
+
 use async_nats::HeaderMap;
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -12,7 +14,9 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
 
-use super::{Action, ActionError, ActionType, Domain, ErrorCode, RawAction, ResultAddress, TenantId};
+use super::{
+    Action, ActionError, ActionType, Domain, ErrorCode, RawAction, ResultAddress, TenantId,
+};
 use crate::headers;
 use crate::subject::{ActionSubject, CallbackSubject};
 use crate::telemetry::TraceParent;
@@ -40,32 +44,60 @@ pub struct Rejection {
     /// Where to send the error result, if a valid callback could be read.
     pub callback: Option<CallbackSubject>,
     /// Enough to address an error result, if the tenant could be read.
-    pub address: Option<ResultAddress>,
+    pub address: Option<Box<ResultAddress>>,
 }
 
-/// The body as a client may write it: everything optional, checked afterwards.
+/// The body as a client may write it: everything optional, checked afterwards. Strings
+/// borrow from the message where they can (no escapes), so decoding allocates little.
 #[derive(Deserialize)]
-struct WireBody {
-    action_id: Option<String>,
-    action_type: Option<String>,
-    tenant_id: Option<String>,
+struct WireBody<'a> {
+    #[serde(borrow)]
+    action_id: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    action_type: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    tenant_id: Option<Cow<'a, str>>,
     session_id: Option<String>,
     task_id: Option<String>,
     correlation_id: Option<String>,
-    callback_subject: Option<String>,
-    created_at: Option<String>,
+    #[serde(borrow)]
+    callback_subject: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    created_at: Option<Cow<'a, str>>,
     data: Option<Box<RawValue>>,
     metadata: Option<Map<String, Value>>,
+}
+
+/// The headers the contract defines, read once.
+#[derive(Default)]
+struct WireHeaders<'a> {
+    action_type: Option<&'a str>,
+    msg_id: Option<&'a str>,
+    callback: Option<&'a str>,
+    correlation: Option<&'a str>,
+    trace: Option<TraceParent>,
+}
+
+impl<'a> WireHeaders<'a> {
+    fn read(headers: Option<&'a HeaderMap>) -> Self {
+        let Some(h) = headers else {
+            return Self::default();
+        };
+        let get = |name: &str| h.get(name).map(|v| v.as_str());
+        Self {
+            action_type: get(headers::ACTION_TYPE),
+            msg_id: get(headers::MSG_ID),
+            callback: get(headers::CALLBACK_SUBJECT),
+            correlation: get(headers::CORRELATION_ID),
+            trace: get(headers::TRACEPARENT).and_then(TraceParent::parse),
+        }
+    }
 }
 
 /// Action type used on the error result of a message whose own type could not be read.
 pub fn unreadable_type(domain: &Domain) -> ActionType {
     // `<domain>.invalid` is always a valid action type for a valid domain.
     ActionType::new(&format!("{domain}.invalid")).unwrap_or_else(|_| unreachable!())
-}
-
-fn header<'a>(headers: Option<&'a HeaderMap>, name: &str) -> Option<&'a str> {
-    headers.and_then(|h| h.get(name)).map(|v| v.as_str())
 }
 
 /// Decodes a message received on `subject`. `fallback_id` names an action that came
@@ -90,86 +122,53 @@ pub fn decode(
             });
         }
     };
+    let wire = WireHeaders::read(headers);
+    let body = match std::str::from_utf8(body) {
+        Err(err) => Err(ActionError::invalid(format!("body is not UTF-8: {err}"))),
+        Ok(text) => serde_json::from_str::<WireBody>(text)
+            .map_err(|err| ActionError::invalid(format!("body is not a JSON action: {err}"))),
+    };
+    let body = match body {
+        Ok(body) => body,
+        Err(error) => return Err(reject(&subject, &wire, None, fallback_id, error)),
+    };
+    check(&subject, &wire, &body)
+        .map_err(|error| reject(&subject, &wire, Some(&body), fallback_id, error))?;
+
+    // Everything below was validated by `check`.
     let tenant = subject.tenant.clone();
-    let mut partial = Partial::new(&subject, fallback_id);
-    partial.read_headers(headers);
-
-    let body: WireBody = match std::str::from_utf8(body) {
-        Err(err) => return Err(partial.reject(ActionError::invalid(format!("body is not UTF-8: {err}")))),
-        Ok(text) => match serde_json::from_str(text) {
-            Ok(body) => body,
-            Err(err) => return Err(partial.reject(ActionError::invalid(format!("body is not a JSON action: {err}")))),
-        },
+    let callback = match wire.callback.or(body.callback_subject.as_deref()) {
+        Some(cb) => Some(
+            CallbackSubject::parse(cb, &tenant)
+                .map_err(|e| reject(&subject, &wire, Some(&body), fallback_id, e))?,
+        ),
+        None => None,
     };
-    partial.session_id = body.session_id.clone();
-    partial.task_id = body.task_id.clone();
-    partial.metadata = body.metadata.clone().unwrap_or_default();
-    if let Some(id) = body.action_id.as_deref().and_then(|id| Uuid::parse_str(id).ok()) {
-        partial.action_id = id;
-    }
-
-    // The callback first: even a rejected action deserves an error result where it asked.
-    let callback_header = header(headers, headers::CALLBACK_SUBJECT);
-    let callback = match (callback_header, body.callback_subject.as_deref()) {
-        (Some(h), Some(b)) if h != b => {
-            return Err(partial.reject(ActionError::invalid(format!(
-                "callback_subject header {h:?} disagrees with body {b:?}"
-            ))));
-        }
-        (Some(cb), _) | (None, Some(cb)) => match CallbackSubject::parse(cb, &tenant) {
-            Ok(cb) => Some(cb),
-            Err(err) => return Err(partial.reject(err)),
-        },
-        (None, None) => None,
-    };
-    partial.callback = callback.clone();
-
-    let type_header = header(headers, headers::ACTION_TYPE);
-    let action_type = match (type_header, body.action_type.as_deref()) {
-        (Some(h), Some(b)) if h != b => {
-            return Err(partial.reject(ActionError::invalid(format!(
-                "action_type header {h:?} disagrees with body {b:?}"
-            ))));
-        }
-        (Some(t), _) | (None, Some(t)) => match ActionType::new(t) {
-            Ok(t) => t,
-            Err(err) => return Err(partial.reject(ActionError::invalid(err.to_string()))),
-        },
-        (None, None) => {
-            return Err(partial.reject(ActionError::invalid(
-                "no action_type: set the action_type header or body field",
-            )));
-        }
-    };
-    partial.action_type = Some(action_type.clone());
-
-    if let Some(body_tenant) = body.tenant_id.as_deref()
-        && body_tenant != tenant.as_str()
-    {
-        return Err(partial.reject(ActionError::new(
-            ErrorCode::TenantMismatch,
-            format!("tenant_id {body_tenant:?} in the body is not the subject's tenant {tenant:?}"),
-        )));
-    }
-
+    let type_name = wire
+        .action_type
+        .or(body.action_type.as_deref())
+        .unwrap_or_default();
+    let action_type = ActionType::new(type_name).map_err(|e| {
+        reject(
+            &subject,
+            &wire,
+            Some(&body),
+            fallback_id,
+            ActionError::invalid(e.to_string()),
+        )
+    })?;
     let action_id = match body.action_id.as_deref() {
         None => fallback_id,
-        Some(id) => Uuid::parse_str(id).map_err(|err| {
-            partial.reject(ActionError::invalid(format!("action_id {id:?} is not a UUID: {err}")))
-        })?,
+        Some(id) => Uuid::parse_str(id).unwrap_or(fallback_id),
     };
-    let created_at = match body.created_at.as_deref() {
-        None => OffsetDateTime::now_utc(),
-        Some(at) => OffsetDateTime::parse(at, &Rfc3339).map_err(|err| {
-            partial.reject(ActionError::invalid(format!("created_at {at:?} is not RFC 3339: {err}")))
-        })?,
-    };
+    let created_at = body
+        .created_at
+        .as_deref()
+        .and_then(|at| OffsetDateTime::parse(at, &Rfc3339).ok())
+        .unwrap_or_else(OffsetDateTime::now_utc);
     let correlation_id = body
         .correlation_id
-        .or_else(|| header(headers, headers::CORRELATION_ID).map(str::to_owned));
-    let traceparent = header(headers, headers::TRACEPARENT).and_then(TraceParent::parse);
-    let data = body.data.unwrap_or_else(null_data);
-
+        .or_else(|| wire.correlation.map(str::to_owned));
     Ok(Received {
         action: Action {
             action_id,
@@ -180,76 +179,113 @@ pub fn decode(
             correlation_id,
             callback_subject: callback.as_ref().map(|cb| cb.as_str().to_owned()),
             created_at,
-            data,
+            data: body.data.unwrap_or_else(null_data),
             metadata: body.metadata.unwrap_or_default(),
-            traceparent,
+            traceparent: wire.trace,
         },
         subject,
         callback,
     })
 }
 
+/// Every rule a parsed body must meet, in the order a sender would fix them.
+fn check(
+    subject: &ActionSubject,
+    wire: &WireHeaders<'_>,
+    body: &WireBody<'_>,
+) -> Result<(), ActionError> {
+    let tenant = &subject.tenant;
+    match (wire.callback, body.callback_subject.as_deref()) {
+        (Some(h), Some(b)) if h != b => {
+            return Err(ActionError::invalid(format!(
+                "callback_subject header {h:?} disagrees with body {b:?}"
+            )));
+        }
+        (Some(cb), _) | (None, Some(cb)) => {
+            CallbackSubject::parse(cb, tenant)?;
+        }
+        (None, None) => {}
+    }
+    match (wire.action_type, body.action_type.as_deref()) {
+        (Some(h), Some(b)) if h != b => {
+            return Err(ActionError::invalid(format!(
+                "action_type header {h:?} disagrees with body {b:?}"
+            )));
+        }
+        (Some(t), _) | (None, Some(t)) => {
+            ActionType::new(t).map_err(|err| ActionError::invalid(err.to_string()))?;
+        }
+        (None, None) => {
+            return Err(ActionError::invalid(
+                "no action_type: set the action_type header or body field",
+            ));
+        }
+    }
+    if let Some(body_tenant) = body.tenant_id.as_deref()
+        && body_tenant != tenant.as_str()
+    {
+        return Err(ActionError::new(
+            ErrorCode::TenantMismatch,
+            format!("tenant_id {body_tenant:?} in the body is not the subject's tenant {tenant:?}"),
+        ));
+    }
+    if let Some(id) = body.action_id.as_deref() {
+        Uuid::parse_str(id).map_err(|err| {
+            ActionError::invalid(format!("action_id {id:?} is not a UUID: {err}"))
+        })?;
+    }
+    if let Some(at) = body.created_at.as_deref() {
+        OffsetDateTime::parse(at, &Rfc3339).map_err(|err| {
+            ActionError::invalid(format!("created_at {at:?} is not RFC 3339: {err}"))
+        })?;
+    }
+    Ok(())
+}
+
 fn null_data() -> Box<RawValue> {
     serde_json::value::to_raw_value(&Value::Null).unwrap_or_else(|_| unreachable!())
 }
 
-/// What has been read so far of a message being decoded.
-struct Partial {
-    domain: Domain,
-    tenant: TenantId,
-    action_id: Uuid,
-    action_type: Option<ActionType>,
-    session_id: Option<String>,
-    task_id: Option<String>,
-    metadata: Map<String, Value>,
-    callback: Option<CallbackSubject>,
-    trace: Option<TraceParent>,
-}
-
-impl Partial {
-    fn new(subject: &ActionSubject, fallback_id: Uuid) -> Self {
-        Self {
-            domain: subject.domain.clone(),
-            tenant: subject.tenant.clone(),
-            action_id: fallback_id,
-            action_type: None,
-            session_id: None,
-            task_id: None,
-            metadata: Map::new(),
-            callback: None,
-            trace: None,
-        }
-    }
-
-    /// Headers are read before the body, so even an unparseable body has a callback.
-    fn read_headers(&mut self, headers: Option<&HeaderMap>) {
-        if let Some(t) = header(headers, headers::ACTION_TYPE).and_then(|t| ActionType::new(t).ok()) {
-            self.action_type = Some(t);
-        }
-        if let Some(id) = header(headers, headers::MSG_ID).and_then(|id| Uuid::parse_str(id).ok()) {
-            self.action_id = id;
-        }
-        self.trace = header(headers, headers::TRACEPARENT).and_then(TraceParent::parse);
-        self.callback = header(headers, headers::CALLBACK_SUBJECT)
-            .and_then(|cb| CallbackSubject::parse(cb, &self.tenant).ok());
-    }
-
-    fn reject(&self, error: ActionError) -> Rejection {
-        Rejection {
-            error,
-            domain: Some(self.domain.clone()),
-            tenant: Some(self.tenant.clone()),
-            callback: self.callback.clone(),
-            address: Some(ResultAddress {
-                request_id: self.action_id,
-                request_type: self.action_type.clone().unwrap_or_else(|| unreadable_type(&self.domain)),
-                tenant_id: self.tenant.clone(),
-                session_id: self.session_id.clone(),
-                task_id: self.task_id.clone(),
-                metadata: self.metadata.clone(),
-                trace: self.trace,
-            }),
-        }
+/// A rejection carrying whatever could be read: a valid callback (never a foreign one),
+/// the action's id and type, session, task and trace.
+fn reject(
+    subject: &ActionSubject,
+    wire: &WireHeaders<'_>,
+    body: Option<&WireBody<'_>>,
+    fallback_id: Uuid,
+    error: ActionError,
+) -> Rejection {
+    let tenant = &subject.tenant;
+    let valid_callback =
+        |cb: Option<&str>| cb.and_then(|cb| CallbackSubject::parse(cb, tenant).ok());
+    let callback = valid_callback(wire.callback)
+        .or_else(|| valid_callback(body.and_then(|b| b.callback_subject.as_deref())));
+    let action_type = [
+        wire.action_type,
+        body.and_then(|b| b.action_type.as_deref()),
+    ]
+    .into_iter()
+    .flatten()
+    .find_map(|t| ActionType::new(t).ok());
+    let action_id = [body.and_then(|b| b.action_id.as_deref()), wire.msg_id]
+        .into_iter()
+        .flatten()
+        .find_map(|id| Uuid::parse_str(id).ok())
+        .unwrap_or(fallback_id);
+    Rejection {
+        error,
+        domain: Some(subject.domain.clone()),
+        tenant: Some(tenant.clone()),
+        callback,
+        address: Some(Box::new(ResultAddress {
+            request_id: action_id,
+            request_type: action_type.unwrap_or_else(|| unreadable_type(&subject.domain)),
+            tenant_id: tenant.clone(),
+            session_id: body.and_then(|b| b.session_id.clone()),
+            task_id: body.and_then(|b| b.task_id.clone()),
+            metadata: body.and_then(|b| b.metadata.clone()).unwrap_or_default(),
+            trace: wire.trace,
+        })),
     }
 }
 
@@ -266,7 +302,10 @@ mod tests {
     }
 
     fn code(subject: &str, h: &[(&str, &str)], body: &str) -> ErrorCode {
-        decode(subject, Some(&hdrs(h)), body.as_bytes(), Uuid::nil()).unwrap_err().error.code
+        decode(subject, Some(&hdrs(h)), body.as_bytes(), Uuid::nil())
+            .unwrap_err()
+            .error
+            .code
     }
 
     #[test]
@@ -287,22 +326,61 @@ mod tests {
     #[test]
     fn every_rejection_has_its_code() {
         let ping = [("action_type", "echo.ping")];
-        assert_eq!(code("echo.acme.actions", &ping, "{not json"), ErrorCode::InvalidAction);
-        assert_eq!(code("echo.acme.actions", &[], r#"{"data":1}"#), ErrorCode::InvalidAction);
-        assert_eq!(code("echo.acme.actions", &[("action_type", "Echo")], "{}"), ErrorCode::InvalidAction);
-        assert_eq!(code("echo.acme.actions", &ping, r#"{"action_type":"echo.fail"}"#), ErrorCode::InvalidAction);
-        assert_eq!(code("echo.acme.actions", &ping, r#"{"tenant_id":"globex"}"#), ErrorCode::TenantMismatch);
-        assert_eq!(code("echo.acme.actions", &ping, r#"{"callback_subject":"echo.globex.callbacks"}"#), ErrorCode::Forbidden);
-        assert_eq!(code("echo.acme.actions", &ping, r#"{"action_id":"nope"}"#), ErrorCode::InvalidAction);
-        assert_eq!(code("echo.acme.actions", &ping, r#"{"created_at":"yesterday"}"#), ErrorCode::InvalidAction);
-        assert_eq!(code("echo.a!b.actions", &ping, "{}"), ErrorCode::InvalidAction);
-        let not_utf8 = decode("echo.acme.actions", Some(&hdrs(&ping)), &[0xff, 0xfe], Uuid::nil());
+        assert_eq!(
+            code("echo.acme.actions", &ping, "{not json"),
+            ErrorCode::InvalidAction
+        );
+        assert_eq!(
+            code("echo.acme.actions", &[], r#"{"data":1}"#),
+            ErrorCode::InvalidAction
+        );
+        assert_eq!(
+            code("echo.acme.actions", &[("action_type", "Echo")], "{}"),
+            ErrorCode::InvalidAction
+        );
+        assert_eq!(
+            code("echo.acme.actions", &ping, r#"{"action_type":"echo.fail"}"#),
+            ErrorCode::InvalidAction
+        );
+        assert_eq!(
+            code("echo.acme.actions", &ping, r#"{"tenant_id":"globex"}"#),
+            ErrorCode::TenantMismatch
+        );
+        assert_eq!(
+            code(
+                "echo.acme.actions",
+                &ping,
+                r#"{"callback_subject":"echo.globex.callbacks"}"#
+            ),
+            ErrorCode::Forbidden
+        );
+        assert_eq!(
+            code("echo.acme.actions", &ping, r#"{"action_id":"nope"}"#),
+            ErrorCode::InvalidAction
+        );
+        assert_eq!(
+            code("echo.acme.actions", &ping, r#"{"created_at":"yesterday"}"#),
+            ErrorCode::InvalidAction
+        );
+        assert_eq!(
+            code("echo.a!b.actions", &ping, "{}"),
+            ErrorCode::InvalidAction
+        );
+        let not_utf8 = decode(
+            "echo.acme.actions",
+            Some(&hdrs(&ping)),
+            &[0xff, 0xfe],
+            Uuid::nil(),
+        );
         assert_eq!(not_utf8.unwrap_err().error.code, ErrorCode::InvalidAction);
     }
 
     #[test]
     fn rejection_keeps_the_callback_from_headers() {
-        let h = hdrs(&[("action_type", "echo.ping"), ("callback_subject", "_INBOX.x")]);
+        let h = hdrs(&[
+            ("action_type", "echo.ping"),
+            ("callback_subject", "_INBOX.x"),
+        ]);
         let r = decode("echo.acme.actions", Some(&h), b"garbage", Uuid::nil()).unwrap_err();
         assert_eq!(r.callback.unwrap().as_str(), "_INBOX.x");
         assert_eq!(r.address.unwrap().request_type.as_str(), "echo.ping");
@@ -311,12 +389,18 @@ mod tests {
     #[test]
     fn rejection_of_unreadable_type_uses_the_invalid_result_type() {
         let r = decode("echo.acme.actions", None, b"[]", Uuid::nil()).unwrap_err();
-        assert_eq!(r.address.unwrap().request_type.result_type().as_str(), "echo.invalid.result");
+        assert_eq!(
+            r.address.unwrap().request_type.result_type().as_str(),
+            "echo.invalid.result"
+        );
     }
 
     #[test]
     fn foreign_callback_never_gets_a_result() {
-        let h = hdrs(&[("action_type", "echo.ping"), ("callback_subject", "orchestrator.globex.callbacks")]);
+        let h = hdrs(&[
+            ("action_type", "echo.ping"),
+            ("callback_subject", "orchestrator.globex.callbacks"),
+        ]);
         let r = decode("echo.acme.actions", Some(&h), b"{}", Uuid::nil()).unwrap_err();
         assert_eq!(r.error.code, ErrorCode::Forbidden);
         assert!(r.callback.is_none());

@@ -213,7 +213,13 @@ mod tests {
 
     #[test]
     fn new_action_takes_its_type_from_the_payload() {
-        let action = Action::new(tenant(), Ping { text: "hi".into(), n: 1 });
+        let action = Action::new(
+            tenant(),
+            Ping {
+                text: "hi".into(),
+                n: 1,
+            },
+        );
         assert_eq!(action.action_type.as_str(), "echo.ping");
         assert_eq!(action.action_id.get_version_num(), 7);
         assert_eq!(action.chain_correlation(), action.action_id.to_string());
@@ -221,12 +227,29 @@ mod tests {
 
     #[test]
     fn body_has_the_wire_field_names() {
-        let action = Action::new(tenant(), Ping { text: "hi".into(), n: 1 }).with_session("s1");
+        let action = Action::new(
+            tenant(),
+            Ping {
+                text: "hi".into(),
+                n: 1,
+            },
+        )
+        .with_session("s1");
         let json: Value = serde_json::from_slice(&action.to_json().unwrap()).unwrap();
-        for field in ["action_id", "action_type", "tenant_id", "session_id", "created_at", "data"] {
+        for field in [
+            "action_id",
+            "action_type",
+            "tenant_id",
+            "session_id",
+            "created_at",
+            "data",
+        ] {
             assert!(json.get(field).is_some(), "{field} missing in {json}");
         }
-        assert!(json.get("traceparent").is_none(), "trace context travels in headers");
+        assert!(
+            json.get("traceparent").is_none(),
+            "trace context travels in headers"
+        );
     }
 
     proptest! {

@@ -171,10 +171,27 @@ mod tests {
 
     #[test]
     fn domains() {
-        for ok in ["echo", "execution", "a", "q_1", "abcdefghijklmnopqrstuvwxyz012345"] {
+        for ok in [
+            "echo",
+            "execution",
+            "a",
+            "q_1",
+            "abcdefghijklmnopqrstuvwxyz012345",
+        ] {
             assert!(Domain::new(ok).is_ok(), "{ok}");
         }
-        for bad in ["", "Echo", "1x", "_x", "$sys", "dlq", "a.b", "a-b", "a*", "abcdefghijklmnopqrstuvwxyz0123456"] {
+        for bad in [
+            "",
+            "Echo",
+            "1x",
+            "_x",
+            "$sys",
+            "dlq",
+            "a.b",
+            "a-b",
+            "a*",
+            "abcdefghijklmnopqrstuvwxyz0123456",
+        ] {
             assert!(Domain::new(bad).is_err(), "{bad}");
         }
     }
@@ -196,7 +213,18 @@ mod tests {
         assert!(!t.is_result());
         assert_eq!(t.result_type().as_str(), "execution.agent_run.result");
         assert!(t.result_type().is_result());
-        for bad in ["", "echo", "echo.", ".ping", "Echo.ping", "echo.Ping", "echo.ping.more", "echo.ping.result.result", "dlq.x", "echo.pi ng"] {
+        for bad in [
+            "",
+            "echo",
+            "echo.",
+            ".ping",
+            "Echo.ping",
+            "echo.Ping",
+            "echo.ping.more",
+            "echo.ping.result.result",
+            "dlq.x",
+            "echo.pi ng",
+        ] {
             assert!(ActionType::new(bad).is_err(), "{bad}");
         }
     }

@@ -68,9 +68,9 @@ impl<R> ActionResult<R> {
             (ResultStatus::Success, None, None) => Err(ActionError::invalid(
                 "success result without a `result` field",
             )),
-            (ResultStatus::Error, _, None) => {
-                Err(ActionError::invalid("error result without an `error` field"))
-            }
+            (ResultStatus::Error, _, None) => Err(ActionError::invalid(
+                "error result without an `error` field",
+            )),
         }
     }
 }
@@ -187,6 +187,9 @@ mod tests {
     fn into_result_reads_both_shapes() {
         assert_eq!(ActionResult::success(1, 0).into_result(), Ok(1));
         let err = ActionError::handler("no");
-        assert_eq!(ActionResult::<i32>::failure(err.clone(), 0).into_result(), Err(err));
+        assert_eq!(
+            ActionResult::<i32>::failure(err.clone(), 0).into_result(),
+            Err(err)
+        );
     }
 }

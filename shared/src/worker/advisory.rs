@@ -30,7 +30,10 @@ struct MaxDeliveries {
 }
 
 /// Reads this domain's max-deliveries advisories until `stop` is cancelled.
-pub(crate) async fn watch(shared: Arc<Shared>, stop: CancellationToken) -> Result<(), async_nats::Error> {
+pub(crate) async fn watch(
+    shared: Arc<Shared>,
+    stop: CancellationToken,
+) -> Result<(), async_nats::Error> {
     let name = format!("{}-max-deliveries", shared.dispatcher.domain());
     let consumer: async_nats::jetstream::consumer::PullConsumer = shared
         .publisher
@@ -71,7 +74,11 @@ pub(crate) async fn watch(shared: Arc<Shared>, stop: CancellationToken) -> Resul
 }
 
 async fn dead_letter(shared: &Shared, advisory: MaxDeliveries) -> Result<(), async_nats::Error> {
-    let stream = shared.publisher.jetstream().get_stream(&advisory.stream).await?;
+    let stream = shared
+        .publisher
+        .jetstream()
+        .get_stream(&advisory.stream)
+        .await?;
     let original = match stream.get_raw_message(advisory.stream_seq).await {
         Ok(original) => original,
         Err(err) => {
@@ -87,18 +94,32 @@ async fn dead_letter(shared: &Shared, advisory: MaxDeliveries) -> Result<(), asy
             advisory.deliveries, advisory.consumer
         ),
     );
-    let fallback_id = derived_id(&[advisory.stream.as_bytes(), &advisory.stream_seq.to_be_bytes()]);
+    let fallback_id = derived_id(&[
+        advisory.stream.as_bytes(),
+        &advisory.stream_seq.to_be_bytes(),
+    ]);
     let headers = Some(&original.headers).filter(|h| !h.is_empty());
-    let (domain, tenant) = match decode(&original.subject, headers, &original.payload, fallback_id) {
+    let (domain, tenant) = match decode(&original.subject, headers, &original.payload, fallback_id)
+    {
         Ok(received) => {
             if let Some(to) = &received.callback {
                 let address = (&received.action).into();
-                send_error(shared, to, &address, &error, &received.action.chain_correlation(), 0).await;
+                send_error(
+                    shared,
+                    to,
+                    &address,
+                    &error,
+                    &received.action.chain_correlation(),
+                    0,
+                )
+                .await;
             }
             (received.subject.domain, Some(received.subject.tenant))
         }
         Err(rejection) => (
-            rejection.domain.unwrap_or_else(|| shared.dispatcher.domain().clone()),
+            rejection
+                .domain
+                .unwrap_or_else(|| shared.dispatcher.domain().clone()),
             rejection.tenant,
         ),
     };

@@ -56,7 +56,12 @@ impl DeadLetter<'_> {
         headers.insert(dlq::ERROR, one_line(&self.error.message).as_str());
         headers.insert(dlq::SUBJECT, self.subject);
         let id = match &self.origin {
-            Origin::Stored { stream, sequence, deliveries, consumer } => {
+            Origin::Stored {
+                stream,
+                sequence,
+                deliveries,
+                consumer,
+            } => {
                 headers.insert(dlq::STREAM, stream.as_str());
                 headers.insert(dlq::SEQUENCE, sequence.to_string().as_str());
                 headers.insert(dlq::DELIVERIES, deliveries.to_string().as_str());
@@ -71,10 +76,10 @@ impl DeadLetter<'_> {
         };
         headers.insert(headers::MSG_ID, id.as_str());
         let to = subject::dead_letters(self.domain, self.tenant);
-        let size_limit = publisher.client().server_info().max_payload;
+        let size_limit = publisher.client().max_payload();
         // The original fitted; if our headers push it over, keep the headers and cut nothing
         // silently: say so in the error header instead of the body.
-        let body = if size_limit > 0 && self.body.len() + 1024 > size_limit {
+        let body = if self.body.len() + 1024 > size_limit {
             headers.insert(dlq::ERROR, "original body too large to keep beside dead-letter headers; see dlq_stream/dlq_sequence");
             Bytes::new()
         } else {
@@ -87,6 +92,9 @@ impl DeadLetter<'_> {
 
 /// Header values cannot hold line breaks.
 fn one_line(text: &str) -> String {
-    let flat: String = text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+    let flat: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
     flat.chars().take(1000).collect()
 }

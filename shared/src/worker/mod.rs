@@ -88,7 +88,11 @@ impl Default for WorkerConfig {
     fn default() -> Self {
         Self {
             concurrency: 64,
-            retry_backoff: vec![Duration::from_secs(1), Duration::from_secs(5), Duration::from_secs(30)],
+            retry_backoff: vec![
+                Duration::from_secs(1),
+                Duration::from_secs(5),
+                Duration::from_secs(30),
+            ],
             ack_wait: None,
             max_deliver: None,
             replicas: 1,
@@ -129,7 +133,10 @@ impl Shared {
     pub fn backoff(&self, delivered: u64) -> Duration {
         let backoff = &self.config.retry_backoff;
         let index = (delivered.saturating_sub(1) as usize).min(backoff.len().saturating_sub(1));
-        backoff.get(index).copied().unwrap_or(Duration::from_secs(1))
+        backoff
+            .get(index)
+            .copied()
+            .unwrap_or(Duration::from_secs(1))
     }
 }
 
@@ -193,7 +200,12 @@ impl Worker {
                 ack_wait: config.ack_wait,
                 max_deliver: config.max_deliver,
             });
-            paths.spawn(serve_consumer(shared.clone(), lane, consumer, shutdown.clone()));
+            paths.spawn(serve_consumer(
+                shared.clone(),
+                lane,
+                consumer,
+                shutdown.clone(),
+            ));
         }
         if shared.config.rpc {
             let service = crate::service::RpcService::start(shared.clone())
@@ -222,7 +234,12 @@ impl Worker {
 }
 
 /// Pulls from one durable consumer until shutdown, then drains it.
-async fn serve_consumer(shared: Arc<Shared>, lane: Arc<Lane>, consumer: PullConsumer, shutdown: CancellationToken) {
+async fn serve_consumer(
+    shared: Arc<Shared>,
+    lane: Arc<Lane>,
+    consumer: PullConsumer,
+    shutdown: CancellationToken,
+) {
     let capacity = shared.config.concurrency.max(1);
     let slots = Arc::new(Semaphore::new(capacity));
     let pull = PullLoop {

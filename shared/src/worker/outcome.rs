@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 use async_nats::jetstream::{AckKind, Message};
 use tracing::Instrument;
 
-use super::dead_letter::{DeadLetter, Origin};
 use super::Shared;
+use super::dead_letter::{DeadLetter, Origin};
 use crate::action::{ActionError, ActionResult, Rejection, ResultAddress, decode, derived_id};
 use crate::context::Ctx;
 use crate::subject::CallbackSubject;
@@ -34,7 +34,11 @@ pub(crate) struct Lane {
 /// Handles one delivered message to the end: ack, nak or term, result and dead letter.
 pub(crate) async fn handle(shared: Arc<Shared>, lane: Arc<Lane>, msg: Message) {
     let (stream, sequence, delivered) = match msg.info() {
-        Ok(info) => (info.stream.to_owned(), info.stream_sequence, info.delivered.max(1) as u64),
+        Ok(info) => (
+            info.stream.to_owned(),
+            info.stream_sequence,
+            info.delivered.max(1) as u64,
+        ),
         Err(err) => {
             tracing::error!(%err, subject = %msg.subject, "message without JetStream metadata; leaving it to redelivery");
             return;
@@ -49,7 +53,12 @@ pub(crate) async fn handle(shared: Arc<Shared>, lane: Arc<Lane>, msg: Message) {
     // An action published without an id gets one derived from where it is stored, so every
     // redelivery (and its result's dedupe id) agrees.
     let fallback_id = derived_id(&[stream.as_bytes(), &sequence.to_be_bytes()]);
-    let received = match decode(&msg.subject, msg.headers.as_ref(), &msg.payload, fallback_id) {
+    let received = match decode(
+        &msg.subject,
+        msg.headers.as_ref(),
+        &msg.payload,
+        fallback_id,
+    ) {
         Ok(received) => received,
         Err(rejection) => return reject(&shared, &msg, rejection, origin).await,
     };
@@ -75,7 +84,10 @@ pub(crate) async fn handle(shared: Arc<Shared>, lane: Arc<Lane>, msg: Message) {
     );
 
     let started = Instant::now();
-    let work = shared.dispatcher.dispatch(action, ctx).instrument(span.clone());
+    let work = shared
+        .dispatcher
+        .dispatch(action, ctx)
+        .instrument(span.clone());
     let outcome = keep_lease(&msg, lane.ack_wait, work).await;
     let duration_ms = started.elapsed().as_millis() as u64;
 
@@ -88,7 +100,11 @@ pub(crate) async fn handle(shared: Arc<Shared>, lane: Arc<Lane>, msg: Message) {
                     .publisher
                     .send_result(to, &result, &correlation)
                     .await
-                    .map_err(|err| ActionError::unavailable(format!("cannot deliver the result to {to}: {err}")))
+                    .map_err(|err| {
+                        ActionError::unavailable(format!(
+                            "cannot deliver the result to {to}: {err}"
+                        ))
+                    })
             }
         },
         Err(err) => Err(err),
@@ -131,7 +147,10 @@ async fn reject(shared: &Shared, msg: &Message, rejection: Rejection, origin: Or
         let correlation = address.request_id.to_string();
         send_error(shared, to, address, &rejection.error, &correlation, 0).await;
     }
-    let domain = rejection.domain.clone().unwrap_or_else(|| shared.dispatcher.domain().clone());
+    let domain = rejection
+        .domain
+        .clone()
+        .unwrap_or_else(|| shared.dispatcher.domain().clone());
     let letter = DeadLetter {
         domain: &domain,
         tenant: rejection.tenant.as_ref(),
@@ -172,9 +191,17 @@ pub(crate) async fn send_error(
 
 /// Runs `work`, telling the server the message is still in progress every half ack wait so
 /// a long handler keeps its lease instead of being redelivered to another instance.
-async fn keep_lease<F: std::future::Future>(msg: &Message, ack_wait: Duration, work: F) -> F::Output {
-    let tick = (ack_wait / 2).max(Duration::from_millis(100));
+async fn keep_lease<F: std::future::Future>(
+    msg: &Message,
+    ack_wait: Duration,
+    work: F,
+) -> F::Output {
     tokio::pin!(work);
+    // Most handlers finish on their first poll: they need no timer at all.
+    if let Some(output) = futures::FutureExt::now_or_never(&mut work) {
+        return output;
+    }
+    let tick = (ack_wait / 2).max(Duration::from_millis(100));
     loop {
         tokio::select! {
             output = &mut work => return output,

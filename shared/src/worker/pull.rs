@@ -53,7 +53,11 @@ impl Reserved {
 
     fn take_one(&mut self) -> Option<OwnedSemaphorePermit> {
         let held = self.permits.as_mut()?;
-        let one = if held.num_permits() == 1 { self.permits.take() } else { held.split(1) };
+        let one = if held.num_permits() == 1 {
+            self.permits.take()
+        } else {
+            held.split(1)
+        };
         if one.is_some() {
             self.count -= 1;
         }
@@ -84,7 +88,10 @@ impl PullLoop {
         let mut inbox_sub = client.subscribe(inbox.clone()).await?;
         let heartbeat = (self.expires / 6).max(Duration::from_millis(500));
         let threshold = (self.capacity / 4).max(1);
-        let mut reserved = Reserved { permits: None, count: 0 };
+        let mut reserved = Reserved {
+            permits: None,
+            count: 0,
+        };
         let mut last_heard = Instant::now();
 
         loop {
@@ -169,7 +176,10 @@ mod tests {
     #[test]
     fn reserved_permits_are_counted_and_returned() {
         let slots = Arc::new(Semaphore::new(8));
-        let mut reserved = Reserved { permits: None, count: 0 };
+        let mut reserved = Reserved {
+            permits: None,
+            count: 0,
+        };
         reserved.add(slots.clone().try_acquire_many_owned(5).unwrap());
         reserved.add(slots.clone().try_acquire_many_owned(2).unwrap());
         assert_eq!((reserved.count, slots.available_permits()), (7, 1));

@@ -1,12 +1,228 @@
-//! `domain-actions bench` (placeholder until the benchmark lands).
+//! `domain-actions bench`: our path against a hand-written async-nats baseline, same steps,
+//! same server, same run, with the ratio printed.
+//!
+//! | scenario | our steps | baseline steps |
+//! |---|---|---|
+//! | durable, inbox | `Publisher::enqueue` (JetStream, ack awaited) → `Worker` + echo dispatcher → result on an inbox | `publish_with_headers` + ack → pull consumer, `for_each_concurrent(64)` → core publish → ack |
+//! | durable, callbacks stream | same, result stored in `echo.bench.callbacks` (JetStream, ack awaited before the request's ack) | same with a JetStream result publish, ack awaited |
+//! | rpc | `Publisher::request_result` → micro service endpoint + echo dispatcher | `request_with_headers` → queue subscription, `for_each_concurrent(64)` → publish to reply |
+//!
+//! Every scenario is a closed loop: N lanes each send one action and wait for its result
+//! before sending the next, so "in flight" is exactly N. Both sides parse the action and
+//! build a result action of the same shape. Unless `--external`, a fresh nats-server is
+//! started with the shipped `nats/server.conf` on a temporary store.
 
-use crate::exit::Outcome;
+mod baseline;
+mod harness;
+mod ours;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Serialize;
+use shared::nats_server::{self, LocalServer, ServerOptions};
+
+use crate::exit::{Failure, Outcome, connect};
+use harness::Measured;
 
 /// Flags of `bench`.
 #[derive(clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// Seconds to measure each side of each scenario (after a warm-up).
+    #[arg(long, default_value_t = 5.0)]
+    pub seconds: f64,
+    /// Warm-up seconds before each measurement.
+    #[arg(long, default_value_t = 1.0)]
+    pub warmup: f64,
+    /// Write the figures as JSON to this file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Use the server at NATS_URL instead of starting a fresh one.
+    #[arg(long)]
+    pub external: bool,
+    /// Run only scenarios whose name contains this text (e.g. rpc).
+    #[arg(long)]
+    pub only: Option<String>,
+}
 
-/// Runs the benchmark.
-pub async fn run(_url: &str, _args: Args) -> Outcome {
+/// One scenario's path and concurrency.
+#[derive(Debug, Clone, Copy)]
+pub enum Path {
+    /// JetStream action, result to a core inbox.
+    DurableInbox,
+    /// JetStream action, result stored in a `…callbacks` stream subject.
+    DurableCallbacks,
+    /// Core request/reply.
+    Rpc,
+}
+
+struct Scenario {
+    name: &'static str,
+    path: Path,
+    in_flight: usize,
+}
+
+const SCENARIOS: &[Scenario] = &[
+    Scenario {
+        name: "durable round trip, inbox result, 1 in flight",
+        path: Path::DurableInbox,
+        in_flight: 1,
+    },
+    Scenario {
+        name: "durable round trip, inbox result, 64 in flight",
+        path: Path::DurableInbox,
+        in_flight: 64,
+    },
+    Scenario {
+        name: "durable round trip, result stored in callbacks stream, 64 in flight",
+        path: Path::DurableCallbacks,
+        in_flight: 64,
+    },
+    Scenario {
+        name: "rpc, 1 in flight",
+        path: Path::Rpc,
+        in_flight: 1,
+    },
+    Scenario {
+        name: "rpc, 64 in flight",
+        path: Path::Rpc,
+        in_flight: 64,
+    },
+];
+
+/// One row of the report (`--json` writes a list of these).
+#[derive(Debug, Serialize)]
+pub struct Row {
+    scenario: String,
+    ours_per_s: f64,
+    baseline_per_s: f64,
+    ratio: f64,
+    p50_us: u64,
+    p99_us: u64,
+    baseline_p50_us: u64,
+    baseline_p99_us: u64,
+}
+
+/// Timing of one side.
+pub struct Timing {
+    /// Warm-up before measuring.
+    pub warmup: Duration,
+    /// Measurement window.
+    pub measure: Duration,
+}
+
+/// Runs every scenario and prints the table.
+pub async fn run(url: &str, args: Args) -> Outcome {
+    let timing = Timing {
+        warmup: Duration::from_secs_f64(args.warmup.max(0.0)),
+        measure: Duration::from_secs_f64(args.seconds.max(0.1)),
+    };
+    let temp = tempfile::Builder::new()
+        .prefix("da-bench-")
+        .tempdir()
+        .map_err(Failure::runtime)?;
+    let server = if args.external {
+        None
+    } else {
+        let options = ServerOptions {
+            config: nats_server::single_node_config(),
+            store_dir: temp.path().join("store"),
+            port: None,
+            run_dir: temp.path().to_path_buf(),
+        };
+        Some(
+            LocalServer::start(options)
+                .await
+                .map_err(Failure::runtime)?,
+        )
+    };
+    let url = server
+        .as_ref()
+        .map_or(url.to_owned(), |s| s.url().to_owned());
+    println!(
+        "bench: {url} ({}), {:.1}s per side after {:.1}s warm-up",
+        if args.external {
+            "external server"
+        } else {
+            "fresh nats-server 2.15.1, nats/server.conf"
+        },
+        args.seconds,
+        args.warmup
+    );
+    println!();
+    println!(
+        "{:<70} {:>10} {:>10} {:>6} {:>9} {:>9} {:>9} {:>9}",
+        "scenario", "ours/s", "base/s", "ratio", "p50 us", "base p50", "p99 us", "base p99"
+    );
+
+    let mut rows = Vec::new();
+    for scenario in SCENARIOS {
+        if args
+            .only
+            .as_deref()
+            .is_some_and(|only| !scenario.name.contains(only))
+        {
+            continue;
+        }
+        // Baseline first, then ours, each on fresh connections; the server is shared.
+        let baseline = baseline::run(
+            &connect(&url).await?,
+            &connect(&url).await?,
+            scenario.path,
+            scenario.in_flight,
+            &timing,
+        )
+        .await
+        .map_err(|e| Failure::runtime(format!("{} (baseline): {e}", scenario.name)))?;
+        let ours = ours::run(
+            &connect(&url).await?,
+            &connect(&url).await?,
+            scenario.path,
+            scenario.in_flight,
+            &timing,
+        )
+        .await
+        .map_err(|e| Failure::runtime(format!("{} (ours): {e}", scenario.name)))?;
+        let row = row(scenario.name, &ours, &baseline);
+        println!(
+            "{:<70} {:>10.0} {:>10.0} {:>6.2} {:>9} {:>9} {:>9} {:>9}",
+            row.scenario,
+            row.ours_per_s,
+            row.baseline_per_s,
+            row.ratio,
+            row.p50_us,
+            row.baseline_p50_us,
+            row.p99_us,
+            row.baseline_p99_us
+        );
+        rows.push(row);
+    }
+    if let Some(path) = args.json {
+        let json = serde_json::to_string_pretty(&rows).map_err(Failure::runtime)?;
+        std::fs::write(&path, json)
+            .map_err(|e| Failure::runtime(format!("writing {}: {e}", path.display())))?;
+        println!("\nwrote {}", path.display());
+    }
+    if let Some(server) = server {
+        server.stop().await;
+    }
     Ok(())
+}
+
+fn row(name: &str, ours: &Measured, baseline: &Measured) -> Row {
+    let ratio = if baseline.per_second() > 0.0 {
+        ours.per_second() / baseline.per_second()
+    } else {
+        0.0
+    };
+    Row {
+        scenario: name.to_owned(),
+        ours_per_s: ours.per_second(),
+        baseline_per_s: baseline.per_second(),
+        ratio,
+        p50_us: ours.percentile(50.0),
+        p99_us: ours.percentile(99.0),
+        baseline_p50_us: baseline.percentile(50.0),
+        baseline_p99_us: baseline.percentile(99.0),
+    }
 }

@@ -5,7 +5,11 @@ use crate::actions::Fail;
 /// Fails as asked: `unavailable` (retried) or `handler_error` (final).
 pub async fn fail(action: Action<Fail>, _ctx: Ctx) -> Result<(), ActionError> {
     let Fail { retryable, message } = action.data;
-    Err(if retryable { ActionError::unavailable(message) } else { ActionError::handler(message) })
+    Err(if retryable {
+        ActionError::unavailable(message)
+    } else {
+        ActionError::handler(message)
+    })
 }
 
 #[cfg(test)]
@@ -18,9 +22,18 @@ mod tests {
     async fn fails_as_asked() {
         let tenant = TenantId::new("acme").unwrap();
         let err = crate::dispatcher()
-            .process(Action::new(tenant, Fail { retryable: true, message: "down".into() }))
+            .process(Action::new(
+                tenant,
+                Fail {
+                    retryable: true,
+                    message: "down".into(),
+                },
+            ))
             .await
             .unwrap_err();
-        assert_eq!((err.code, err.retryable, err.message.as_str()), (ErrorCode::Unavailable, true, "down"));
+        assert_eq!(
+            (err.code, err.retryable, err.message.as_str()),
+            (ErrorCode::Unavailable, true, "down")
+        );
     }
 }

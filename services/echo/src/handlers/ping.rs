@@ -18,7 +18,9 @@ mod tests {
     #[tokio::test]
     async fn returns_its_data() {
         let tenant = TenantId::new("acme").unwrap();
-        let out = crate::dispatcher().process(Action::new(tenant, Ping(json!({"hi": [1, 2]})))).await;
+        let out = crate::dispatcher()
+            .process(Action::new(tenant, Ping(json!({"hi": [1, 2]}))))
+            .await;
         assert_eq!(out, Ok(json!({"hi": [1, 2]})));
     }
 }

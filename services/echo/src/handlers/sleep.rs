@@ -23,7 +23,9 @@ mod tests {
     #[tokio::test]
     async fn sleeps() {
         let tenant = TenantId::new("acme").unwrap();
-        let out = crate::dispatcher().process(Action::new(tenant, Sleep { ms: 5 })).await;
+        let out = crate::dispatcher()
+            .process(Action::new(tenant, Sleep { ms: 5 }))
+            .await;
         assert_eq!(out, Ok(Slept { slept_ms: 5 }));
     }
 }

@@ -1,0 +1,97 @@
+//! Our side: `Publisher` → JetStream → `Worker` running the echo dispatcher → result.
+
+use std::time::Duration;
+
+use async_nats::Client;
+use echo::actions::Ping;
+use shared::{Action, CallbackSubject, Domain, Publisher, TenantId, Worker, WorkerConfig};
+use tokio_util::sync::CancellationToken;
+
+use super::harness::{Measured, Router, closed_loop, payload};
+use super::{Path, Timing};
+
+/// Runs one scenario through the framework.
+pub async fn run(
+    caller: &Client,
+    worker_client: &Client,
+    path: Path,
+    in_flight: usize,
+    timing: &Timing,
+) -> Result<Measured, String> {
+    let shutdown = CancellationToken::new();
+    let worker =
+        Worker::new(worker_client.clone(), echo::dispatcher()).config(WorkerConfig::default());
+    let stop = shutdown.clone();
+    let running = tokio::spawn(async move { worker.run(stop).await });
+    wait_until_serving(caller).await?;
+
+    let publisher = Publisher::new(caller.clone());
+    let tenant = TenantId::new("bench").map_err(|e| e.to_string())?;
+    let measured = match path {
+        Path::DurableInbox | Path::DurableCallbacks => {
+            let callback = match path {
+                Path::DurableInbox => {
+                    CallbackSubject::inbox(caller.new_inbox()).map_err(|e| e.to_string())?
+                }
+                _ => CallbackSubject::callbacks(
+                    &Domain::new("echo").map_err(|e| e.to_string())?,
+                    &tenant,
+                ),
+            };
+            let results = caller
+                .subscribe(callback.as_str().to_owned())
+                .await
+                .map_err(|e| e.to_string())?;
+            let router = Router::start(results);
+            closed_loop(in_flight, timing, move |seq| {
+                let (publisher, router, tenant, callback) = (
+                    publisher.clone(),
+                    router.clone(),
+                    tenant.clone(),
+                    callback.clone(),
+                );
+                async move {
+                    let action = Action::new(tenant, Ping(payload(seq))).with_callback(&callback);
+                    let result = router.expect(action.action_id.to_string());
+                    publisher
+                        .enqueue(&action)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    result.await.map_err(|e| e.to_string())
+                }
+            })
+            .await
+        }
+        Path::Rpc => {
+            closed_loop(in_flight, timing, move |seq| {
+                let (publisher, tenant) = (publisher.clone(), tenant.clone());
+                async move {
+                    let action = Action::new(tenant, Ping(payload(seq)));
+                    publisher
+                        .request_result(&action, Duration::from_secs(10))
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    Ok(())
+                }
+            })
+            .await
+        }
+    };
+    shutdown.cancel();
+    running
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+    measured
+}
+
+/// The worker is ready when its micro service answers a ping (it registers after applying streams).
+async fn wait_until_serving(client: &Client) -> Result<(), String> {
+    for _ in 0..400 {
+        if client.request("$SRV.PING.echo", "".into()).await.is_ok() {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    Err("the echo worker did not start within 10s".into())
+}
