@@ -19,6 +19,11 @@ use clap::{Parser, Subcommand};
 
 use exit::Failure;
 
+// The hot path allocates small, short-lived buffers (headers, JSON) on every message;
+// mimalloc serves those markedly faster than the system allocator.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Run, use and operate Domain Actions services.
 #[derive(Parser)]
 #[command(name = "domain-actions", version, about, long_about = None)]

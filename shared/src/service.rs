@@ -136,7 +136,12 @@ async fn answer(shared: &Shared, request: Request) {
                 ),
                 None => unaddressed_error(shared, &rejection.error),
             };
-            respond(&request, body, &address_headers(rejection.address.as_deref())).await;
+            respond(
+                &request,
+                body,
+                address_headers(rejection.address.as_deref()),
+            )
+            .await;
             return dead_letter(rejection.error, rejection.tenant.as_ref()).await;
         }
     };
@@ -170,7 +175,7 @@ async fn answer(shared: &Shared, request: Request) {
             Some(error),
         ),
     };
-    respond(&request, body, &address_headers(Some(&address))).await;
+    respond(&request, body, address_headers(Some(&address))).await;
     if let Some(error) = failed.filter(|e| !e.retryable) {
         tracing::warn!(code = %error.code, error = %error.message, "rpc request failed; dead-lettering");
         dead_letter(error, Some(&received.subject.tenant)).await;
@@ -195,7 +200,6 @@ fn unaddressed_error(shared: &Shared, error: &ActionError) -> Bytes {
 
 fn address_headers(address: Option<&ResultAddress>) -> HeaderMap {
     let mut h = HeaderMap::new();
-    h.insert(headers::CONTENT_TYPE, headers::JSON);
     if let Some(address) = address {
         h.insert(
             headers::ACTION_TYPE,
@@ -209,11 +213,8 @@ fn address_headers(address: Option<&ResultAddress>) -> HeaderMap {
     h
 }
 
-async fn respond(request: &Request, body: Bytes, headers: &HeaderMap) {
-    if let Err(err) = request
-        .respond_with_headers(Ok(body), headers.clone())
-        .await
-    {
+async fn respond(request: &Request, body: Bytes, headers: HeaderMap) {
+    if let Err(err) = request.respond_with_headers(Ok(body), headers).await {
         tracing::warn!(%err, "cannot answer rpc request");
     }
 }

@@ -70,8 +70,6 @@ pub async fn run(
                 .queue_subscribe("bench.*.rpc", "bench".into())
                 .await
                 .map_err(|e| e.to_string())?;
-            // The server must know the subscription before the first request is sent.
-            worker_client.flush().await.map_err(|e| e.to_string())?;
             let client = worker_client.clone();
             tokio::spawn(async move {
                 requests
@@ -130,6 +128,23 @@ pub async fn run(
     let caller_js = jetstream::new(caller.clone());
     let measured = match path {
         Path::Rpc => {
+            // The server must have the responder's subscription before measuring starts.
+            let mut ready = false;
+            for _ in 0..500 {
+                let (headers, body) = action(&Uuid::now_v7().to_string(), None, 0)?;
+                if caller
+                    .request_with_headers("bench.bench.rpc", headers, body.into())
+                    .await
+                    .is_ok()
+                {
+                    ready = true;
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+            if !ready {
+                return Err("the baseline responder did not answer within 5s".into());
+            }
             let caller = caller.clone();
             closed_loop(in_flight, timing, move |seq| {
                 let caller = caller.clone();
