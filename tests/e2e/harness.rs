@@ -1,0 +1,556 @@
+//! Shared helpers of the end-to-end tests.
+//!
+//! Every wait is bounded ([`WAIT`]); nothing asserts that something is fast. Messages are
+//! sent with a bare async-nats client: raw headers and hand-written JSON bodies, as a `nats`
+//! CLI user would send them.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::process::{ExitStatus, Output, Stdio};
+use std::time::Duration;
+
+use async_nats::jetstream::consumer::{self, pull::OrderedConfig};
+use async_nats::jetstream::publish::PublishAck;
+use async_nats::jetstream::{self, message::StreamMessage};
+use async_nats::{Client, HeaderMap, Message, Subscriber};
+use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
+use serde_json::{Value, json};
+use shared::testkit::{self, RunningWorker, TestServer};
+use shared::{Dispatcher, WorkerConfig};
+use tempfile::TempDir;
+use tokio::process::{Child, Command};
+use tokio::time::{Instant, sleep, timeout};
+
+/// The longest any single wait in these tests may take.
+pub const WAIT: Duration = Duration::from_secs(20);
+/// How long to watch a subscription for something that must not arrive (a second result, a
+/// result aimed at another tenant). Long enough for a message already sent to get through.
+pub const QUIET: Duration = Duration::from_millis(1000);
+
+/// The subjects of tenant `acme` of the echo domain.
+pub const ACTIONS: &str = "echo.acme.actions";
+pub const CALLBACKS: &str = "echo.acme.callbacks";
+pub const RPC: &str = "echo.acme.rpc";
+pub const DLQ_ACME: &str = "dlq.echo.acme";
+/// The echo domain's stream and its shared durable consumer.
+pub const ECHO: &str = "ECHO";
+pub const ECHO_ACTIONS: &str = "echo-actions";
+
+/// A nats-server of its own, a bare client on it, and (usually) an echo worker.
+pub struct Env {
+    pub server: TestServer,
+    /// The test's own connection: what a `nats` CLI user would have.
+    pub client: Client,
+    pub js: jetstream::Context,
+    _worker: Option<RunningWorker>,
+}
+
+/// An action this test published durably.
+pub struct Sent {
+    /// Its `action_id` (and `Nats-Msg-Id`).
+    pub id: String,
+    /// The stream's acknowledgement.
+    pub ack: PublishAck,
+}
+
+/// A dead letter read back from the DLQ stream.
+pub struct Letter {
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Letter {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        header(Some(&self.headers), name)
+    }
+}
+
+impl Env {
+    /// A server and the echo worker with the test configuration.
+    pub async fn start() -> Self {
+        Self::with_config(testkit::quick_config()).await
+    }
+
+    /// A server and the echo worker with `config`.
+    pub async fn with_config(config: WorkerConfig) -> Self {
+        Self::with_worker(echo::dispatcher(), config).await
+    }
+
+    /// A server and an in-process worker running `dispatcher`.
+    pub async fn with_worker(dispatcher: Dispatcher, config: WorkerConfig) -> Self {
+        let mut env = Self::server_only().await;
+        let worker_client = env.server.client().await;
+        env._worker = Some(testkit::spawn_worker(worker_client, dispatcher, config).await);
+        env
+    }
+
+    /// A server and no worker (the test starts worker processes itself).
+    pub async fn server_only() -> Self {
+        let server = TestServer::start().await;
+        let client = server.client().await;
+        let js = jetstream::new(client.clone());
+        Self {
+            server,
+            client,
+            js,
+            _worker: None,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        self.server.url()
+    }
+
+    /// A core subscription, known to the server when this returns.
+    pub async fn subscribe(&self, subject: &str) -> Subscriber {
+        let subscription = self
+            .client
+            .subscribe(subject.to_owned())
+            .await
+            .expect("subscribe");
+        self.client.flush().await.expect("flush");
+        subscription
+    }
+
+    /// A fresh `_INBOX.` subject and a subscription to it.
+    pub async fn inbox(&self) -> (String, Subscriber) {
+        let inbox = self.client.new_inbox();
+        let subscription = self.subscribe(&inbox).await;
+        (inbox, subscription)
+    }
+
+    /// Publishes through JetStream and waits for the stream's acknowledgement.
+    pub async fn publish(&self, subject: &str, headers: HeaderMap, body: &[u8]) -> PublishAck {
+        let publish = async {
+            self.js
+                .publish_with_headers(subject.to_owned(), headers, Bytes::copy_from_slice(body))
+                .await
+                .expect("publish")
+                .await
+                .expect("publish acknowledgement")
+        };
+        timeout(WAIT, publish)
+            .await
+            .unwrap_or_else(|_| panic!("no acknowledgement of a publish to {subject}"))
+    }
+
+    /// Publishes a complete action of `action_type` to `echo.acme.actions` with the headers a
+    /// client sets (`action_type`, `callback_subject`, `Nats-Msg-Id`).
+    pub async fn send_action(&self, action_type: &str, data: Value, callback: &str) -> Sent {
+        let id = new_id();
+        let body = action_body(&id, action_type, data);
+        let ack = self
+            .publish(ACTIONS, action_headers(action_type, &id, callback), &body)
+            .await;
+        Sent { id, ack }
+    }
+
+    /// A core NATS request; the reply and its body as JSON.
+    pub async fn request(
+        &self,
+        subject: &str,
+        headers: HeaderMap,
+        body: &[u8],
+    ) -> (Message, Value) {
+        let request = self.client.request_with_headers(
+            subject.to_owned(),
+            headers,
+            Bytes::copy_from_slice(body),
+        );
+        let reply = timeout(WAIT, request)
+            .await
+            .unwrap_or_else(|_| panic!("no reply on {subject} within {WAIT:?}"))
+            .unwrap_or_else(|err| panic!("request to {subject}: {err}"));
+        let value = json_of(&reply);
+        (reply, value)
+    }
+
+    /// The state of the shared `echo-actions` consumer.
+    pub async fn consumer_info(&self) -> consumer::Info {
+        let stream = self.js.get_stream(ECHO).await.expect("ECHO stream");
+        stream
+            .consumer_info(ECHO_ACTIONS)
+            .await
+            .expect("echo-actions consumer info")
+    }
+
+    /// Waits until the `echo-actions` consumer satisfies `ok`; returns its state then.
+    pub async fn wait_consumer(
+        &self,
+        what: &str,
+        ok: impl Fn(&consumer::Info) -> bool,
+    ) -> consumer::Info {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let info = self.consumer_info().await;
+            if ok(&info) {
+                return info;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "echo-actions: not {what} within {WAIT:?}: delivered {:?}, ack floor {:?}, pending {}, ack pending {}, redelivered {}",
+                info.delivered,
+                info.ack_floor,
+                info.num_pending,
+                info.num_ack_pending,
+                info.num_redelivered
+            );
+            sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits until the worker has handled every action up to stream sequence `sequence`
+    /// and holds none in flight.
+    pub async fn wait_idle(&self, sequence: u64) -> consumer::Info {
+        self.wait_consumer("idle", |c| {
+            c.delivered.stream_sequence >= sequence && c.num_pending == 0 && c.num_ack_pending == 0
+        })
+        .await
+    }
+
+    /// Waits until a `$SRV.PING` of service `name` is answered.
+    pub async fn wait_service(&self, name: &str) -> Value {
+        let subject = format!("$SRV.PING.{name}");
+        let client = &self.client;
+        let subject = &subject;
+        let reply = eventually(&format!("an answer on {subject}"), || async move {
+            client.request(subject.clone(), Bytes::new()).await.ok()
+        })
+        .await;
+        json_of(&reply)
+    }
+
+    /// Asserts the ECHO stream stores exactly `expected` messages on `subject`.
+    pub async fn assert_stored(&self, subject: &str, expected: usize) {
+        let stream = self.js.get_stream(ECHO).await.expect("ECHO stream");
+        let mut subjects = stream
+            .info_with_subjects(subject)
+            .await
+            .expect("stream info");
+        let mut count = 0;
+        while let Some((name, n)) = subjects.try_next().await.expect("stream subjects") {
+            if name == subject {
+                count += n;
+            }
+        }
+        assert_eq!(count, expected, "messages stored on {subject}");
+    }
+
+    /// The last message `stream` stores on `subject`, once there is one.
+    pub async fn stored_last(&self, stream: &str, subject: &str) -> StreamMessage {
+        let stream = self.js.get_stream(stream).await.expect("stream");
+        let stream = &stream;
+        eventually(&format!("a message stored on {subject}"), || async move {
+            stream.get_last_raw_message_by_subject(subject).await.ok()
+        })
+        .await
+    }
+
+    /// The first `n` dead letters on `subject`, read from the DLQ stream with an ordered
+    /// (ephemeral) consumer filtered by that subject.
+    pub async fn dead_letters(&self, subject: &str, n: usize) -> Vec<Letter> {
+        let stream = self
+            .js
+            .get_stream(shared::streams::DLQ_STREAM)
+            .await
+            .expect("DLQ stream");
+        let config = OrderedConfig {
+            filter_subject: subject.to_owned(),
+            ..Default::default()
+        };
+        let consumer = stream
+            .create_consumer(config)
+            .await
+            .expect("ordered consumer on DLQ");
+        let mut messages = consumer.messages().await.expect("DLQ messages");
+        let mut letters = Vec::new();
+        let deadline = Instant::now() + WAIT;
+        while letters.len() < n {
+            let next = timeout(
+                deadline.saturating_duration_since(Instant::now()),
+                messages.next(),
+            )
+            .await;
+            let Ok(Some(message)) = next else {
+                panic!(
+                    "{} of {n} dead letters on {subject} within {WAIT:?}",
+                    letters.len()
+                );
+            };
+            let message = message.expect("DLQ message").message;
+            letters.push(Letter {
+                headers: message.headers.unwrap_or_default(),
+                body: message.payload,
+            });
+        }
+        letters
+    }
+
+    /// The only dead letter on `subject`.
+    pub async fn dead_letter(&self, subject: &str) -> Letter {
+        self.dead_letters(subject, 1).await.remove(0)
+    }
+
+    /// Checks the worker still serves: an `echo.ping` gets its success result.
+    pub async fn assert_serving(&self) {
+        let (inbox, mut results) = self.inbox().await;
+        let data = json!({"still": "serving"});
+        let sent = self.send_action("echo.ping", data.clone(), &inbox).await;
+        let (_, result) = next_json(&mut results).await;
+        assert_success(&result, &sent.id, &data);
+    }
+}
+
+/// Probes until `probe` gives a value; panics after [`WAIT`].
+pub async fn eventually<T, F: Future<Output = Option<T>>>(
+    what: &str,
+    mut probe: impl FnMut() -> F,
+) -> T {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Ok(Some(value)) =
+            timeout(deadline.saturating_duration_since(Instant::now()), probe()).await
+        {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "no {what} within {WAIT:?}");
+        sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A header map from pairs.
+pub fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+    let mut map = HeaderMap::new();
+    for (name, value) in pairs {
+        map.insert(*name, *value);
+    }
+    map
+}
+
+/// The headers a client sets on an action: its type, where the result goes, its id.
+pub fn action_headers(action_type: &str, id: &str, callback: &str) -> HeaderMap {
+    headers(&[
+        ("action_type", action_type),
+        ("callback_subject", callback),
+        ("Nats-Msg-Id", id),
+    ])
+}
+
+/// A complete hand-written action body of tenant `acme`.
+pub fn action_body(id: &str, action_type: &str, data: Value) -> Vec<u8> {
+    let body = json!({
+        "action_id": id,
+        "action_type": action_type,
+        "tenant_id": "acme",
+        "created_at": "2026-01-01T00:00:00Z",
+        "data": data,
+    });
+    serde_json::to_vec(&body).expect("encode body")
+}
+
+/// The value of header `name`, if present.
+pub fn header<'a>(headers: Option<&'a HeaderMap>, name: &str) -> Option<&'a str> {
+    headers.and_then(|h| h.get(name)).map(|v| v.as_str())
+}
+
+/// A new UUID v7, as a publisher would make it.
+pub fn new_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
+/// A fresh W3C `traceparent` header value.
+pub fn new_traceparent() -> String {
+    let trace = uuid::Uuid::new_v4().simple().to_string();
+    let span = &uuid::Uuid::new_v4().simple().to_string()[..16];
+    format!("00-{trace}-{span}-01")
+}
+
+/// The trace id of a `traceparent` value.
+pub fn trace_id(traceparent: &str) -> &str {
+    traceparent.split('-').nth(1).unwrap_or_default()
+}
+
+/// The parent span id of a `traceparent` value.
+pub fn span_id(traceparent: &str) -> &str {
+    traceparent.split('-').nth(2).unwrap_or_default()
+}
+
+/// A message's body as JSON; panics with the body when it is not.
+pub fn json_of(message: &Message) -> Value {
+    serde_json::from_slice(&message.payload).unwrap_or_else(|err| {
+        panic!(
+            "body on {} is not JSON ({err}): {}",
+            message.subject,
+            String::from_utf8_lossy(&message.payload)
+        )
+    })
+}
+
+/// The next message on `subscription` and its JSON body; panics after [`WAIT`].
+pub async fn next_json(subscription: &mut Subscriber) -> (Message, Value) {
+    let message = timeout(WAIT, subscription.next())
+        .await
+        .unwrap_or_else(|_| panic!("no message within {WAIT:?}"))
+        .expect("subscription closed");
+    let value = json_of(&message);
+    (message, value)
+}
+
+/// Everything that arrives on `subscription` within `wait`.
+pub async fn collect_for(subscription: &mut Subscriber, wait: Duration) -> Vec<Message> {
+    let mut messages = Vec::new();
+    let deadline = Instant::now() + wait;
+    while let Ok(Some(message)) = timeout(
+        deadline.saturating_duration_since(Instant::now()),
+        subscription.next(),
+    )
+    .await
+    {
+        messages.push(message);
+    }
+    messages
+}
+
+/// Asserts nothing arrives on `subscription` for [`QUIET`].
+pub async fn expect_nothing(subscription: &mut Subscriber, what: &str) {
+    let extra = collect_for(subscription, QUIET).await;
+    let bodies: Vec<_> = extra
+        .iter()
+        .map(|m| String::from_utf8_lossy(&m.payload).into_owned())
+        .collect();
+    assert!(extra.is_empty(), "{what}: unexpected messages {bodies:?}");
+}
+
+/// Asserts `result` is the success result of request `id` carrying `output`.
+pub fn assert_success(result: &Value, id: &str, output: &Value) {
+    assert_eq!(result["data"]["status"], "success", "{result}");
+    assert_eq!(&result["data"]["result"], output, "{result}");
+    assert_eq!(result["correlation_id"], id, "{result}");
+}
+
+/// Asserts `result` is an error result with `code`.
+pub fn assert_error(result: &Value, code: &str) {
+    assert_eq!(result["data"]["status"], "error", "{result}");
+    assert_eq!(result["data"]["error"]["code"], code, "{result}");
+    assert!(
+        result["data"]["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "{result}"
+    );
+}
+
+/// Asserts a dead letter of a stored action: why, and where it came from.
+pub fn assert_stored_letter(letter: &Letter, reason: &str, sequence: u64, deliveries: u64) {
+    let all: Vec<String> = letter
+        .headers
+        .iter()
+        .map(|(k, v)| format!("{k}: {v:?}"))
+        .collect();
+    assert_eq!(letter.header("dlq_reason"), Some(reason), "{all:?}");
+    assert!(
+        letter.header("dlq_error").is_some_and(|e| !e.is_empty()),
+        "{all:?}"
+    );
+    assert_eq!(letter.header("dlq_stream"), Some(ECHO), "{all:?}");
+    assert_eq!(
+        letter.header("dlq_sequence"),
+        Some(sequence.to_string().as_str()),
+        "{all:?}"
+    );
+    assert_eq!(
+        letter.header("dlq_deliveries"),
+        Some(deliveries.to_string().as_str()),
+        "{all:?}"
+    );
+    assert_eq!(letter.header("dlq_consumer"), Some(ECHO_ACTIONS), "{all:?}");
+}
+
+/// The `domain-actions` binary built with these tests.
+fn binary() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_domain-actions"));
+    // Only the settings a test gives apply, whatever the developer's shell has.
+    for (key, _) in std::env::vars() {
+        if key.starts_with("DA_") {
+            command.env_remove(key);
+        }
+    }
+    command.stdin(Stdio::null()).kill_on_drop(true);
+    command
+}
+
+/// Runs `domain-actions ARGS` against `url` (ARGS split on whitespace, as a shell would
+/// without quotes) and waits for it (bounded).
+pub async fn cli(url: &str, args: &str) -> Output {
+    let mut command = binary();
+    command
+        .args(args.split_whitespace())
+        .env("NATS_URL", url)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    timeout(WAIT, command.output())
+        .await
+        .unwrap_or_else(|_| panic!("domain-actions {args} did not finish within {WAIT:?}"))
+        .expect("run domain-actions")
+}
+
+/// `domain-actions worker echo` as a child process, its log in a temp file.
+pub struct WorkerProcess {
+    child: Child,
+    log: PathBuf,
+    _dir: TempDir,
+}
+
+impl WorkerProcess {
+    /// Starts a worker process against `url` with `settings` (DA_* variables).
+    pub fn spawn(url: &str, settings: &[(&str, &str)]) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("da-worker-")
+            .tempdir()
+            .expect("temp dir");
+        let log = dir.path().join("worker.log");
+        let file = std::fs::File::create(&log).expect("log file");
+        let mut command = binary();
+        command
+            .args(["worker", "echo"])
+            .env("NATS_URL", url)
+            .envs(settings.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(file);
+        let child = command.spawn().expect("start domain-actions worker");
+        Self {
+            child,
+            log,
+            _dir: dir,
+        }
+    }
+
+    /// What the process logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Sends SIGTERM, as an orchestrator stopping the process would.
+    pub fn terminate(&self) {
+        let pid = self.child.id().expect("worker still running").to_string();
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -TERM {pid}");
+    }
+
+    /// Waits (bounded) for the process to exit.
+    pub async fn exit_status(&mut self) -> ExitStatus {
+        match timeout(WAIT, self.child.wait()).await {
+            Ok(status) => status.expect("wait for worker"),
+            Err(_) => panic!("worker did not exit within {WAIT:?}; log:\n{}", self.log()),
+        }
+    }
+
+    /// SIGKILL: a crash, with no chance to drain.
+    pub async fn kill(&mut self) {
+        self.child.kill().await.expect("kill -9 worker");
+    }
+}

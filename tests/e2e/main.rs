@@ -1,0 +1,22 @@
+//! End-to-end tests: a real nats-server per test, the echo service as a worker (in-process,
+//! or the real `domain-actions` binary in `process`), and a bare async-nats client that talks
+//! to it exactly as a `nats` CLI user would: raw headers, hand-written JSON bodies.
+//!
+//! One test target, so it links once; one file per topic:
+//!
+//! - [`harness`]: the shared helpers (server + worker, headers, waits, dead letters).
+//! - [`durable`]: actions published through JetStream, results, dedupe, trace, leases.
+//! - [`rpc`]: request/reply and the micro service endpoints.
+//! - [`poison`]: every kind of message a worker must refuse, and that it keeps serving.
+//! - [`retries`]: retryable failures, backoff and the last delivery.
+//! - [`process`]: drain on SIGTERM and max deliveries across crashed processes.
+//! - [`cli`]: the `domain-actions` command.
+
+mod harness;
+
+mod cli;
+mod durable;
+mod poison;
+mod process;
+mod retries;
+mod rpc;
