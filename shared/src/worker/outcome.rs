@@ -22,6 +22,7 @@ use super::Shared;
 use super::dead_letter::{DeadLetter, Origin};
 use crate::action::{ActionError, ActionResult, Rejection, ResultAddress, decode, derived_id};
 use crate::context::Ctx;
+use crate::headers;
 use crate::subject::CallbackSubject;
 
 /// The consumer a message came from, and its delivery limits.
@@ -144,7 +145,12 @@ pub(crate) async fn handle(shared: Arc<Shared>, lane: Arc<Lane>, msg: Message) {
 async fn reject(shared: &Shared, msg: &Message, rejection: Rejection, origin: Origin) {
     tracing::warn!(subject = %msg.subject, code = %rejection.error.code, error = %rejection.error.message, "rejecting");
     if let (Some(to), Some(address)) = (&rejection.callback, &rejection.address) {
-        let correlation = address.request_id.to_string();
+        // The chain's correlation id if the sender gave one; else this action starts the chain.
+        let correlation = msg
+            .headers
+            .as_ref()
+            .and_then(|h| h.get(headers::CORRELATION_ID))
+            .map_or_else(|| address.request_id.to_string(), |v| v.as_str().to_owned());
         send_error(shared, to, address, &rejection.error, &correlation, 0).await;
     }
     let domain = rejection
