@@ -153,28 +153,15 @@ async fn correlation_and_trace_headers_propagate_to_the_result() {
     let env = Env::start().await;
     let (inbox, mut results) = env.inbox().await;
     let id = new_id();
-    let traceparent = new_traceparent();
-    let correlation = format!("chain-{}", new_id());
+    let chain = Chain::new(&format!("chain-{}", new_id()));
     let mut hdrs = action_headers("echo.ping", &id, &inbox);
-    hdrs.insert("traceparent", traceparent.as_str());
-    hdrs.insert("correlation_id", correlation.as_str());
+    chain.add_to(&mut hdrs);
     env.publish(ACTIONS, hdrs, &action_body(&id, "echo.ping", json!(1)))
         .await;
 
     let (message, result) = next_json(&mut results).await;
     assert_success(&result, &id, &json!(1));
-    assert_eq!(
-        header(message.headers.as_ref(), "correlation_id"),
-        Some(correlation.as_str())
-    );
-    let result_trace =
-        header(message.headers.as_ref(), "traceparent").expect("the result has a traceparent");
-    assert_eq!(trace_id(result_trace), trace_id(&traceparent), "same trace");
-    assert_ne!(
-        span_id(result_trace),
-        span_id(&traceparent),
-        "a span of its own"
-    );
+    chain.assert_carried_by(&message);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -225,9 +212,10 @@ async fn follow_ups_carry_correlation_and_trace() {
     let (ping_inbox, mut ping_results) = env.inbox().await;
     let (sleep_inbox, mut sleep_results) = env.inbox().await;
     let id = new_id();
-    let traceparent = new_traceparent();
+    // No correlation_id header: the ping starts the chain, so its id correlates it.
+    let chain = Chain::new(&id);
     let mut hdrs = action_headers("echo.ping", &id, &ping_inbox);
-    hdrs.insert("traceparent", traceparent.as_str());
+    hdrs.insert("traceparent", chain.traceparent.as_str());
     env.publish(
         ACTIONS,
         hdrs,
@@ -244,11 +232,5 @@ async fn follow_ups_carry_correlation_and_trace() {
     let (message, result) = next_json(&mut sleep_results).await;
     assert_eq!(result["action_type"], "echo.sleep.result", "{result}");
     assert_success(&result, follow_up_id, &json!({"slept_ms": 0}));
-    // The chain's correlation is the ping's id (it started the chain); the trace is the ping's.
-    assert_eq!(
-        header(message.headers.as_ref(), "correlation_id"),
-        Some(id.as_str())
-    );
-    let result_trace = header(message.headers.as_ref(), "traceparent").expect("traceparent");
-    assert_eq!(trace_id(result_trace), trace_id(&traceparent));
+    chain.assert_carried_by(&message);
 }

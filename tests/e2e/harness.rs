@@ -359,21 +359,55 @@ pub fn new_id() -> String {
     uuid::Uuid::now_v7().to_string()
 }
 
-/// A fresh W3C `traceparent` header value.
-pub fn new_traceparent() -> String {
-    let trace = uuid::Uuid::new_v4().simple().to_string();
-    let span = &uuid::Uuid::new_v4().simple().to_string()[..16];
-    format!("00-{trace}-{span}-01")
+/// A chain of actions as a caller sees it: its correlation id and W3C trace context.
+pub struct Chain {
+    pub correlation: String,
+    /// The `traceparent` the caller sends.
+    pub traceparent: String,
 }
 
-/// The trace id of a `traceparent` value.
-pub fn trace_id(traceparent: &str) -> &str {
-    traceparent.split('-').nth(1).unwrap_or_default()
-}
+impl Chain {
+    /// A chain correlated by `correlation`, in a fresh trace.
+    pub fn new(correlation: &str) -> Self {
+        let trace = uuid::Uuid::new_v4().simple().to_string();
+        let span = &uuid::Uuid::new_v4().simple().to_string()[..16];
+        Self {
+            correlation: correlation.to_owned(),
+            traceparent: format!("00-{trace}-{span}-01"),
+        }
+    }
 
-/// The parent span id of a `traceparent` value.
-pub fn span_id(traceparent: &str) -> &str {
-    traceparent.split('-').nth(2).unwrap_or_default()
+    /// Sets the `correlation_id` and `traceparent` headers a caller in this chain sends.
+    pub fn add_to(&self, headers: &mut HeaderMap) {
+        headers.insert("correlation_id", self.correlation.as_str());
+        headers.insert("traceparent", self.traceparent.as_str());
+    }
+
+    /// Asserts `message` (a result) carries this chain: the same `correlation_id` header and
+    /// a `traceparent` of the same trace with a span of its own.
+    pub fn assert_carried_by(&self, message: &Message) {
+        let headers = message.headers.as_ref();
+        assert_eq!(
+            header(headers, "correlation_id"),
+            Some(self.correlation.as_str())
+        );
+        let trace = header(headers, "traceparent").expect("a traceparent header");
+        // 00-<trace id>-<parent span id>-<flags>
+        let sent: Vec<&str> = self.traceparent.split('-').collect();
+        let got: Vec<&str> = trace.split('-').collect();
+        assert_eq!(
+            got.get(1),
+            sent.get(1),
+            "same trace id: {trace} vs {}",
+            self.traceparent
+        );
+        assert_ne!(
+            got.get(2),
+            sent.get(2),
+            "a span of its own: {trace} vs {}",
+            self.traceparent
+        );
+    }
 }
 
 /// A message's body as JSON; panics with the body when it is not.

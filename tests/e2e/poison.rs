@@ -30,6 +30,8 @@ async fn refused(
     let mut hdrs = headers(pairs);
     hdrs.insert("callback_subject", inbox.as_str());
     hdrs.insert("Nats-Msg-Id", id);
+    let chain = Chain::new(&format!("chain-{id}"));
+    chain.add_to(&mut hdrs);
     let ack = env.publish(subject, hdrs, body).await;
 
     let letter = env.dead_letter(dlq).await;
@@ -52,6 +54,7 @@ async fn refused(
             );
             assert_eq!(result["tenant_id"], "acme", "{result}");
             assert_eq!(result["correlation_id"], id, "{result}");
+            chain.assert_carried_by(&message);
         }
         // The error result would have been sent before the dead letter was stored.
         Answer::Nothing => {

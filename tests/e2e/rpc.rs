@@ -22,6 +22,20 @@ async fn request_is_answered_with_the_result() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn reply_carries_the_chain_correlation_and_trace() {
+    let env = Env::start().await;
+    let chain = Chain::new(&format!("chain-{}", new_id()));
+    let mut hdrs = headers(&[("action_type", "echo.ping")]);
+    chain.add_to(&mut hdrs);
+    let id = new_id();
+    let (reply, result) = env
+        .request(RPC, hdrs, &action_body(&id, "echo.ping", json!(2)))
+        .await;
+    assert_success(&result, &id, &json!(2));
+    chain.assert_carried_by(&reply);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn failure_is_answered_and_dead_lettered() {
     let env = Env::start().await;
     let message = format!("no, not {}", new_id());
