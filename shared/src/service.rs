@@ -139,13 +139,7 @@ async fn answer(shared: &Shared, request: Request) {
             respond(
                 &request,
                 body,
-                address_headers(
-                    rejection.address.as_deref(),
-                    msg.headers
-                        .as_ref()
-                        .and_then(|h| h.get(headers::CORRELATION_ID))
-                        .map(|v| v.as_str()),
-                ),
+                address_headers(rejection.address.as_deref()),
             )
             .await;
             return dead_letter(rejection.error, rejection.tenant.as_ref()).await;
@@ -153,7 +147,6 @@ async fn answer(shared: &Shared, request: Request) {
     };
     let action = received.action;
     let address = ResultAddress::from(&action);
-    let correlation = action.chain_correlation();
     let span = tracing::debug_span!("rpc", action_type = %action.action_type, tenant = %action.tenant_id, action_id = %action.action_id);
     let ctx = Ctx::for_action(
         &action,
@@ -182,12 +175,7 @@ async fn answer(shared: &Shared, request: Request) {
             Some(error),
         ),
     };
-    respond(
-        &request,
-        body,
-        address_headers(Some(&address), Some(&correlation)),
-    )
-    .await;
+    respond(&request, body, address_headers(Some(&address))).await;
     if let Some(error) = failed.filter(|e| !e.retryable) {
         tracing::warn!(code = %error.code, error = %error.message, "rpc request failed; dead-lettering");
         dead_letter(error, Some(&received.subject.tenant)).await;
@@ -212,20 +200,14 @@ fn unaddressed_error(shared: &Shared, error: &ActionError) -> Bytes {
 
 /// The headers of a reply, like those of any result: its type, the chain's correlation id
 /// (the request's own id when it starts the chain) and a child of the request's trace.
-fn address_headers(address: Option<&ResultAddress>, correlation: Option<&str>) -> HeaderMap {
+fn address_headers(address: Option<&ResultAddress>) -> HeaderMap {
     let mut h = HeaderMap::new();
     if let Some(address) = address {
         h.insert(
             headers::ACTION_TYPE,
             address.request_type.result_type().as_str(),
         );
-        match correlation {
-            Some(correlation) => h.insert(headers::CORRELATION_ID, correlation),
-            None => h.insert(
-                headers::CORRELATION_ID,
-                address.request_id.to_string().as_str(),
-            ),
-        }
+        h.insert(headers::CORRELATION_ID, address.chain_correlation.as_str());
         if let Some(trace) = &address.trace {
             h.insert(headers::TRACEPARENT, trace.child().to_header());
         }

@@ -285,6 +285,10 @@ fn reject(
             task_id: body.and_then(|b| b.task_id.clone()),
             metadata: body.and_then(|b| b.metadata.clone()).unwrap_or_default(),
             trace: wire.trace,
+            chain_correlation: body
+                .and_then(|b| b.correlation_id.clone())
+                .or_else(|| wire.correlation.map(str::to_owned))
+                .unwrap_or_else(|| action_id.to_string()),
         })),
     }
 }

@@ -93,6 +93,9 @@ pub struct ResultAddress {
     pub metadata: Map<String, Value>,
     /// The request's trace context; the result carries a child of it.
     pub trace: Option<TraceParent>,
+    /// The chain's correlation id (the request's own id when it started the chain); the
+    /// result's `correlation_id` header, so the chain can be followed through its results.
+    pub chain_correlation: String,
 }
 
 impl<T> From<&Action<T>> for ResultAddress {
@@ -105,6 +108,7 @@ impl<T> From<&Action<T>> for ResultAddress {
             task_id: action.task_id.clone(),
             metadata: action.metadata.clone(),
             trace: action.traceparent,
+            chain_correlation: action.chain_correlation(),
         }
     }
 }
@@ -160,6 +164,7 @@ mod tests {
             task_id: None,
             metadata: Map::new(),
             trace: Some(TraceParent::new_root()),
+            chain_correlation: "c1".into(),
         }
     }
 

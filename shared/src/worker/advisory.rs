@@ -104,15 +104,7 @@ async fn dead_letter(shared: &Shared, advisory: MaxDeliveries) -> Result<(), asy
         Ok(received) => {
             if let Some(to) = &received.callback {
                 let address = (&received.action).into();
-                send_error(
-                    shared,
-                    to,
-                    &address,
-                    &error,
-                    &received.action.chain_correlation(),
-                    0,
-                )
-                .await;
+                send_error(shared, to, &address, &error, 0).await;
             }
             (received.subject.domain, Some(received.subject.tenant))
         }

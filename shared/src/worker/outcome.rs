@@ -22,7 +22,6 @@ use super::Shared;
 use super::dead_letter::{DeadLetter, Origin};
 use crate::action::{ActionError, ActionResult, Rejection, ResultAddress, decode, derived_id};
 use crate::context::Ctx;
-use crate::headers;
 use crate::subject::CallbackSubject;
 
 /// The consumer a message came from, and its delivery limits.
@@ -66,13 +65,13 @@ pub(crate) async fn handle(shared: Arc<Shared>, lane: Arc<Lane>, msg: Message) {
 
     let action = received.action;
     let address = ResultAddress::from(&action);
-    let correlation = action.chain_correlation();
+
     let span = tracing::debug_span!(
         "action",
         action_type = %action.action_type,
         tenant = %action.tenant_id,
         action_id = %action.action_id,
-        correlation_id = %correlation,
+        correlation_id = %address.chain_correlation,
         trace_id = action.traceparent.map(|t| t.trace_id_hex()).unwrap_or_default(),
         delivery = delivered,
     );
@@ -99,7 +98,7 @@ pub(crate) async fn handle(shared: Arc<Shared>, lane: Arc<Lane>, msg: Message) {
                 let result = address.result(ActionResult::success(output, duration_ms));
                 shared
                     .publisher
-                    .send_result(to, &result, &correlation)
+                    .send_result(to, &result, &address.chain_correlation)
                     .await
                     .map_err(|err| {
                         ActionError::unavailable(format!(
@@ -127,7 +126,7 @@ pub(crate) async fn handle(shared: Arc<Shared>, lane: Arc<Lane>, msg: Message) {
     }
     tracing::warn!(parent: &span, code = %error.code, error = %error.message, "dead-lettering");
     if let Some(to) = &received.callback {
-        send_error(&shared, to, &address, &error, &correlation, duration_ms).await;
+        send_error(&shared, to, &address, &error, duration_ms).await;
     }
     let letter = DeadLetter {
         domain: &received.subject.domain,
@@ -145,13 +144,7 @@ pub(crate) async fn handle(shared: Arc<Shared>, lane: Arc<Lane>, msg: Message) {
 async fn reject(shared: &Shared, msg: &Message, rejection: Rejection, origin: Origin) {
     tracing::warn!(subject = %msg.subject, code = %rejection.error.code, error = %rejection.error.message, "rejecting");
     if let (Some(to), Some(address)) = (&rejection.callback, &rejection.address) {
-        // The chain's correlation id if the sender gave one; else this action starts the chain.
-        let correlation = msg
-            .headers
-            .as_ref()
-            .and_then(|h| h.get(headers::CORRELATION_ID))
-            .map_or_else(|| address.request_id.to_string(), |v| v.as_str().to_owned());
-        send_error(shared, to, address, &rejection.error, &correlation, 0).await;
+        send_error(shared, to, address, &rejection.error, 0).await;
     }
     let domain = rejection
         .domain
@@ -186,11 +179,14 @@ pub(crate) async fn send_error(
     to: &CallbackSubject,
     address: &ResultAddress,
     error: &ActionError,
-    correlation: &str,
     duration_ms: u64,
 ) {
     let result = address.result(ActionResult::<()>::failure(error.clone(), duration_ms));
-    if let Err(err) = shared.publisher.send_result(to, &result, correlation).await {
+    if let Err(err) = shared
+        .publisher
+        .send_result(to, &result, &address.chain_correlation)
+        .await
+    {
         tracing::warn!(%err, %to, "cannot deliver the error result");
     }
 }

@@ -165,24 +165,8 @@ pub async fn run(url: &str, args: Args) -> Outcome {
             continue;
         }
         // Baseline first, then ours, each on fresh connections; the server is shared.
-        let baseline = baseline::run(
-            &connect(&url).await?,
-            &connect(&url).await?,
-            scenario.path,
-            scenario.in_flight,
-            &timing,
-        )
-        .await
-        .map_err(|e| Failure::runtime(format!("{} (baseline): {e}", scenario.name)))?;
-        let ours = ours::run(
-            &connect(&url).await?,
-            &connect(&url).await?,
-            scenario.path,
-            scenario.in_flight,
-            &timing,
-        )
-        .await
-        .map_err(|e| Failure::runtime(format!("{} (ours): {e}", scenario.name)))?;
+        let baseline = measure(Side::Baseline, &url, scenario, &timing).await?;
+        let ours = measure(Side::Ours, &url, scenario, &timing).await?;
         let row = row(scenario.name, &ours, &baseline);
         println!(
             "{:<70} {:>10.0} {:>10.0} {:>6.2} {:>9} {:>9} {:>9} {:>9}",
@@ -207,6 +191,29 @@ pub async fn run(url: &str, args: Args) -> Outcome {
         server.stop().await;
     }
     Ok(())
+}
+
+/// Which implementation runs a scenario.
+#[derive(Debug, Clone, Copy)]
+enum Side {
+    Baseline,
+    Ours,
+}
+
+/// Runs one side of a scenario on two fresh connections (caller, worker).
+async fn measure(
+    side: Side,
+    url: &str,
+    scenario: &Scenario,
+    timing: &Timing,
+) -> Result<Measured, Failure> {
+    let (caller, worker) = (connect(url).await?, connect(url).await?);
+    let (path, in_flight) = (scenario.path, scenario.in_flight);
+    let measured = match side {
+        Side::Baseline => baseline::run(&caller, &worker, path, in_flight, timing).await,
+        Side::Ours => ours::run(&caller, &worker, path, in_flight, timing).await,
+    };
+    measured.map_err(|e| Failure::runtime(format!("{} ({side:?}): {e}", scenario.name)))
 }
 
 fn row(name: &str, ours: &Measured, baseline: &Measured) -> Row {
