@@ -178,8 +178,7 @@ impl Publisher {
         result: &Action<ActionResult<R>>,
         chain_correlation: &str,
     ) -> Result<(), PublishError> {
-        let (mut headers, body) = encode(result)?;
-        headers.insert(headers::CORRELATION_ID, chain_correlation);
+        let (headers, body) = encode_result(result, chain_correlation)?;
         if to.is_durable() {
             self.publish_stored(to.as_str().to_owned(), headers, body)
                 .await?;
@@ -243,6 +242,17 @@ pub fn encode<T: Serialize>(action: &Action<T>) -> Result<(HeaderMap, Bytes), Pu
     let trace = action.traceparent.unwrap_or_else(TraceParent::new_root);
     headers.insert(headers::TRACEPARENT, trace.to_header());
     Ok((headers, Bytes::from(body)))
+}
+
+/// A result's headers and JSON body: those of any action, with the `correlation_id` header
+/// set to the chain's (the body's `correlation_id` is the request's id).
+pub fn encode_result<R: Serialize>(
+    result: &Action<ActionResult<R>>,
+    chain_correlation: &str,
+) -> Result<(HeaderMap, Bytes), PublishError> {
+    let (mut headers, body) = encode(result)?;
+    headers.insert(headers::CORRELATION_ID, chain_correlation);
+    Ok((headers, body))
 }
 
 /// Bytes the headers take in the protocol (`NATS/1.0\r\n`, a line each, a blank line).

@@ -22,7 +22,7 @@ use uuid::Uuid;
 
 use crate::action::{ActionError, ActionResult, ResultAddress, decode, decode::unreadable_type};
 use crate::context::Ctx;
-use crate::headers;
+use crate::publish;
 use crate::subject::{self, Channel};
 use crate::worker::Shared;
 use crate::worker::dead_letter::{DeadLetter, Origin};
@@ -129,17 +129,10 @@ async fn answer(shared: &Shared, request: Request) {
     ) {
         Ok(received) => received,
         Err(rejection) => {
-            let body = match &rejection.address {
-                Some(address) => encode_result(
-                    address,
-                    ActionResult::<()>::failure(rejection.error.clone(), 0),
-                ),
-                None => unaddressed_error(shared, &rejection.error),
-            };
+            let failure = ActionResult::<()>::failure(rejection.error.clone(), 0);
             respond(
                 &request,
-                body,
-                address_headers(rejection.address.as_deref()),
+                reply(shared, rejection.address.as_deref(), failure),
             )
             .await;
             return dead_letter(rejection.error, rejection.tenant.as_ref()).await;
@@ -162,60 +155,61 @@ async fn answer(shared: &Shared, request: Request) {
         .instrument(span)
         .await;
     let duration_ms = started.elapsed().as_millis() as u64;
-    let (body, failed) = match outcome {
+    let (message, failed) = match outcome {
         Ok(output) => (
-            encode_result(&address, ActionResult::success(output, duration_ms)),
+            reply(
+                shared,
+                Some(&address),
+                ActionResult::success(output, duration_ms),
+            ),
             None,
         ),
         Err(error) => (
-            encode_result(
-                &address,
+            reply(
+                shared,
+                Some(&address),
                 ActionResult::<()>::failure(error.clone(), duration_ms),
             ),
             Some(error),
         ),
     };
-    respond(&request, body, address_headers(Some(&address))).await;
+    respond(&request, message).await;
     if let Some(error) = failed.filter(|e| !e.retryable) {
         tracing::warn!(code = %error.code, error = %error.message, "rpc request failed; dead-lettering");
         dead_letter(error, Some(&received.subject.tenant)).await;
     }
 }
 
-fn encode_result<R: serde::Serialize>(address: &ResultAddress, data: ActionResult<R>) -> Bytes {
-    serde_json::to_vec(&address.result(data)).map(Bytes::from).unwrap_or_else(|err| {
-        Bytes::from(json!({"data": {"status": "error", "error": {"code": "handler_error", "message": format!("cannot encode result: {err}"), "retryable": false}}}).to_string())
-    })
+/// The reply to a request: a result action encoded like every other result
+/// ([`publish::encode_result`]), or a bare result when not even the tenant could be read.
+fn reply<R: serde::Serialize>(
+    shared: &Shared,
+    address: Option<&ResultAddress>,
+    data: ActionResult<R>,
+) -> (HeaderMap, Bytes) {
+    let Some(address) = address else {
+        return bare_result(shared, &data);
+    };
+    match publish::encode_result(&address.result(data), &address.chain_correlation) {
+        Ok(message) => message,
+        Err(err) => {
+            let error = ActionError::handler(format!("cannot encode the result: {err}"));
+            bare_result(shared, &ActionResult::<()>::failure(error, 0))
+        }
+    }
 }
 
-/// An error result for a request whose tenant could not be read.
-fn unaddressed_error(shared: &Shared, error: &ActionError) -> Bytes {
+/// A result with no tenant or request to address it to.
+fn bare_result<R: serde::Serialize>(shared: &Shared, data: &ActionResult<R>) -> (HeaderMap, Bytes) {
     let result = json!({
         "action_id": Uuid::now_v7(),
         "action_type": unreadable_type(shared.dispatcher.domain()).result_type(),
-        "data": ActionResult::<()>::failure(error.clone(), 0),
+        "data": data,
     });
-    Bytes::from(result.to_string())
+    (HeaderMap::new(), Bytes::from(result.to_string()))
 }
 
-/// The headers of a reply, like those of any result: its type, the chain's correlation id
-/// (the request's own id when it starts the chain) and a child of the request's trace.
-fn address_headers(address: Option<&ResultAddress>) -> HeaderMap {
-    let mut h = HeaderMap::new();
-    if let Some(address) = address {
-        h.insert(
-            headers::ACTION_TYPE,
-            address.request_type.result_type().as_str(),
-        );
-        h.insert(headers::CORRELATION_ID, address.chain_correlation.as_str());
-        if let Some(trace) = &address.trace {
-            h.insert(headers::TRACEPARENT, trace.child().to_header());
-        }
-    }
-    h
-}
-
-async fn respond(request: &Request, body: Bytes, headers: HeaderMap) {
+async fn respond(request: &Request, (headers, body): (HeaderMap, Bytes)) {
     if let Err(err) = request.respond_with_headers(Ok(body), headers).await {
         tracing::warn!(%err, "cannot answer rpc request");
     }

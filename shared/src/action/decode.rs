@@ -132,40 +132,15 @@ pub fn decode(
         Ok(body) => body,
         Err(error) => return Err(reject(&subject, &wire, None, fallback_id, error)),
     };
-    check(&subject, &wire, &body)
+    let Checked {
+        callback,
+        action_type,
+        action_id,
+        created_at,
+    } = check(&subject, &wire, &body)
         .map_err(|error| reject(&subject, &wire, Some(&body), fallback_id, error))?;
-
-    // Everything below was validated by `check`.
-    let tenant = subject.tenant.clone();
-    let callback = match wire.callback.or(body.callback_subject.as_deref()) {
-        Some(cb) => Some(
-            CallbackSubject::parse(cb, &tenant)
-                .map_err(|e| reject(&subject, &wire, Some(&body), fallback_id, e))?,
-        ),
-        None => None,
-    };
-    let type_name = wire
-        .action_type
-        .or(body.action_type.as_deref())
-        .unwrap_or_default();
-    let action_type = ActionType::new(type_name).map_err(|e| {
-        reject(
-            &subject,
-            &wire,
-            Some(&body),
-            fallback_id,
-            ActionError::invalid(e.to_string()),
-        )
-    })?;
-    let action_id = match body.action_id.as_deref() {
-        None => fallback_id,
-        Some(id) => Uuid::parse_str(id).unwrap_or(fallback_id),
-    };
-    let created_at = body
-        .created_at
-        .as_deref()
-        .and_then(|at| OffsetDateTime::parse(at, &Rfc3339).ok())
-        .unwrap_or_else(OffsetDateTime::now_utc);
+    let action_id = action_id.unwrap_or(fallback_id);
+    let created_at = created_at.unwrap_or_else(OffsetDateTime::now_utc);
     let correlation_id = body
         .correlation_id
         .or_else(|| wire.correlation.map(str::to_owned));
@@ -173,7 +148,7 @@ pub fn decode(
         action: Action {
             action_id,
             action_type,
-            tenant_id: tenant,
+            tenant_id: subject.tenant.clone(),
             session_id: body.session_id,
             task_id: body.task_id,
             correlation_id,
@@ -188,39 +163,45 @@ pub fn decode(
     })
 }
 
+/// What [`check`] parsed while validating, so nothing is parsed twice.
+struct Checked {
+    callback: Option<CallbackSubject>,
+    action_type: ActionType,
+    action_id: Option<Uuid>,
+    created_at: Option<OffsetDateTime>,
+}
+
 /// Every rule a parsed body must meet, in the order a sender would fix them.
 fn check(
     subject: &ActionSubject,
     wire: &WireHeaders<'_>,
     body: &WireBody<'_>,
-) -> Result<(), ActionError> {
+) -> Result<Checked, ActionError> {
     let tenant = &subject.tenant;
-    match (wire.callback, body.callback_subject.as_deref()) {
+    let callback = match (wire.callback, body.callback_subject.as_deref()) {
         (Some(h), Some(b)) if h != b => {
             return Err(ActionError::invalid(format!(
                 "callback_subject header {h:?} disagrees with body {b:?}"
             )));
         }
-        (Some(cb), _) | (None, Some(cb)) => {
-            CallbackSubject::parse(cb, tenant)?;
-        }
-        (None, None) => {}
-    }
-    match (wire.action_type, body.action_type.as_deref()) {
+        (Some(cb), _) | (None, Some(cb)) => Some(CallbackSubject::parse(cb, tenant)?),
+        (None, None) => None,
+    };
+    let action_type = match (wire.action_type, body.action_type.as_deref()) {
         (Some(h), Some(b)) if h != b => {
             return Err(ActionError::invalid(format!(
                 "action_type header {h:?} disagrees with body {b:?}"
             )));
         }
         (Some(t), _) | (None, Some(t)) => {
-            ActionType::new(t).map_err(|err| ActionError::invalid(err.to_string()))?;
+            ActionType::new(t).map_err(|err| ActionError::invalid(err.to_string()))?
         }
         (None, None) => {
             return Err(ActionError::invalid(
                 "no action_type: set the action_type header or body field",
             ));
         }
-    }
+    };
     if let Some(body_tenant) = body.tenant_id.as_deref()
         && body_tenant != tenant.as_str()
     {
@@ -229,17 +210,24 @@ fn check(
             format!("tenant_id {body_tenant:?} in the body is not the subject's tenant {tenant:?}"),
         ));
     }
-    if let Some(id) = body.action_id.as_deref() {
-        Uuid::parse_str(id).map_err(|err| {
+    let action_id = match body.action_id.as_deref() {
+        Some(id) => Some(Uuid::parse_str(id).map_err(|err| {
             ActionError::invalid(format!("action_id {id:?} is not a UUID: {err}"))
-        })?;
-    }
-    if let Some(at) = body.created_at.as_deref() {
-        OffsetDateTime::parse(at, &Rfc3339).map_err(|err| {
+        })?),
+        None => None,
+    };
+    let created_at = match body.created_at.as_deref() {
+        Some(at) => Some(OffsetDateTime::parse(at, &Rfc3339).map_err(|err| {
             ActionError::invalid(format!("created_at {at:?} is not RFC 3339: {err}"))
-        })?;
-    }
-    Ok(())
+        })?),
+        None => None,
+    };
+    Ok(Checked {
+        callback,
+        action_type,
+        action_id,
+        created_at,
+    })
 }
 
 fn null_data() -> Box<RawValue> {
