@@ -68,6 +68,19 @@ pub struct ServerOptions {
     pub run_dir: PathBuf,
 }
 
+impl ServerOptions {
+    /// The shipped single-node config, with its store under `dir/store` and its ports file
+    /// and log in `dir`.
+    pub fn single_node(dir: &Path, port: Option<u16>) -> Self {
+        Self {
+            config: single_node_config(),
+            store_dir: dir.join("store"),
+            port,
+            run_dir: dir.to_path_buf(),
+        }
+    }
+}
+
 /// A nats-server child process; killed when dropped.
 #[derive(Debug)]
 pub struct LocalServer {

@@ -15,7 +15,7 @@ use tempfile::TempDir;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::nats_server::{LocalServer, ServerOptions, single_node_config};
+use crate::nats_server::{LocalServer, ServerOptions};
 use crate::{Dispatcher, Worker, WorkerConfig};
 
 /// A nats-server on a free loopback port with a temporary store, using the shipped
@@ -33,12 +33,7 @@ impl TestServer {
             .prefix("da-nats-")
             .tempdir()
             .unwrap_or_else(|err| panic!("temp dir: {err}"));
-        let options = ServerOptions {
-            config: single_node_config(),
-            store_dir: dir.path().join("store"),
-            port: None,
-            run_dir: dir.path().to_path_buf(),
-        };
+        let options = ServerOptions::single_node(dir.path(), None);
         let server = LocalServer::start(options.clone())
             .await
             .unwrap_or_else(|err| panic!("{err}"));
@@ -122,7 +117,7 @@ pub async fn spawn_worker(
     config: WorkerConfig,
 ) -> RunningWorker {
     let shutdown = CancellationToken::new();
-    let domain = dispatcher.domain().to_string();
+    let domain = dispatcher.domain().clone();
     let rpc = config.rpc;
     let worker = Worker::new(client.clone(), dispatcher).config(config);
     let stop = shutdown.clone();
@@ -131,15 +126,9 @@ pub async fn spawn_worker(
             panic!("worker: {err}");
         }
     });
-    // Ready when the micro service answers a ping (it registers after the streams are applied).
-    let ping = format!("$SRV.PING.{domain}");
-    for _ in 0..200 {
-        if !rpc || client.request(ping.clone(), "".into()).await.is_ok() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    if !rpc {
+    if rpc {
+        crate::worker::wait_until_serving(&client, &domain, Duration::from_secs(5)).await;
+    } else {
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     RunningWorker { shutdown, handle }

@@ -34,14 +34,9 @@ pub async fn run(url: &str, _args: Args) -> Outcome {
                 ))
             })?;
         let data = settings.data_dir.join("nats");
-        let server = LocalServer::start(ServerOptions {
-            config: nats_server::single_node_config(),
-            store_dir: data.join("store"),
-            port: Some(port),
-            run_dir: data,
-        })
-        .await
-        .map_err(Failure::runtime)?;
+        let server = LocalServer::start(ServerOptions::single_node(&data, Some(port)))
+            .await
+            .map_err(Failure::runtime)?;
         tracing::info!(url = server.url(), store = %settings.data_dir.join("nats/store").display(), "started nats-server");
         Some(server)
     };

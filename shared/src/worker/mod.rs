@@ -233,6 +233,20 @@ impl Worker {
     }
 }
 
+/// Waits until a worker of `domain` serves: its micro service answers `$SRV.PING.<domain>`
+/// (it registers after the streams are applied). False if none did `within`.
+pub async fn wait_until_serving(client: &Client, domain: &crate::Domain, within: Duration) -> bool {
+    let ping = format!("$SRV.PING.{domain}");
+    let deadline = tokio::time::Instant::now() + within;
+    while tokio::time::Instant::now() < deadline {
+        if client.request(ping.clone(), "".into()).await.is_ok() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    false
+}
+
 /// Pulls from one durable consumer until shutdown, then drains it.
 async fn serve_consumer(
     shared: Arc<Shared>,

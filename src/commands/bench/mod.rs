@@ -20,7 +20,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Serialize;
-use shared::nats_server::{self, LocalServer, ServerOptions};
+use shared::nats_server::{LocalServer, ServerOptions};
 
 use crate::exit::{Failure, Outcome, connect};
 use harness::Measured;
@@ -124,12 +124,7 @@ pub async fn run(url: &str, args: Args) -> Outcome {
     let server = if args.external {
         None
     } else {
-        let options = ServerOptions {
-            config: nats_server::single_node_config(),
-            store_dir: temp.path().join("store"),
-            port: None,
-            run_dir: temp.path().to_path_buf(),
-        };
+        let options = ServerOptions::single_node(temp.path(), None);
         Some(
             LocalServer::start(options)
                 .await

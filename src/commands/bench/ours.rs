@@ -23,7 +23,10 @@ pub async fn run(
         Worker::new(worker_client.clone(), echo::dispatcher()).config(WorkerConfig::default());
     let stop = shutdown.clone();
     let running = tokio::spawn(async move { worker.run(stop).await });
-    wait_until_serving(caller).await?;
+    let echo = Domain::new("echo").map_err(|e| e.to_string())?;
+    if !shared::worker::wait_until_serving(caller, &echo, Duration::from_secs(10)).await {
+        return Err("the echo worker did not start within 10s".into());
+    }
 
     let publisher = Publisher::new(caller.clone());
     let tenant = TenantId::new("bench").map_err(|e| e.to_string())?;
@@ -33,10 +36,7 @@ pub async fn run(
                 Path::DurableInbox => {
                     CallbackSubject::inbox(caller.new_inbox()).map_err(|e| e.to_string())?
                 }
-                _ => CallbackSubject::callbacks(
-                    &Domain::new("echo").map_err(|e| e.to_string())?,
-                    &tenant,
-                ),
+                _ => CallbackSubject::callbacks(&echo, &tenant),
             };
             let results = caller
                 .subscribe(callback.as_str().to_owned())
@@ -83,15 +83,4 @@ pub async fn run(
         .map_err(|e| e.to_string())?
         .map_err(|e| e.to_string())?;
     measured
-}
-
-/// The worker is ready when its micro service answers a ping (it registers after applying streams).
-async fn wait_until_serving(client: &Client) -> Result<(), String> {
-    for _ in 0..400 {
-        if client.request("$SRV.PING.echo", "".into()).await.is_ok() {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    Err("the echo worker did not start within 10s".into())
 }
