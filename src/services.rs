@@ -1,14 +1,27 @@
-//! The services this binary can run, by name. Each later service adds one line here.
+//! The services this binary can run, by name. Each later service adds one arm here.
 
-use shared::Dispatcher;
+use shared::{Dispatcher, Settings};
 
-/// Every service, in the order `dev` starts them.
-pub const ALL: &[&str] = &["echo"];
+/// Every service, in the order `dev` starts them (the embedding service first: the query
+/// service asks it for vectors).
+pub const ALL: &[&str] = &["echo", "embedding", "query"];
 
-/// The dispatcher of the service called `name`.
-pub fn dispatcher(name: &str) -> Option<Dispatcher> {
-    match name {
-        "echo" => Some(echo::dispatcher()),
-        _ => None,
-    }
+/// Why a service could not be set up.
+pub type SetupError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The dispatcher of the service called `name`, with its model or store opened as
+/// `settings` say; `None` for an unknown name.
+pub async fn dispatcher(name: &str, settings: &Settings) -> Result<Option<Dispatcher>, SetupError> {
+    Ok(Some(match name {
+        "echo" => echo::dispatcher(),
+        "embedding" => {
+            let config = embedding::EmbeddingConfig::from_settings(settings)?;
+            embedding::dispatcher(config.build().await?)
+        }
+        "query" => {
+            let config = query::QueryConfig::from_settings(settings)?;
+            query::dispatcher(config.build().await?)
+        }
+        _ => return Ok(None),
+    }))
 }

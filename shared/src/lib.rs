@@ -34,6 +34,8 @@
 //! - [`settings`]: the one configuration loader.
 //! - [`shutdown`]: SIGTERM / Ctrl-C as a cancellation token.
 //! - [`nats_server`]: finding and starting a local nats-server.
+//! - `openai` (feature): a client for OpenAI-compatible HTTP APIs (embeddings, chat, streaming).
+//! - `openai_stub` (features `openai` + `testkit`): a local server speaking that API for tests.
 //! - `testkit` (feature): a real nats-server per test, workers in the background.
 
 pub mod action;
@@ -41,6 +43,10 @@ pub mod context;
 pub mod dispatcher;
 pub mod headers;
 pub mod nats_server;
+#[cfg(feature = "openai")]
+pub mod openai;
+#[cfg(all(feature = "openai", feature = "testkit"))]
+pub mod openai_stub;
 pub mod publish;
 mod service;
 pub mod settings;

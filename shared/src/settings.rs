@@ -50,6 +50,8 @@ pub struct Settings {
     pub stream_replicas: usize,
     /// How long shutdown waits for in-flight work.
     pub drain_timeout: Duration,
+    /// Every variable read, for the services' own settings ([`Settings::var`]).
+    vars: HashMap<String, String>,
 }
 
 /// The default NATS URL.
@@ -111,7 +113,30 @@ impl Settings {
                 humantime::parse_duration(v).ok()
             })?
             .unwrap_or(Duration::from_secs(30)),
+            vars: vars.clone(),
         })
+    }
+
+    /// A service's own setting (e.g. `QDRANT_URL`), from the same environment and file as
+    /// the framework's; blank counts as unset. Each service documents its variables, and
+    /// README.md lists them all in one table.
+    pub fn var(&self, key: &str) -> Option<&str> {
+        self.vars
+            .get(key)
+            .map(String::as_str)
+            .filter(|v| !v.trim().is_empty())
+            .map(str::trim)
+    }
+
+    /// A service's own setting parsed with `FromStr`; an unparsable value is an error that
+    /// names the variable, never silently the default.
+    pub fn parsed_var<T: std::str::FromStr>(&self, key: &str) -> Result<Option<T>, SettingsError> {
+        parse(self.var(key), key, |v| v.parse::<T>().ok())
+    }
+
+    /// A service's own duration setting (`500ms`, `2s`, `1m`).
+    pub fn duration_var(&self, key: &str) -> Result<Option<Duration>, SettingsError> {
+        parse(self.var(key), key, |v| humantime::parse_duration(v).ok())
     }
 }
 
@@ -174,6 +199,11 @@ mod tests {
         assert_eq!(s.max_deliver, Some(3));
         let err = Settings::from_vars(&vars(&[("DA_CONCURRENCY", "lots")])).unwrap_err();
         assert!(err.to_string().contains("DA_CONCURRENCY"));
+        let s = Settings::from_vars(&vars(&[("TOP_K", "7"), ("BLANK", " "), ("N", "x")])).unwrap();
+        assert_eq!(s.parsed_var::<u32>("TOP_K").unwrap(), Some(7));
+        assert_eq!(s.var("BLANK"), None);
+        let err = s.parsed_var::<u32>("N").unwrap_err();
+        assert!(err.to_string().starts_with("setting N="));
     }
 
     #[test]

@@ -16,33 +16,53 @@ use async_nats::jetstream::{self, consumer, stream};
 
 use crate::action::Domain;
 
+/// A stream definition compiled in from `nats/streams/<NAME>.json`.
+macro_rules! stream_file {
+    ($name:literal) => {
+        (
+            concat!($name, ".json"),
+            include_str!(concat!("../../nats/streams/", $name, ".json")),
+        )
+    };
+}
+
+/// A consumer definition compiled in from `nats/consumers/<STREAM>/<name>.json`.
+macro_rules! consumer_file {
+    ($stream:literal, $name:literal) => {
+        (
+            $stream,
+            concat!($name, ".json"),
+            include_str!(concat!(
+                "../../nats/consumers/",
+                $stream,
+                "/",
+                $name,
+                ".json"
+            )),
+        )
+    };
+}
+
 /// The built-in stream definitions: `nats/streams/*.json`.
 const STREAMS: &[(&str, &str)] = &[
-    ("ECHO.json", include_str!("../../nats/streams/ECHO.json")),
-    ("DLQ.json", include_str!("../../nats/streams/DLQ.json")),
-    (
-        "ADVISORIES.json",
-        include_str!("../../nats/streams/ADVISORIES.json"),
-    ),
+    stream_file!("ECHO"),
+    stream_file!("EMBEDDING"),
+    stream_file!("QUERY"),
+    stream_file!("DLQ"),
+    stream_file!("ADVISORIES"),
 ];
 
 /// The built-in consumer definitions: `nats/consumers/<STREAM>/*.json`.
 const CONSUMERS: &[(&str, &str, &str)] = &[
-    (
-        "ECHO",
-        "echo-actions.json",
-        include_str!("../../nats/consumers/ECHO/echo-actions.json"),
-    ),
-    (
-        "ECHO",
-        "echo-callbacks.json",
-        include_str!("../../nats/consumers/ECHO/echo-callbacks.json"),
-    ),
-    (
-        "ADVISORIES",
-        "echo-max-deliveries.json",
-        include_str!("../../nats/consumers/ADVISORIES/echo-max-deliveries.json"),
-    ),
+    consumer_file!("ECHO", "echo-actions"),
+    consumer_file!("ECHO", "echo-callbacks"),
+    consumer_file!("EMBEDDING", "embedding-actions"),
+    consumer_file!("EMBEDDING", "embedding-callbacks"),
+    consumer_file!("QUERY", "query-actions"),
+    consumer_file!("QUERY", "query-callbacks"),
+    consumer_file!("ADVISORIES", "echo-max-deliveries"),
+    consumer_file!("ADVISORIES", "embedding-max-deliveries"),
+    consumer_file!("ADVISORIES", "query-max-deliveries"),
 ];
 
 /// The stream holding every dead letter.

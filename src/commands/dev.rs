@@ -54,7 +54,20 @@ pub async fn run(url: &str, _args: Args) -> Outcome {
 
 fn print_banner(url: &str, services: &[String]) {
     println!(
-        "\nDomain Actions is running\n  NATS      {url}\n  services  {}\n\nTry it (from another terminal):\n  domain-actions request echo.ping --tenant acme --data '{{\"hello\":\"world\"}}'\n  domain-actions publish echo.ping --tenant acme --data '{{\"hello\":\"world\"}}'\n  nats req echo.acme.rpc '{{\"data\":{{\"hello\":\"world\"}}}}' -H action_type:echo.ping\n  domain-actions tail 'dlq.>'\n\nCtrl-C stops it cleanly (in-flight actions finish first).\n",
+        r#"
+Domain Actions is running
+  NATS      {url}
+  services  {}
+
+Try it (from another terminal):
+  domain-actions request echo.ping --tenant acme --data '{{"hello":"world"}}'
+  domain-actions request query.index --tenant acme --data '{{"collection":"notes","document_id":"cats","chunks":[{{"chunk_index":0,"text":"Cats sleep sixteen hours a day and eat fish."}}]}}'
+  domain-actions request query.answer --tenant acme --data '{{"query":"How long do cats sleep?","collections":["notes"]}}'
+  nats req echo.acme.rpc '{{"data":{{"hello":"world"}}}}' -H action_type:echo.ping
+  domain-actions tail 'dlq.>'
+
+Ctrl-C stops it cleanly (in-flight actions finish first).
+"#,
         services.join(", ")
     );
 }

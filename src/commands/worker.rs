@@ -11,7 +11,7 @@ use crate::services;
 /// Flags of `worker`.
 #[derive(clap::Args)]
 pub struct Args {
-    /// Services to run (known: echo).
+    /// Services to run (known: echo, embedding, query).
     #[arg(required = true, value_parser = clap::builder::PossibleValuesParser::new(services::ALL))]
     pub services: Vec<String>,
 }
@@ -29,7 +29,9 @@ pub async fn run_until(url: &str, names: &[String], shutdown: CancellationToken)
     let client = connect(url).await?;
     let mut workers = Vec::new();
     for name in names {
-        let dispatcher = services::dispatcher(name)
+        let dispatcher = services::dispatcher(name, &settings)
+            .await
+            .map_err(|err| Failure::runtime(format!("starting {name}: {err}")))?
             .ok_or_else(|| Failure::usage(format!("unknown service {name:?}")))?;
         let worker = Worker::new(client.clone(), dispatcher).config(config.clone());
         workers.push(worker.run(shutdown.clone()));

@@ -43,7 +43,7 @@ pub struct Env {
     /// The test's own connection: what a `nats` CLI user would have.
     pub client: Client,
     pub js: jetstream::Context,
-    _worker: Option<RunningWorker>,
+    workers: Vec<RunningWorker>,
 }
 
 /// An action this test published durably.
@@ -80,9 +80,15 @@ impl Env {
     /// A server and an in-process worker running `dispatcher`.
     pub async fn with_worker(dispatcher: Dispatcher, config: WorkerConfig) -> Self {
         let mut env = Self::server_only().await;
-        let worker_client = env.server.client().await;
-        env._worker = Some(testkit::spawn_worker(worker_client, dispatcher, config).await);
+        env.add_worker(dispatcher, config).await;
         env
+    }
+
+    /// Starts one more in-process worker on this server (another service).
+    pub async fn add_worker(&mut self, dispatcher: Dispatcher, config: WorkerConfig) {
+        let worker_client = self.server.client().await;
+        self.workers
+            .push(testkit::spawn_worker(worker_client, dispatcher, config).await);
     }
 
     /// A server and no worker (the test starts worker processes itself).
@@ -94,7 +100,7 @@ impl Env {
             server,
             client,
             js,
-            _worker: None,
+            workers: Vec::new(),
         }
     }
 
@@ -339,10 +345,15 @@ pub fn action_headers(action_type: &str, id: &str, callback: &str) -> HeaderMap 
 
 /// A complete hand-written action body of tenant `acme`.
 pub fn action_body(id: &str, action_type: &str, data: Value) -> Vec<u8> {
+    tenant_action_body("acme", id, action_type, data)
+}
+
+/// A complete hand-written action body of `tenant`.
+pub fn tenant_action_body(tenant: &str, id: &str, action_type: &str, data: Value) -> Vec<u8> {
     let body = json!({
         "action_id": id,
         "action_type": action_type,
-        "tenant_id": "acme",
+        "tenant_id": tenant,
         "created_at": "2026-01-01T00:00:00Z",
         "data": data,
     });

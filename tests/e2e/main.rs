@@ -11,6 +11,7 @@
 //! - [`retries`]: retryable failures, backoff and the last delivery.
 //! - [`process`]: drain on SIGTERM and max deliveries across crashed processes.
 //! - [`cli`]: the `domain-actions` command.
+//! - [`rag`]: the embedding and query services: index, search, answer, tenants, APIs.
 
 mod harness;
 
@@ -18,5 +19,6 @@ mod cli;
 mod durable;
 mod poison;
 mod process;
+mod rag;
 mod retries;
 mod rpc;

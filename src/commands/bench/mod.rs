@@ -1,6 +1,10 @@
 //! `domain-actions bench`: our path against a hand-written async-nats baseline, same steps,
 //! same server, same run, with the ratio printed.
 //!
+//! `--suite` picks what is measured: `framework` (the default, below), `embedding` (the
+//! local model against sentence-transformers, see [`embedding`]) or `search` (the embedded
+//! vector store at 10k and 100k chunks, see [`search`]).
+//!
 //! | scenario | our steps | baseline steps |
 //! |---|---|---|
 //! | durable, inbox | `Publisher::enqueue` (JetStream, ack awaited) → `Worker` + echo dispatcher → result on an inbox | `publish_with_headers` + ack → pull consumer, `for_each_concurrent(64)` → core publish → ack |
@@ -13,8 +17,10 @@
 //! started with the shipped `nats/server.conf` on a temporary store.
 
 mod baseline;
+mod embedding;
 mod harness;
 mod ours;
+mod search;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -43,6 +49,20 @@ pub struct Args {
     /// Run only scenarios whose name contains this text (e.g. rpc).
     #[arg(long)]
     pub only: Option<String>,
+    /// What to measure.
+    #[arg(long, value_enum, default_value_t = Suite::Framework)]
+    pub suite: Suite,
+}
+
+/// The benchmark suites.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Suite {
+    /// Actions through the framework against raw async-nats.
+    Framework,
+    /// all-MiniLM-L6-v2 texts/s against sentence-transformers on the same CPU.
+    Embedding,
+    /// Qdrant Edge search latency at 10k and 100k chunks, and index throughput.
+    Search,
 }
 
 /// One scenario's path and concurrency.
@@ -111,8 +131,28 @@ pub struct Timing {
     pub measure: Duration,
 }
 
-/// Runs every scenario and prints the table.
+/// Runs the chosen suite and prints its table.
 pub async fn run(url: &str, args: Args) -> Outcome {
+    match args.suite {
+        Suite::Framework => framework(url, args).await,
+        Suite::Embedding => embedding::run(&args).await,
+        Suite::Search => search::run(&args).await,
+    }
+}
+
+/// Writes `rows` as JSON to `--json`, if given.
+fn write_json<T: Serialize>(path: Option<&std::path::Path>, rows: &T) -> Outcome {
+    if let Some(path) = path {
+        let json = serde_json::to_string_pretty(rows).map_err(Failure::runtime)?;
+        std::fs::write(path, json)
+            .map_err(|e| Failure::runtime(format!("writing {}: {e}", path.display())))?;
+        println!("\nwrote {}", path.display());
+    }
+    Ok(())
+}
+
+/// Runs every framework scenario and prints the table.
+async fn framework(url: &str, args: Args) -> Outcome {
     let timing = Timing {
         warmup: Duration::from_secs_f64(args.warmup.max(0.0)),
         measure: Duration::from_secs_f64(args.seconds.max(0.1)),
@@ -176,12 +216,7 @@ pub async fn run(url: &str, args: Args) -> Outcome {
         );
         rows.push(row);
     }
-    if let Some(path) = args.json {
-        let json = serde_json::to_string_pretty(&rows).map_err(Failure::runtime)?;
-        std::fs::write(&path, json)
-            .map_err(|e| Failure::runtime(format!("writing {}: {e}", path.display())))?;
-        println!("\nwrote {}", path.display());
-    }
+    write_json(args.json.as_deref(), &rows)?;
     if let Some(server) = server {
         server.stop().await;
     }

@@ -1,0 +1,5 @@
+//! One file per handler.
+
+mod generate;
+
+pub use generate::generate;

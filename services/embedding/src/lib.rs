@@ -1,0 +1,35 @@
+//! # embedding: texts to vectors
+//!
+//! The seed's `embedding_service` on the framework. One action, `embedding.generate`, turns
+//! a batch of texts into vectors; a text that cannot be embedded (empty, too long) fails
+//! alone and is reported by index, never the whole batch.
+//!
+//! - [`actions`]: the payload and result types.
+//! - [`embedder`]: the [`Embedder`] trait both models implement, and the batching and
+//!   per-text failure rules every model shares.
+//! - [`minilm`]: all-MiniLM-L6-v2 in process with candle (the offline default).
+//! - [`openai`]: any OpenAI-compatible `/v1/embeddings` API (OpenAI, Ollama, TEI, vLLM).
+//! - [`config`]: which model runs, from [`shared::Settings`].
+//! - [`handlers`]: one file per handler.
+//!
+//! | action type | data | result |
+//! |---|---|---|
+//! | `embedding.generate` | `{texts, kind: document\|query, model?}` | `{vectors, model, dimensions, total_tokens, failed_indices, failures, truncated_indices}` |
+
+pub mod actions;
+pub mod config;
+pub mod embedder;
+pub mod handlers;
+pub mod minilm;
+pub mod openai;
+
+pub use config::EmbeddingConfig;
+pub use embedder::Embedder;
+use shared::Dispatcher;
+
+/// The embedding domain's dispatcher, running `service`'s model.
+pub fn dispatcher(service: embedder::EmbeddingService) -> Dispatcher {
+    Dispatcher::new("embedding")
+        .on::<actions::Generate, _>(handlers::generate)
+        .with_state(service)
+}

@@ -1,0 +1,126 @@
+//! Answers from any OpenAI-compatible chat API (Groq as in the seed, OpenAI, Ollama, vLLM).
+//!
+//! The passages go into the prompt numbered `[1]…[n]`; the model is told to answer only
+//! from them and cite them by number. The citations returned are the passages the answer
+//! actually cites (all of them if the model cited none).
+
+use async_trait::async_trait;
+use shared::ActionError;
+use shared::openai::{ChatMessage, ChatRequest, OpenAiClient};
+
+use super::{Answerer, Question, citation};
+use crate::actions::{Answered, Usage};
+
+/// The instructions used unless the action brings its own.
+pub const DEFAULT_SYSTEM_PROMPT: &str = "You answer questions using only the numbered passages \
+you are given. Cite every passage you use by its number in square brackets, like [1]. If the \
+passages do not contain the answer, say so.";
+
+/// A chat API and its default model.
+pub struct ChatAnswerer {
+    client: OpenAiClient,
+    model: String,
+    temperature: f32,
+    max_tokens: u32,
+}
+
+impl ChatAnswerer {
+    /// Answers with `model` unless an action names another.
+    pub fn new(client: OpenAiClient, model: impl Into<String>) -> Self {
+        Self {
+            client,
+            model: model.into(),
+            temperature: 0.2,
+            max_tokens: 1024,
+        }
+    }
+}
+
+#[async_trait]
+impl Answerer for ChatAnswerer {
+    async fn answer(&self, question: Question<'_>) -> Result<Answered, ActionError> {
+        let model = question.model.unwrap_or(&self.model).to_owned();
+        let request = ChatRequest {
+            model: model.clone(),
+            messages: vec![
+                ChatMessage::system(question.system_prompt.unwrap_or(DEFAULT_SYSTEM_PROMPT)),
+                ChatMessage::user(prompt(&question)),
+            ],
+            temperature: Some(self.temperature),
+            max_tokens: Some(self.max_tokens),
+            tools: Vec::new(),
+        };
+        let completion = self.client.chat(&request).await?;
+        let answer = completion.message.content.unwrap_or_default();
+        let mut numbers = cited_numbers(&answer, question.passages.len());
+        if numbers.is_empty() {
+            numbers = (1..=question.passages.len()).collect();
+        }
+        Ok(Answered {
+            citations: numbers
+                .into_iter()
+                .map(|n| citation(n, &question.passages[n - 1]))
+                .collect(),
+            answer,
+            usage: Usage {
+                prompt_tokens: completion.usage.prompt_tokens,
+                completion_tokens: completion.usage.completion_tokens,
+                total_tokens: completion.usage.total_tokens,
+            },
+            model,
+        })
+    }
+}
+
+/// The user message: numbered passages, then the question.
+pub fn prompt(question: &Question<'_>) -> String {
+    let mut text = String::from("Passages:\n");
+    for (i, passage) in question.passages.iter().enumerate() {
+        text.push_str(&format!(
+            "[{}] ({}, part {}) {}\n",
+            i + 1,
+            passage.chunk.document_id,
+            passage.chunk.chunk_index,
+            passage.chunk.text.trim()
+        ));
+    }
+    if question.passages.is_empty() {
+        text.push_str("(none found)\n");
+    }
+    text.push_str("\nQuestion: ");
+    text.push_str(question.query);
+    text
+}
+
+/// The distinct `[n]` markers in `answer` with 1 ≤ n ≤ `passages`, in order of appearance.
+fn cited_numbers(answer: &str, passages: usize) -> Vec<usize> {
+    let mut numbers = Vec::new();
+    for part in answer.split('[').skip(1) {
+        let Some((inside, _)) = part.split_once(']') else {
+            continue;
+        };
+        for n in inside
+            .split(',')
+            .filter_map(|n| n.trim().parse::<usize>().ok())
+        {
+            if (1..=passages).contains(&n) && !numbers.contains(&n) {
+                numbers.push(n);
+            }
+        }
+    }
+    numbers
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_citation_markers() {
+        assert_eq!(
+            cited_numbers("A [2]. B [1, 3] and [9] [x]", 3),
+            vec![2, 1, 3]
+        );
+        assert!(cited_numbers("no markers", 3).is_empty());
+    }
+}

@@ -1,0 +1,162 @@
+//! The offline answerer: no model, no network, the same answer every time.
+//!
+//! It scores every sentence of the retrieved passages by how many of the question's words
+//! (lower-cased, without stop words) it contains, weighted by the passage's search score,
+//! and quotes the best few, each followed by the `[n]` of its passage. It never invents
+//! anything: every word of an answer comes from a cited passage.
+
+use std::collections::HashSet;
+
+use async_trait::async_trait;
+use shared::ActionError;
+
+use super::{Answerer, Question, citation};
+use crate::actions::{Answered, Usage};
+
+/// The name results report as their model.
+pub const MODEL: &str = "extractive";
+
+/// Sentences quoted at most.
+const MAX_SENTENCES: usize = 3;
+
+/// See the module documentation.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ExtractiveAnswerer;
+
+#[async_trait]
+impl Answerer for ExtractiveAnswerer {
+    async fn answer(&self, question: Question<'_>) -> Result<Answered, ActionError> {
+        Ok(answer(question.query, question.passages))
+    }
+}
+
+/// The extractive answer to `query` from `passages` (best first).
+pub fn answer(query: &str, passages: &[crate::store::ScoredChunk]) -> Answered {
+    let terms: HashSet<String> = words(query).filter(|w| !is_stop_word(w)).collect();
+    // (score, passage position, sentence position, sentence)
+    let mut candidates: Vec<(f32, usize, usize, &str)> = Vec::new();
+    for (p, passage) in passages.iter().enumerate() {
+        for (s, sentence) in sentences(&passage.chunk.text).enumerate() {
+            let matched = words(sentence)
+                .filter(|w| terms.contains(w))
+                .collect::<HashSet<_>>()
+                .len();
+            if matched > 0 {
+                candidates.push((matched as f32 * (1.0 + passage.score), p, s, sentence));
+            }
+        }
+    }
+    // Best first; ties keep passage and sentence order, so the answer is deterministic.
+    candidates.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
+    candidates.truncate(MAX_SENTENCES);
+    if candidates.is_empty() {
+        // Nothing matched word for word: quote the beginning of the best passage, if any.
+        if let Some(first) = passages.first() {
+            let sentence = sentences(&first.chunk.text).next().unwrap_or_default();
+            candidates.push((0.0, 0, 0, sentence));
+        }
+    }
+    // Quote in reading order: by passage rank, then by position in the passage.
+    candidates.sort_by(|a, b| a.1.cmp(&b.1).then(a.2.cmp(&b.2)));
+
+    let mut cited: Vec<usize> = Vec::new();
+    let mut parts: Vec<String> = Vec::new();
+    for (_, p, _, sentence) in &candidates {
+        let number = match cited.iter().position(|c| c == p) {
+            Some(i) => i + 1,
+            None => {
+                cited.push(*p);
+                cited.len()
+            }
+        };
+        parts.push(format!("{} [{number}]", sentence.trim()));
+    }
+    let answer = if parts.is_empty() {
+        "No indexed passage matches the question.".to_owned()
+    } else {
+        parts.join(" ")
+    };
+    Answered {
+        answer,
+        citations: cited
+            .iter()
+            .enumerate()
+            .map(|(i, &p)| citation(i + 1, &passages[p]))
+            .collect(),
+        usage: Usage::default(),
+        model: MODEL.to_owned(),
+    }
+}
+
+fn words(text: &str) -> impl Iterator<Item = String> + '_ {
+    text.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(str::to_lowercase)
+}
+
+fn sentences(text: &str) -> impl Iterator<Item = &str> {
+    text.split_inclusive(['.', '!', '?', '\n'])
+        .map(str::trim)
+        .filter(|s| s.chars().any(char::is_alphanumeric))
+}
+
+fn is_stop_word(word: &str) -> bool {
+    const STOP: &[&str] = &[
+        "a", "an", "and", "are", "as", "at", "be", "by", "can", "do", "does", "for", "from", "how",
+        "i", "in", "is", "it", "of", "on", "or", "that", "the", "this", "to", "was", "what",
+        "when", "where", "which", "who", "why", "with", "you",
+    ];
+    STOP.contains(&word)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{ScoredChunk, StoredChunk};
+
+    fn passage(document_id: &str, text: &str, score: f32) -> ScoredChunk {
+        ScoredChunk {
+            chunk: StoredChunk {
+                tenant_id: "acme".into(),
+                collection: "docs".into(),
+                document_id: document_id.into(),
+                chunk_index: 0,
+                text: text.into(),
+                metadata: Default::default(),
+            },
+            score,
+        }
+    }
+
+    #[test]
+    fn quotes_matching_sentences_and_cites_them() {
+        let passages = [
+            passage("cats", "Cats sleep a lot. They purr when happy.", 0.9),
+            passage(
+                "dogs",
+                "Dogs bark. Dogs also sleep, but less than cats.",
+                0.5,
+            ),
+        ];
+        let out = answer("How much do cats sleep?", &passages);
+        assert_eq!(
+            out.answer,
+            "Cats sleep a lot. [1] Dogs also sleep, but less than cats. [2]"
+        );
+        assert_eq!(out.citations.len(), 2);
+        assert_eq!(out.citations[0].document_id, "cats");
+        assert_eq!(out.citations[1].number, 2);
+        assert_eq!(out.model, MODEL);
+        // Deterministic.
+        assert_eq!(out, answer("How much do cats sleep?", &passages));
+    }
+
+    #[test]
+    fn no_passages_no_citations() {
+        let out = answer("anything?", &[]);
+        assert!(out.citations.is_empty());
+        assert_eq!(out.answer, "No indexed passage matches the question.");
+        let out = answer("zebra", &[passage("d", "Nothing related here. More.", 0.1)]);
+        assert_eq!(out.answer, "Nothing related here. [1]");
+    }
+}

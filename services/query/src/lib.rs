@@ -1,0 +1,43 @@
+//! # query: the vector store's only owner
+//!
+//! The seed's `query_service` on the framework: index chunks, search them, answer from
+//! them with citations, delete them. Only this service opens the vector store (the
+//! embedded one allows one writer), so ingestion indexes by sending `query.index`.
+//! Every read and delete is confined to the tenant of the action's subject.
+//!
+//! - [`actions`]: the payload and result types.
+//! - [`service`]: [`QueryService`], what the handlers share: store, answerer, embedding.
+//! - [`store`]: the [`store::VectorStore`] trait; Qdrant Edge (default) and Qdrant server.
+//! - [`answerer`]: extractive answers (offline default) or an OpenAI-compatible chat API.
+//! - [`config`]: which store and answerer run, from [`shared::Settings`].
+//! - [`handlers`]: one file per handler.
+//!
+//! | action type | data | result |
+//! |---|---|---|
+//! | `query.index` | `{collection, document_id, chunks: [{chunk_index, text, vector?, metadata}], replace?}` | `{indexed, embedded, removed}` |
+//! | `query.search` | `{query \| vector, collections, top_k, score_threshold?, filter?}` | `{hits: [{text, score, document_id, chunk_index, collection, metadata}]}` |
+//! | `query.answer` | `{query, collections, top_k, system_prompt?, model?}` | `{answer, citations, usage, model}` |
+//! | `query.delete` | `{collection, document_id?}` | `{deleted}` |
+//! | `embedding.generate.result` (callback) | a result whose metadata has `index` | chunks indexed |
+
+pub mod actions;
+pub mod answerer;
+pub mod config;
+pub mod handlers;
+pub mod service;
+pub mod store;
+
+pub use config::QueryConfig;
+pub use service::QueryService;
+use shared::Dispatcher;
+
+/// The query domain's dispatcher over `service`.
+pub fn dispatcher(service: QueryService) -> Dispatcher {
+    Dispatcher::new("query")
+        .on::<actions::Index, _>(handlers::index)
+        .on::<actions::Search, _>(handlers::search)
+        .on::<actions::Answer, _>(handlers::answer)
+        .on::<actions::Delete, _>(handlers::delete)
+        .on_result::<embedding::actions::Generate, _>(handlers::embedded)
+        .with_state(service)
+}

@@ -1,0 +1,572 @@
+//! Qdrant Edge in process: one on-disk shard under the data dir holding every tenant's chunks.
+//!
+//! [`EdgeShard`] is synchronous, so every call runs on tokio's blocking pool. Two things about
+//! qdrant-edge 0.7.2 shape this module:
+//!
+//! - Loading a shard does not replay its write-ahead log: only what was flushed to the
+//!   segments survives a crash. So every write is flushed before it returns.
+//! - [`EdgeShard::flush`] panics if another thread holds the WAL lock, which an update does
+//!   for its whole run (and on I/O errors). So writes (update + flush) are serialized by our
+//!   own lock, reads never take it, and a flush panic becomes [`StoreError::Backend`].
+//!
+//! The shard's WAL is file-locked: while one [`EdgeStore`] has a dir open, opening it again
+//! (in this process or another) fails. That is the "one writer" the service relies on.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use async_trait::async_trait;
+use qdrant_edge::external::ordered_float::OrderedFloat;
+use qdrant_edge::{
+    CountRequest, CreateIndex, DEFAULT_VECTOR_NAME, Distance, EdgeConfig, EdgeShard,
+    EdgeVectorParams, FieldCondition, FieldIndexOperations, Filter, JsonPath, KeywordIndexParams,
+    Match, NamedQuery, OperationError, PayloadFieldSchema, PayloadSchemaParams, PayloadSchemaType,
+    PointId, PointInsertOperations, PointOperations, PointStructPersisted, QueryEnum, QueryRequest,
+    ScoringQuery, UpdateOperation, ValueVariants, VectorStructPersisted, WithPayloadInterface,
+    WithVector,
+};
+use serde_json::{Map, Value};
+
+use super::{
+    ChunkPoint, Scope, ScoredChunk, SearchRequest, StoreError, StoredChunk, VectorStore,
+    check_dimensions,
+};
+
+/// The file qdrant-edge writes its config to; its presence means a shard lives in the dir.
+const EDGE_CONFIG_FILE: &str = "edge_config.json";
+
+/// The vector store on a Qdrant Edge shard in a local directory (the default backend).
+#[derive(Debug)]
+pub struct EdgeStore {
+    inner: Arc<Inner>,
+    dimensions: usize,
+}
+
+/// What the blocking tasks share.
+#[derive(Debug)]
+struct Inner {
+    shard: EdgeShard,
+    /// Held by every write from its update through its flush (see the module docs).
+    writes: Mutex<()>,
+}
+
+impl EdgeStore {
+    /// Opens the shard in `dir`, creating it (and the dir) if there is none yet, and makes
+    /// sure the payload indexes exist. Fails if the shard there holds vectors of another
+    /// length or distance, since every later write or search would fail or mislead.
+    pub fn open(dir: &Path, dimensions: usize) -> Result<Self, StoreError> {
+        if dimensions == 0 {
+            return Err(StoreError::Backend(
+                "edge store: vectors must have at least one dimension".to_owned(),
+            ));
+        }
+        std::fs::create_dir_all(dir).map_err(|e| {
+            StoreError::Backend(format!("edge store: creating {}: {e}", dir.display()))
+        })?;
+        let shard = if shard_exists(dir) {
+            let shard = EdgeShard::load(dir, None)
+                .map_err(|e| backend(&format!("loading the shard at {}", dir.display()), e))?;
+            check_config(&shard.config(), dir, dimensions)?;
+            shard
+        } else {
+            EdgeShard::new(dir, new_config(dimensions))
+                .map_err(|e| backend(&format!("creating a shard at {}", dir.display()), e))?
+        };
+        // Creating an index that exists is a no-op, so shards made before an index was
+        // added get it too.
+        for operation in payload_indexes()? {
+            shard
+                .update(operation)
+                .map_err(|e| backend("creating payload indexes", e))?;
+        }
+        flush(&shard)?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                shard,
+                writes: Mutex::new(()),
+            }),
+            dimensions,
+        })
+    }
+
+    /// Runs `f` on the blocking pool, since every shard call blocks on disk.
+    async fn blocking<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Inner) -> Result<T, StoreError> + Send + 'static,
+    {
+        let inner = Arc::clone(&self.inner);
+        tokio::task::spawn_blocking(move || f(&inner))
+            .await
+            .map_err(|e| StoreError::Backend(format!("edge store: shard task failed: {e}")))?
+    }
+}
+
+impl Inner {
+    /// Applies one write and flushes it to the segments, so it survives a crash.
+    fn write(&self, context: &str, operation: UpdateOperation) -> Result<(), StoreError> {
+        let _serialized = self.writes.lock().unwrap_or_else(PoisonError::into_inner);
+        self.shard
+            .update(operation)
+            .map_err(|e| backend(context, e))?;
+        flush(&self.shard)
+    }
+
+    /// How many points match `filter`, exactly.
+    fn count(&self, filter: Filter) -> Result<u64, StoreError> {
+        let count = self
+            .shard
+            .count(CountRequest {
+                filter: Some(filter),
+                exact: true,
+            })
+            .map_err(|e| backend("counting", e))?;
+        Ok(count as u64)
+    }
+}
+
+#[async_trait]
+impl VectorStore for EdgeStore {
+    fn dimensions(&self) -> usize {
+        self.dimensions
+    }
+
+    async fn upsert(&self, points: Vec<ChunkPoint>) -> Result<(), StoreError> {
+        check_dimensions(self.dimensions, &points)?;
+        if points.is_empty() {
+            return Ok(());
+        }
+        let points = points
+            .into_iter()
+            .map(to_edge_point)
+            .collect::<Result<Vec<_>, _>>()?;
+        let operation = UpdateOperation::PointOperation(PointOperations::UpsertPoints(
+            PointInsertOperations::PointsList(points),
+        ));
+        self.blocking(move |inner| inner.write("upserting points", operation))
+            .await
+    }
+
+    async fn search(&self, request: SearchRequest<'_>) -> Result<Vec<ScoredChunk>, StoreError> {
+        if request.vector.len() != self.dimensions {
+            return Err(StoreError::Dimensions {
+                expected: self.dimensions,
+                got: request.vector.len(),
+            });
+        }
+        let filter = search_filter(&request)?;
+        if request.top_k == 0 {
+            return Ok(Vec::new());
+        }
+        let query = QueryRequest {
+            prefetches: Vec::new(),
+            query: Some(ScoringQuery::Vector(QueryEnum::Nearest(
+                NamedQuery::default_dense(request.vector.to_vec()),
+            ))),
+            filter: Some(filter),
+            score_threshold: request.score_threshold.map(OrderedFloat),
+            limit: request.top_k,
+            offset: 0,
+            params: None,
+            with_vector: WithVector::Bool(false),
+            with_payload: WithPayloadInterface::Bool(true),
+        };
+        let hits = self
+            .blocking(move |inner| {
+                inner
+                    .shard
+                    .query(query)
+                    .map_err(|e| backend("searching", e))
+            })
+            .await?;
+        hits.into_iter()
+            .map(|hit| {
+                let payload = hit.payload.map(|p| p.0).unwrap_or_default();
+                Ok(ScoredChunk {
+                    chunk: from_payload(payload)?,
+                    score: hit.score,
+                })
+            })
+            .collect()
+    }
+
+    async fn delete(&self, scope: Scope<'_>) -> Result<u64, StoreError> {
+        let filter = scope_filter(&scope)?;
+        self.blocking(move |inner| {
+            // Counted under the write lock, so no write of ours lands in between.
+            let _serialized = inner.writes.lock().unwrap_or_else(PoisonError::into_inner);
+            let count = inner.count(filter.clone())?;
+            if count > 0 {
+                inner
+                    .shard
+                    .update(UpdateOperation::PointOperation(
+                        PointOperations::DeletePointsByFilter(filter),
+                    ))
+                    .map_err(|e| backend("deleting points", e))?;
+                flush(&inner.shard)?;
+            }
+            Ok(count)
+        })
+        .await
+    }
+
+    async fn count(&self, scope: Scope<'_>) -> Result<u64, StoreError> {
+        let filter = scope_filter(&scope)?;
+        self.blocking(move |inner| inner.count(filter)).await
+    }
+}
+
+/// An exact-match condition on one metadata entry, shared by both backends so they accept
+/// and reject the same filters.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum MetadataMatch {
+    /// A string: keyword match.
+    Keyword(String),
+    /// An integer that fits in an i64: integer match.
+    Integer(i64),
+    /// A boolean: bool match.
+    Bool(bool),
+}
+
+/// One metadata filter entry, checked and ready for either backend.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct MetadataCondition {
+    /// The metadata key, as the caller wrote it (for errors).
+    pub(crate) key: String,
+    /// Its payload path: `metadata.<key>`, the key quoted when Qdrant's syntax needs it.
+    pub(crate) path: String,
+    /// The value to match.
+    pub(crate) matched: MetadataMatch,
+}
+
+/// Checks a metadata filter and turns it into conditions. Floats (no exact match in
+/// Qdrant), integers beyond i64, arrays, objects, nulls and keys a path cannot hold are
+/// [`StoreError::Filter`].
+pub(crate) fn metadata_conditions(
+    filter: &Map<String, Value>,
+) -> Result<Vec<MetadataCondition>, StoreError> {
+    filter
+        .iter()
+        .map(|(key, value)| {
+            let rejected = || StoreError::Filter { key: key.clone() };
+            let matched = match value {
+                Value::String(s) => MetadataMatch::Keyword(s.clone()),
+                Value::Bool(b) => MetadataMatch::Bool(*b),
+                Value::Number(n) => MetadataMatch::Integer(n.as_i64().ok_or_else(rejected)?),
+                Value::Null | Value::Array(_) | Value::Object(_) => return Err(rejected()),
+            };
+            Ok(MetadataCondition {
+                key: key.clone(),
+                path: metadata_path(key).ok_or_else(rejected)?,
+                matched,
+            })
+        })
+        .collect()
+}
+
+/// The payload path of a metadata key, or `None` if the path syntax cannot express it.
+fn metadata_path(key: &str) -> Option<String> {
+    let plain = !key.is_empty()
+        && key
+            .chars()
+            .all(|c| c.is_alphanumeric() || c == '_' || c == '-');
+    if plain {
+        Some(format!("metadata.{key}"))
+    } else if key.contains(['"', '\\']) {
+        None
+    } else {
+        Some(format!("metadata.\"{key}\""))
+    }
+}
+
+/// Whether `dir` already holds a shard (its config, or any segment).
+fn shard_exists(dir: &Path) -> bool {
+    dir.join(EDGE_CONFIG_FILE).is_file()
+        || std::fs::read_dir(dir.join("segments"))
+            .map(|mut entries| entries.next().is_some())
+            .unwrap_or(false)
+}
+
+/// A new shard's config: one unnamed dense cosine vector, vectors and payload on disk.
+fn new_config(dimensions: usize) -> EdgeConfig {
+    EdgeConfig::builder()
+        .vector(
+            DEFAULT_VECTOR_NAME,
+            EdgeVectorParams::builder(dimensions, Distance::Cosine)
+                .on_disk(true)
+                .build(),
+        )
+        .on_disk_payload(true)
+        .build()
+}
+
+/// Refuses a loaded shard whose vectors do not fit this store.
+fn check_config(config: &EdgeConfig, dir: &Path, dimensions: usize) -> Result<(), StoreError> {
+    match config.vectors.get(DEFAULT_VECTOR_NAME) {
+        Some(params) if params.size == dimensions && params.distance == Distance::Cosine => Ok(()),
+        Some(params) => Err(StoreError::Backend(format!(
+            "edge store: the shard at {} holds {}-dimension {:?} vectors; \
+             this store needs {dimensions}-dimension cosine vectors",
+            dir.display(),
+            params.size,
+            params.distance
+        ))),
+        None => Err(StoreError::Backend(format!(
+            "edge store: the shard at {} has no default vector",
+            dir.display()
+        ))),
+    }
+}
+
+/// The index operations for the fields every filter uses: the tenant (marked as the tenant
+/// key, so Qdrant can lay segments out by tenant), the collection and the document.
+fn payload_indexes() -> Result<Vec<UpdateOperation>, StoreError> {
+    let tenant =
+        PayloadFieldSchema::FieldParams(PayloadSchemaParams::Keyword(KeywordIndexParams {
+            is_tenant: Some(true),
+            ..KeywordIndexParams::default()
+        }));
+    let keyword = PayloadFieldSchema::FieldType(PayloadSchemaType::Keyword);
+    [
+        ("tenant_id", tenant),
+        ("collection", keyword.clone()),
+        ("document_id", keyword),
+    ]
+    .into_iter()
+    .map(|(field, schema)| {
+        Ok(UpdateOperation::FieldIndexOperation(
+            FieldIndexOperations::CreateIndex(CreateIndex {
+                field_name: path(field)?,
+                field_schema: Some(schema),
+            }),
+        ))
+    })
+    .collect()
+}
+
+/// The edge form of a point: its UUID, its unnamed dense vector and the chunk as payload.
+fn to_edge_point(point: ChunkPoint) -> Result<PointStructPersisted, StoreError> {
+    let payload = match serde_json::to_value(&point.chunk) {
+        Ok(Value::Object(map)) => map,
+        Ok(other) => {
+            return Err(StoreError::Backend(format!(
+                "edge store: a chunk serialized to {other}, not an object"
+            )));
+        }
+        Err(e) => {
+            return Err(StoreError::Backend(format!(
+                "edge store: serializing a chunk: {e}"
+            )));
+        }
+    };
+    Ok(PointStructPersisted {
+        id: PointId::Uuid(point.id),
+        vector: VectorStructPersisted::Single(point.vector),
+        payload: Some(qdrant_edge::Payload(payload)),
+    })
+}
+
+/// Reads a stored payload back into the chunk it was written from.
+fn from_payload(payload: Map<String, Value>) -> Result<StoredChunk, StoreError> {
+    serde_json::from_value(Value::Object(payload)).map_err(|e| {
+        StoreError::Backend(format!("edge store: a stored payload is not a chunk: {e}"))
+    })
+}
+
+/// The search filter: the tenant, then the collections (any of them), then every metadata
+/// match.
+fn search_filter(request: &SearchRequest<'_>) -> Result<Filter, StoreError> {
+    let mut must = vec![keyword("tenant_id", request.tenant.as_str())?];
+    if !request.collections.is_empty() {
+        must.push(condition(
+            "collection",
+            Match::from(request.collections.to_vec()),
+        )?);
+    }
+    if let Some(filter) = request.filter {
+        for condition in metadata_conditions(filter)? {
+            let value = match condition.matched {
+                MetadataMatch::Keyword(s) => ValueVariants::String(s),
+                MetadataMatch::Integer(i) => ValueVariants::Integer(i),
+                MetadataMatch::Bool(b) => ValueVariants::Bool(b),
+            };
+            let key = path(&condition.path).map_err(|_| StoreError::Filter {
+                key: condition.key.clone(),
+            })?;
+            must.push(qdrant_edge::Condition::Field(FieldCondition::new_match(
+                key,
+                Match::new_value(value),
+            )));
+        }
+    }
+    Ok(must_all(must))
+}
+
+/// The filter for a scope: the tenant always, then the collection and document if given.
+fn scope_filter(scope: &Scope<'_>) -> Result<Filter, StoreError> {
+    let mut must = vec![keyword("tenant_id", scope.tenant.as_str())?];
+    if let Some(collection) = scope.collection {
+        must.push(keyword("collection", collection)?);
+    }
+    if let Some(document_id) = scope.document_id {
+        must.push(keyword("document_id", document_id)?);
+    }
+    Ok(must_all(must))
+}
+
+/// A filter requiring every condition.
+fn must_all(must: Vec<qdrant_edge::Condition>) -> Filter {
+    Filter {
+        must: Some(must),
+        ..Filter::new()
+    }
+}
+
+/// `field == value` on a keyword field.
+fn keyword(field: &str, value: &str) -> Result<qdrant_edge::Condition, StoreError> {
+    condition(field, Match::from(value.to_owned()))
+}
+
+/// A match condition on a top-level payload field.
+fn condition(field: &str, matched: Match) -> Result<qdrant_edge::Condition, StoreError> {
+    Ok(qdrant_edge::Condition::Field(FieldCondition::new_match(
+        path(field)?,
+        matched,
+    )))
+}
+
+/// Parses a payload path.
+fn path(field: &str) -> Result<JsonPath, StoreError> {
+    field
+        .parse()
+        .map_err(|()| StoreError::Backend(format!("edge store: bad payload path {field:?}")))
+}
+
+/// Flushes the WAL and segments to disk. qdrant-edge panics instead of returning an error
+/// when that fails (or when the WAL is locked), so the panic becomes a backend error here.
+fn flush(shard: &EdgeShard) -> Result<(), StoreError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| shard.flush())).map_err(|panic| {
+        let reason = panic
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| panic.downcast_ref::<&str>().copied())
+            .unwrap_or("unknown reason");
+        StoreError::Backend(format!("edge store: flushing to disk failed: {reason}"))
+    })
+}
+
+/// A backend error with what we were doing.
+fn backend(context: &str, error: OperationError) -> StoreError {
+    StoreError::Backend(format!("edge store: {context}: {error}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::conformance::{self, conformance_tests};
+
+    /// A fresh store in its own temporary dir; the store is dropped before the dir.
+    struct Fixture {
+        store: EdgeStore,
+        _dir: tempfile::TempDir,
+    }
+
+    impl Fixture {
+        fn store(&self) -> &dyn VectorStore {
+            &self.store
+        }
+    }
+
+    async fn fixture() -> Option<Fixture> {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = EdgeStore::open(dir.path(), conformance::DIMENSIONS).expect("open store");
+        Some(Fixture { store, _dir: dir })
+    }
+
+    conformance_tests!(fixture);
+
+    #[tokio::test]
+    async fn data_survives_drop_and_reopen() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = EdgeStore::open(dir.path(), conformance::DIMENSIONS).expect("open store");
+        conformance::write_durability_fixture(&store).await;
+        drop(store);
+
+        let store = EdgeStore::open(dir.path(), conformance::DIMENSIONS).expect("reopen store");
+        conformance::check_durability_fixture(&store).await;
+        // Writes after a reopen land too, and a second reopen still sees everything.
+        conformance::write_after_reopen(&store).await;
+        drop(store);
+        let store = EdgeStore::open(dir.path(), conformance::DIMENSIONS).expect("reopen again");
+        conformance::check_after_reopen(&store).await;
+    }
+
+    /// Set in the child process of [`writes_survive_a_crash`]: the dir to write to.
+    const CRASH_DIR: &str = "QUERY_EDGE_CRASH_TEST_DIR";
+    /// The child's exit code once it has written everything.
+    const CRASHED: i32 = 17;
+
+    /// A crash skips `Drop` and its flush, and qdrant-edge does not replay its WAL on load,
+    /// so only the flush after every write keeps the data. The writes happen in a child
+    /// process (this test binary again) that exits without dropping anything; the shard's
+    /// WAL lock keeps a second open in one process from working.
+    #[tokio::test]
+    async fn writes_survive_a_crash() {
+        if let Some(dir) = std::env::var_os(CRASH_DIR) {
+            let store = EdgeStore::open(Path::new(&dir), conformance::DIMENSIONS).expect("open");
+            conformance::write_durability_fixture(&store).await;
+            std::process::exit(CRASHED);
+        }
+        let dir = tempfile::tempdir().expect("temp dir");
+        let this_test = format!(
+            "{}::writes_survive_a_crash",
+            module_path!().split_once("::").map_or("", |(_, rest)| rest)
+        );
+        let status = std::process::Command::new(std::env::current_exe().expect("test binary"))
+            .args([this_test.as_str(), "--exact", "--test-threads=1"])
+            .env(CRASH_DIR, dir.path())
+            .stdout(std::process::Stdio::null())
+            .status()
+            .expect("run the writing child");
+        assert_eq!(
+            status.code(),
+            Some(CRASHED),
+            "the child did not finish writing"
+        );
+
+        let store = EdgeStore::open(dir.path(), conformance::DIMENSIONS).expect("reopen store");
+        conformance::check_durability_fixture(&store).await;
+    }
+
+    #[tokio::test]
+    async fn a_dir_open_in_one_store_cannot_be_opened_again() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let _first = EdgeStore::open(dir.path(), conformance::DIMENSIONS).expect("open store");
+        let second = EdgeStore::open(dir.path(), conformance::DIMENSIONS);
+        assert!(matches!(second, Err(StoreError::Backend(_))), "{second:?}");
+    }
+
+    #[tokio::test]
+    async fn reopening_with_other_dimensions_fails() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        drop(EdgeStore::open(dir.path(), 4).expect("open store"));
+        let err = EdgeStore::open(dir.path(), 8).expect_err("8 dimensions on a 4-dimension shard");
+        assert!(matches!(err, StoreError::Backend(_)), "{err:?}");
+    }
+
+    #[test]
+    fn metadata_paths_quote_what_needs_quoting() {
+        assert_eq!(metadata_path("lang").as_deref(), Some("metadata.lang"));
+        assert_eq!(
+            metadata_path("page-no_2").as_deref(),
+            Some("metadata.page-no_2")
+        );
+        assert_eq!(metadata_path("a.b").as_deref(), Some("metadata.\"a.b\""));
+        assert_eq!(metadata_path("x[0]").as_deref(), Some("metadata.\"x[0]\""));
+        assert_eq!(metadata_path("say \"hi\""), None);
+        for key in ["lang", "a.b", "x[0]", "with space"] {
+            let parsed = path(&metadata_path(key).expect("quotable"));
+            assert!(parsed.is_ok(), "{key}");
+        }
+    }
+}

@@ -1,0 +1,184 @@
+//! The vector store behind one small trait, so the handlers never know which backend runs.
+//!
+//! - [`edge`]: Qdrant Edge in process, on disk under the data dir (the default: offline,
+//!   one writer, which is why only the query service opens it).
+//! - [`qdrant_server`]: a Qdrant server or cluster over gRPC (when `QDRANT_URL` is set).
+//!
+//! Both keep every tenant's chunks in one collection and tell tenants apart by the payload
+//! field `tenant_id` (Qdrant's multitenancy guide: one collection, a tenant payload index),
+//! and our own "collections" by the payload field `collection`. Every read and delete takes
+//! a [`TenantId`] and filters on it: there is no method that could see another tenant's data.
+//! The same conformance tests (`conformance`) run against both backends.
+
+pub mod edge;
+pub mod qdrant_server;
+
+#[cfg(test)]
+pub(crate) mod conformance;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use shared::TenantId;
+use uuid::Uuid;
+
+/// One chunk of a document as stored: its payload in the store.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredChunk {
+    /// The tenant that owns it (taken from the action's subject, never from its body).
+    pub tenant_id: String,
+    /// The tenant's collection it belongs to.
+    pub collection: String,
+    /// The document it was cut from.
+    pub document_id: String,
+    /// Its position in the document.
+    pub chunk_index: u32,
+    /// Its text.
+    pub text: String,
+    /// Whatever the indexer attached (title, heading, page…); filters match on it.
+    #[serde(default)]
+    pub metadata: Map<String, Value>,
+}
+
+/// A chunk with its vector and deterministic id, ready to store.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChunkPoint {
+    /// See [`point_id`].
+    pub id: Uuid,
+    /// Its embedding.
+    pub vector: Vec<f32>,
+    /// Its payload.
+    pub chunk: StoredChunk,
+}
+
+impl ChunkPoint {
+    /// A point whose id is derived from where the chunk belongs, so indexing the same chunk
+    /// again overwrites it instead of adding a duplicate.
+    pub fn new(chunk: StoredChunk, vector: Vec<f32>) -> Self {
+        let id = point_id(
+            &chunk.tenant_id,
+            &chunk.collection,
+            &chunk.document_id,
+            chunk.chunk_index,
+        );
+        Self { id, vector, chunk }
+    }
+}
+
+/// The id of a chunk: a UUID v5 of tenant, collection, document and chunk index. The parts
+/// are length-prefixed so no two different tuples can produce the same name.
+pub fn point_id(tenant: &str, collection: &str, document_id: &str, chunk_index: u32) -> Uuid {
+    const NAMESPACE: Uuid = Uuid::from_u128(0x6d0c_8a5e_52b4_4f7e_9b52_1c36_0e3a_7f11);
+    let name = format!(
+        "{}:{tenant}{}:{collection}{}:{document_id}{chunk_index}",
+        tenant.len(),
+        collection.len(),
+        document_id.len()
+    );
+    Uuid::new_v5(&NAMESPACE, name.as_bytes())
+}
+
+/// What to search for: always inside one tenant.
+#[derive(Debug, Clone)]
+pub struct SearchRequest<'a> {
+    /// The tenant whose chunks may match; no other tenant's ever do.
+    pub tenant: &'a TenantId,
+    /// The tenant's collections to search; empty means all of them.
+    pub collections: &'a [String],
+    /// The query vector.
+    pub vector: &'a [f32],
+    /// How many hits at most.
+    pub top_k: usize,
+    /// Hits scoring below this are left out.
+    pub score_threshold: Option<f32>,
+    /// Exact matches on chunk metadata: `{"lang": "en"}` keeps chunks whose
+    /// `metadata.lang` is `"en"`. Values are strings, numbers or booleans.
+    pub filter: Option<&'a Map<String, Value>>,
+}
+
+/// A chunk that matched, with its similarity (cosine: higher is closer).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScoredChunk {
+    /// The stored chunk.
+    pub chunk: StoredChunk,
+    /// Its score.
+    pub score: f32,
+}
+
+/// Which of a tenant's chunks an operation touches.
+#[derive(Debug, Clone, Copy)]
+pub struct Scope<'a> {
+    /// The tenant; always applied.
+    pub tenant: &'a TenantId,
+    /// One collection, or all of the tenant's.
+    pub collection: Option<&'a str>,
+    /// One document (within `collection`, if given), or all.
+    pub document_id: Option<&'a str>,
+}
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A vector's length differs from the store's.
+    #[error("vector has {got} dimensions; the store holds {expected}-dimension vectors")]
+    Dimensions {
+        /// The store's.
+        expected: usize,
+        /// The vector's.
+        got: usize,
+    },
+    /// A filter value that is not a string, number or boolean.
+    #[error("filter on {key:?}: only strings, integers and booleans can be matched exactly")]
+    Filter {
+        /// The metadata key.
+        key: String,
+    },
+    /// The backend failed (disk, network, server); worth retrying.
+    #[error("vector store: {0}")]
+    Backend(String),
+}
+
+/// A vector store holding every tenant's chunks.
+#[async_trait]
+pub trait VectorStore: Send + Sync {
+    /// The length of every vector it holds.
+    fn dimensions(&self) -> usize;
+
+    /// Inserts or overwrites points (same id: overwritten).
+    async fn upsert(&self, points: Vec<ChunkPoint>) -> Result<(), StoreError>;
+
+    /// The best matches inside the request's tenant, best first.
+    async fn search(&self, request: SearchRequest<'_>) -> Result<Vec<ScoredChunk>, StoreError>;
+
+    /// Deletes every chunk in `scope`; returns how many there were.
+    async fn delete(&self, scope: Scope<'_>) -> Result<u64, StoreError>;
+
+    /// How many chunks are in `scope`.
+    async fn count(&self, scope: Scope<'_>) -> Result<u64, StoreError>;
+}
+
+/// Checks every point's vector length before anything is written.
+pub fn check_dimensions(expected: usize, points: &[ChunkPoint]) -> Result<(), StoreError> {
+    match points.iter().find(|p| p.vector.len() != expected) {
+        Some(bad) => Err(StoreError::Dimensions {
+            expected,
+            got: bad.vector.len(),
+        }),
+        None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn point_ids_are_stable_and_distinct() {
+        let a = point_id("acme", "docs", "d1", 0);
+        assert_eq!(a, point_id("acme", "docs", "d1", 0));
+        assert_ne!(a, point_id("acme", "docs", "d1", 1));
+        assert_ne!(a, point_id("other", "docs", "d1", 0));
+        // Moving a separator between parts never collides.
+        assert_ne!(point_id("ab", "c", "d", 0), point_id("a", "bc", "d", 0));
+    }
+}
