@@ -5,8 +5,10 @@
 //! - [`commands::dev`]: everything on embedded defaults (a local nats-server if none answers).
 //! - [`commands::worker`]: run services against an existing NATS.
 //! - [`commands::send`]: `publish` (durable) and `request` (rpc) an action built from flags.
+//! - [`commands::ingest`]: files and directory trees into a collection, with live progress.
 //! - [`commands::tail`]: print actions, results and dead letters as they pass.
 //! - [`commands::streams`]: apply and list the stream definitions.
+//! - [`commands::keys`]: create, list and revoke the API keys of HTTP callers.
 //! - [`commands::bench`]: our path against a hand-written async-nats baseline, same run.
 //!
 //! Exit codes: 0 success, 1 the action failed or something went wrong, 2 bad flags or input.
@@ -45,11 +47,16 @@ enum Command {
     Publish(commands::send::PublishArgs),
     /// Send an action over rpc and print its result.
     Request(commands::send::RequestArgs),
+    /// Ingest files and directories into a collection, with live progress and a summary.
+    Ingest(commands::ingest::Args),
     /// Print every message on a subject (actions, results, dead letters) as JSON lines.
     Tail(commands::tail::Args),
     /// Apply or list the JetStream streams and consumers.
     #[command(subcommand)]
     Streams(commands::streams::Command),
+    /// Create, list or revoke API keys (each names the tenant its HTTP requests act as).
+    #[command(subcommand)]
+    Keys(commands::keys::Command),
     /// Measure our round trips against a hand-written async-nats baseline in the same run.
     Bench(commands::bench::Args),
 }
@@ -75,8 +82,10 @@ fn main() {
             Command::Worker(args) => commands::worker::run(&url, args).await,
             Command::Publish(args) => commands::send::publish(&url, args).await,
             Command::Request(args) => commands::send::request(&url, args).await,
+            Command::Ingest(args) => commands::ingest::run(&url, args).await,
             Command::Tail(args) => commands::tail::run(&url, args).await,
             Command::Streams(command) => commands::streams::run(&url, command).await,
+            Command::Keys(command) => commands::keys::run(&url, command).await,
             Command::Bench(args) => commands::bench::run(&url, args).await,
         }
     });

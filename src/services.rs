@@ -4,14 +4,18 @@ use shared::{Dispatcher, Settings};
 
 /// Every service, in the order `dev` starts them (the embedding service first: the query
 /// service asks it for vectors).
-pub const ALL: &[&str] = &["echo", "embedding", "query"];
+pub const ALL: &[&str] = &["echo", "embedding", "query", "ingestion"];
 
 /// Why a service could not be set up.
 pub type SetupError = Box<dyn std::error::Error + Send + Sync>;
 
-/// The dispatcher of the service called `name`, with its model or store opened as
+/// The dispatcher of the service called `name`, with its model, store or buckets opened as
 /// `settings` say; `None` for an unknown name.
-pub async fn dispatcher(name: &str, settings: &Settings) -> Result<Option<Dispatcher>, SetupError> {
+pub async fn dispatcher(
+    name: &str,
+    settings: &Settings,
+    client: &async_nats::Client,
+) -> Result<Option<Dispatcher>, SetupError> {
     Ok(Some(match name {
         "echo" => echo::dispatcher(),
         "embedding" => {
@@ -21,6 +25,11 @@ pub async fn dispatcher(name: &str, settings: &Settings) -> Result<Option<Dispat
         "query" => {
             let config = query::QueryConfig::from_settings(settings)?;
             query::dispatcher(config.build().await?)
+        }
+        "ingestion" => {
+            let config = ingestion::IngestionConfig::from_settings(settings)?;
+            let js = async_nats::jetstream::new(client.clone());
+            ingestion::dispatcher(config.build(&js).await?)
         }
         _ => return Ok(None),
     }))

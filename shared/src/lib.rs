@@ -34,6 +34,7 @@
 //! - [`settings`]: the one configuration loader.
 //! - [`shutdown`]: SIGTERM / Ctrl-C as a cancellation token.
 //! - [`nats_server`]: finding and starting a local nats-server.
+//! - `http` (feature): JSON errors, API keys and the authenticating extractor for HTTP routes.
 //! - `openai` (feature): a client for OpenAI-compatible HTTP APIs (embeddings, chat, streaming).
 //! - `openai_stub` (features `openai` + `testkit`): a local server speaking that API for tests.
 //! - `testkit` (feature): a real nats-server per test, workers in the background.
@@ -42,6 +43,8 @@ pub mod action;
 pub mod context;
 pub mod dispatcher;
 pub mod headers;
+#[cfg(feature = "http")]
+pub mod http;
 pub mod nats_server;
 #[cfg(feature = "openai")]
 pub mod openai;

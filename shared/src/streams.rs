@@ -48,6 +48,7 @@ const STREAMS: &[(&str, &str)] = &[
     stream_file!("ECHO"),
     stream_file!("EMBEDDING"),
     stream_file!("QUERY"),
+    stream_file!("INGESTION"),
     stream_file!("DLQ"),
     stream_file!("ADVISORIES"),
 ];
@@ -60,9 +61,12 @@ const CONSUMERS: &[(&str, &str, &str)] = &[
     consumer_file!("EMBEDDING", "embedding-callbacks"),
     consumer_file!("QUERY", "query-actions"),
     consumer_file!("QUERY", "query-callbacks"),
+    consumer_file!("INGESTION", "ingestion-actions"),
+    consumer_file!("INGESTION", "ingestion-callbacks"),
     consumer_file!("ADVISORIES", "echo-max-deliveries"),
     consumer_file!("ADVISORIES", "embedding-max-deliveries"),
     consumer_file!("ADVISORIES", "query-max-deliveries"),
+    consumer_file!("ADVISORIES", "ingestion-max-deliveries"),
 ];
 
 /// The stream holding every dead letter.

@@ -2,6 +2,8 @@
 
 pub mod bench;
 pub mod dev;
+pub mod ingest;
+pub mod keys;
 pub mod send;
 pub mod streams;
 pub mod tail;

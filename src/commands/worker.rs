@@ -11,7 +11,7 @@ use crate::services;
 /// Flags of `worker`.
 #[derive(clap::Args)]
 pub struct Args {
-    /// Services to run (known: echo, embedding, query).
+    /// Services to run (known: echo, embedding, query, ingestion).
     #[arg(required = true, value_parser = clap::builder::PossibleValuesParser::new(services::ALL))]
     pub services: Vec<String>,
 }
@@ -29,7 +29,7 @@ pub async fn run_until(url: &str, names: &[String], shutdown: CancellationToken)
     let client = connect(url).await?;
     let mut workers = Vec::new();
     for name in names {
-        let dispatcher = services::dispatcher(name, &settings)
+        let dispatcher = services::dispatcher(name, &settings, &client)
             .await
             .map_err(|err| Failure::runtime(format!("starting {name}: {err}")))?
             .ok_or_else(|| Failure::usage(format!("unknown service {name:?}")))?;

@@ -164,3 +164,144 @@ async fn publisher_refuses_an_oversize_action() {
     }
     env.assert_stored(ACTIONS, 0).await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn keys_create_prints_only_a_key_and_refuses_a_bad_tenant() {
+    let env = Env::server_only().await;
+    let output = cli(&env.url(), "keys create --tenant acme --label ci").await;
+    assert_eq!(output.status.code(), Some(0), "stderr: {}", stderr(&output));
+    let printed = stdout(&output);
+    let key = printed.trim_end();
+    assert!(
+        key.starts_with("da_") && !key.contains(char::is_whitespace),
+        "stdout: {printed}"
+    );
+    let keys = shared::http::ApiKeys::open(&env.js)
+        .await
+        .expect("api_keys");
+    let tenant = keys.verify(key).await.expect("verify");
+    assert_eq!(tenant.as_ref().map(TenantId::as_str), Some("acme"));
+
+    let code = fails_saying(&env, "keys create --tenant bad.tenant", "invalid tenant").await;
+    assert_eq!(code, Some(2));
+}
+
+/// A server with the embedding, query and ingestion services in-process (their data in the
+/// returned temp dir): what `domain-actions ingest` needs running.
+async fn ingestion_env() -> (Env, tempfile::TempDir) {
+    let data = tempfile::TempDir::new().expect("temp dir");
+    let vars = std::collections::HashMap::from([(
+        "DA_DATA_DIR".to_owned(),
+        data.path().display().to_string(),
+    )]);
+    let settings = shared::Settings::from_vars(&vars).expect("settings");
+    let mut env = Env::server_only().await;
+    let embedding = embedding::EmbeddingConfig::from_settings(&settings)
+        .expect("embedding settings")
+        .build()
+        .await
+        .expect("embedding model");
+    let query = query::QueryConfig::from_settings(&settings)
+        .expect("query settings")
+        .build()
+        .await
+        .expect("query store");
+    let ingestion = ingestion::IngestionConfig::from_settings(&settings)
+        .expect("ingestion settings")
+        .build(&env.js)
+        .await
+        .expect("ingestion buckets and tokenizer");
+    let config = shared::testkit::quick_config;
+    env.add_worker(embedding::dispatcher(embedding), config())
+        .await;
+    env.add_worker(query::dispatcher(query), config()).await;
+    env.add_worker(ingestion::dispatcher(ingestion), config())
+        .await;
+    (env, data)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ingest_indexes_documents_and_skips_unsupported_files() {
+    let (env, _data) = ingestion_env().await;
+    let dir = tempfile::TempDir::new().expect("temp dir");
+    let write = |name: &str, bytes: &[u8]| {
+        std::fs::write(dir.path().join(name), bytes).expect("write a file to ingest")
+    };
+    write(
+        "cats.txt",
+        b"Cats sleep between twelve and sixteen hours a day. They eat meat, mostly fish.",
+    );
+    write(
+        "rockets.md",
+        b"# Rockets\n\nRockets burn liquid hydrogen and oxygen to reach orbit.\n",
+    );
+    write(
+        "photo.png",
+        b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR\0\0\0\x01\0\0\0\x01\x08\x06\0\0\0",
+    );
+
+    let args = format!(
+        "ingest {} --collection notes --tenant acme",
+        dir.path().display()
+    );
+    let output = cli(&env.url(), &args).await;
+    let table = stdout(&output);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "stdout: {table}\nstderr: {}",
+        stderr(&output)
+    );
+    let row = |file: &str| {
+        table
+            .lines()
+            .find(|line| line.contains(file))
+            .unwrap_or_else(|| panic!("{file} is not in the summary:\n{table}"))
+            .to_owned()
+    };
+    assert!(row("cats.txt").contains("completed"), "{table}");
+    assert!(row("rockets.md").contains("completed"), "{table}");
+    assert!(row("photo.png").contains("skipped"), "{table}");
+    assert!(table.contains("2 documents"), "{table}");
+
+    // The chunks are searchable, and say which file they came from.
+    let body = tenant_action_body(
+        "acme",
+        &new_id(),
+        "query.search",
+        json!({"query": "What do rockets burn?", "collections": ["notes"], "top_k": 1}),
+    );
+    let (_, result) = env
+        .request(
+            "query.acme.rpc",
+            headers(&[("action_type", "query.search")]),
+            &body,
+        )
+        .await;
+    let hit = &result["data"]["result"]["hits"][0];
+    assert!(
+        hit["metadata"]["path"]
+            .as_str()
+            .is_some_and(|path| path.ends_with("rockets.md")),
+        "{result}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ingest_refuses_bad_paths_and_flags_with_exit_2() {
+    let env = Env::server_only().await;
+    let missing = "ingest /no/such/path --collection notes --tenant acme";
+    assert_eq!(fails_saying(&env, missing, "/no/such/path").await, Some(2));
+
+    let empty = tempfile::TempDir::new().expect("temp dir");
+    let dir = empty.path().display();
+    let nothing = format!("ingest {dir} --collection notes --tenant acme");
+    assert_eq!(
+        fails_saying(&env, &nothing, "no files matched").await,
+        Some(2)
+    );
+    let bad_glob = format!("ingest {dir} --collection notes --tenant acme --include a[");
+    assert_eq!(fails_saying(&env, &bad_glob, "--include").await, Some(2));
+    let bad_tenant = format!("ingest {dir} --collection notes --tenant a.b");
+    assert_eq!(fails_saying(&env, &bad_tenant, "a.b").await, Some(2));
+}

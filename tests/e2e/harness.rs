@@ -16,7 +16,7 @@ use async_nats::{Client, HeaderMap, Message, Subscriber};
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use serde_json::{Value, json};
-use shared::testkit::{self, RunningWorker, TestServer};
+use shared::testkit::{self, RunningWorker, TestServer, quick_config};
 use shared::{Dispatcher, WorkerConfig};
 use tempfile::TempDir;
 use tokio::process::{Child, Command};
@@ -82,6 +82,36 @@ impl Env {
         let mut env = Self::server_only().await;
         env.add_worker(dispatcher, config).await;
         env
+    }
+
+    /// Starts the service `name` (embedding, query or ingestion) in process, built from
+    /// `settings` as `domain-actions worker` would build it.
+    pub async fn add_service(&mut self, name: &str, settings: &shared::Settings) {
+        let dispatcher = match name {
+            "embedding" => embedding::dispatcher(
+                embedding::EmbeddingConfig::from_settings(settings)
+                    .expect("embedding settings")
+                    .build()
+                    .await
+                    .expect("embedding model"),
+            ),
+            "query" => query::dispatcher(
+                query::QueryConfig::from_settings(settings)
+                    .expect("query settings")
+                    .build()
+                    .await
+                    .expect("query store"),
+            ),
+            "ingestion" => ingestion::dispatcher(
+                ingestion::IngestionConfig::from_settings(settings)
+                    .expect("ingestion settings")
+                    .build(&self.js)
+                    .await
+                    .expect("ingestion state"),
+            ),
+            other => panic!("no service {other}"),
+        };
+        self.add_worker(dispatcher, quick_config()).await;
     }
 
     /// Starts one more in-process worker on this server (another service).
@@ -512,6 +542,16 @@ pub fn assert_stored_letter(letter: &Letter, reason: &str, sequence: u64, delive
     assert_eq!(letter.header("dlq_consumer"), Some(ECHO_ACTIONS), "{all:?}");
 }
 
+/// The `domain-actions` binary with `args`, output discarded, killed when dropped.
+pub fn domain_actions(args: &[&str]) -> Command {
+    let mut command = binary();
+    command
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    command
+}
+
 /// The `domain-actions` binary built with these tests.
 fn binary() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_domain-actions"));
@@ -598,4 +638,14 @@ impl WorkerProcess {
     pub async fn kill(&mut self) {
         self.child.kill().await.expect("kill -9 worker");
     }
+}
+
+/// Settings as a worker reads them: `vars`, plus `DA_DATA_DIR` in `data`.
+pub fn settings_in(data: &std::path::Path, vars: &[(&str, &str)]) -> shared::Settings {
+    let mut map: std::collections::HashMap<String, String> = vars
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    map.insert("DA_DATA_DIR".into(), data.display().to_string());
+    shared::Settings::from_vars(&map).expect("settings")
 }

@@ -11,12 +11,14 @@
 //! - [`retries`]: retryable failures, backoff and the last delivery.
 //! - [`process`]: drain on SIGTERM and max deliveries across crashed processes.
 //! - [`cli`]: the `domain-actions` command.
+//! - [`ingest`]: the ingestion service over HTTP and NATS: formats, errors, progress, crashes.
 //! - [`rag`]: the embedding and query services: index, search, answer, tenants, APIs.
 
 mod harness;
 
 mod cli;
 mod durable;
+mod ingest;
 mod poison;
 mod process;
 mod rag;

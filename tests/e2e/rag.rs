@@ -3,12 +3,8 @@
 //! server speaking the OpenAI wire format. Every call is a hand-written action sent with a
 //! bare client, as a `nats` CLI user would.
 
-use std::collections::HashMap;
-
 use serde_json::{Value, json};
-use shared::Settings;
 use shared::openai_stub::{OpenAiStub, StubReply};
-use shared::testkit::quick_config;
 use tempfile::TempDir;
 
 use crate::harness::*;
@@ -23,27 +19,10 @@ impl Rag {
     /// Both services with `vars` as their settings (plus a fresh data dir).
     async fn start(vars: &[(&str, &str)]) -> Self {
         let data = TempDir::new().expect("temp dir");
-        let mut map: HashMap<String, String> = vars
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        map.insert("DA_DATA_DIR".into(), data.path().display().to_string());
-        let settings = Settings::from_vars(&map).expect("settings");
-        let embedding = embedding::EmbeddingConfig::from_settings(&settings)
-            .expect("embedding settings")
-            .build()
-            .await
-            .expect("embedding model");
-        let query = query::QueryConfig::from_settings(&settings)
-            .expect("query settings")
-            .build()
-            .await
-            .expect("query store");
+        let settings = settings_in(data.path(), vars);
         let mut env = Env::server_only().await;
-        env.add_worker(embedding::dispatcher(embedding), quick_config())
-            .await;
-        env.add_worker(query::dispatcher(query), quick_config())
-            .await;
+        env.add_service("embedding", &settings).await;
+        env.add_service("query", &settings).await;
         Self { env, _data: data }
     }
 

@@ -72,6 +72,24 @@ fn existing(dir: PathBuf) -> Result<PathBuf, ModelError> {
     }
 }
 
+/// The model's tokenizer as shipped, without truncation or padding: for callers that cut
+/// texts to a number of this model's tokens (ingestion's chunker) and must count them all.
+pub fn load_tokenizer(dir: &Path) -> Result<Tokenizer, ModelError> {
+    let path = dir.join("tokenizer.json");
+    let mut tokenizer = Tokenizer::from_file(&path).map_err(|err| ModelError::Read {
+        path: path.clone(),
+        reason: err.to_string(),
+    })?;
+    tokenizer.with_padding(None);
+    tokenizer
+        .with_truncation(None)
+        .map_err(|err| ModelError::Read {
+            path,
+            reason: err.to_string(),
+        })?;
+    Ok(tokenizer)
+}
+
 /// The loaded model. Running it is CPU-bound and synchronous: [`LocalEmbedder`] runs it on
 /// the blocking pool.
 pub struct MiniLm {
@@ -104,11 +122,7 @@ impl MiniLm {
             .unwrap_or(256) as usize;
 
         let tokenizer_path = dir.join("tokenizer.json");
-        let mut tokenizer =
-            Tokenizer::from_file(&tokenizer_path).map_err(|err| ModelError::Read {
-                path: tokenizer_path.clone(),
-                reason: err.to_string(),
-            })?;
+        let mut tokenizer = load_tokenizer(dir)?;
         tokenizer
             .with_truncation(Some(TruncationParams {
                 max_length: window,

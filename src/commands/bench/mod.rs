@@ -2,8 +2,9 @@
 //! same server, same run, with the ratio printed.
 //!
 //! `--suite` picks what is measured: `framework` (the default, below), `embedding` (the
-//! local model against sentence-transformers, see [`embedding`]) or `search` (the embedded
-//! vector store at 10k and 100k chunks, see [`search`]).
+//! local model against sentence-transformers, see [`embedding`]), `search` (the embedded
+//! vector store at 10k and 100k chunks, see [`search`]) or `ingest` (documents through the
+//! whole ingestion pipeline, see [`ingest`]).
 //!
 //! | scenario | our steps | baseline steps |
 //! |---|---|---|
@@ -19,6 +20,7 @@
 mod baseline;
 mod embedding;
 mod harness;
+mod ingest;
 mod ours;
 mod search;
 
@@ -52,6 +54,13 @@ pub struct Args {
     /// What to measure.
     #[arg(long, value_enum, default_value_t = Suite::Framework)]
     pub suite: Suite,
+    /// `--suite ingest`: the directory of documents (default: Debian's PostgreSQL 15 manual,
+    /// /usr/share/doc/postgresql-doc-15/html).
+    #[arg(long, value_name = "DIR")]
+    pub corpus: Option<PathBuf>,
+    /// `--suite ingest`: how many documents of the corpus to ingest (the first by name).
+    #[arg(long, default_value_t = 100)]
+    pub docs: usize,
 }
 
 /// The benchmark suites.
@@ -63,6 +72,8 @@ pub enum Suite {
     Embedding,
     /// Qdrant Edge search latency at 10k and 100k chunks, and index throughput.
     Search,
+    /// Documents through extract, chunk, embed and index: documents/s, chunks/s, stage shares.
+    Ingest,
 }
 
 /// One scenario's path and concurrency.
@@ -137,6 +148,7 @@ pub async fn run(url: &str, args: Args) -> Outcome {
         Suite::Framework => framework(url, args).await,
         Suite::Embedding => embedding::run(&args).await,
         Suite::Search => search::run(&args).await,
+        Suite::Ingest => ingest::run(&args).await,
     }
 }
 

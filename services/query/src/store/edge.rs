@@ -45,7 +45,8 @@ pub struct EdgeStore {
 /// What the blocking tasks share.
 #[derive(Debug)]
 struct Inner {
-    shard: EdgeShard,
+    /// Always `Some` until dropped (see the `Drop` impl).
+    shard: Option<EdgeShard>,
     /// Held by every write from its update through its flush (see the module docs).
     writes: Mutex<()>,
 }
@@ -82,7 +83,7 @@ impl EdgeStore {
         flush(&shard)?;
         Ok(Self {
             inner: Arc::new(Inner {
-                shard,
+                shard: Some(shard),
                 writes: Mutex::new(()),
             }),
             dimensions,
@@ -102,20 +103,38 @@ impl EdgeStore {
     }
 }
 
+impl Drop for Inner {
+    /// qdrant-edge flushes when its shard is dropped and panics if that fails (say, the
+    /// directory was removed first, as a test's temp dir is); writes were already flushed
+    /// one by one, so such a panic is contained here rather than taking the process down.
+    fn drop(&mut self) {
+        if let Some(shard) = self.shard.take() {
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(shard)));
+        }
+    }
+}
+
 impl Inner {
+    /// The shard; present from `open` until drop.
+    fn shard(&self) -> &EdgeShard {
+        self.shard
+            .as_ref()
+            .expect("the shard is only taken out when the store is dropped")
+    }
+
     /// Applies one write and flushes it to the segments, so it survives a crash.
     fn write(&self, context: &str, operation: UpdateOperation) -> Result<(), StoreError> {
         let _serialized = self.writes.lock().unwrap_or_else(PoisonError::into_inner);
-        self.shard
+        self.shard()
             .update(operation)
             .map_err(|e| backend(context, e))?;
-        flush(&self.shard)
+        flush(self.shard())
     }
 
     /// How many points match `filter`, exactly.
     fn count(&self, filter: Filter) -> Result<u64, StoreError> {
         let count = self
-            .shard
+            .shard()
             .count(CountRequest {
                 filter: Some(filter),
                 exact: true,
@@ -174,7 +193,7 @@ impl VectorStore for EdgeStore {
         let hits = self
             .blocking(move |inner| {
                 inner
-                    .shard
+                    .shard()
                     .query(query)
                     .map_err(|e| backend("searching", e))
             })
@@ -198,12 +217,12 @@ impl VectorStore for EdgeStore {
             let count = inner.count(filter.clone())?;
             if count > 0 {
                 inner
-                    .shard
+                    .shard()
                     .update(UpdateOperation::PointOperation(
                         PointOperations::DeletePointsByFilter(filter),
                     ))
                     .map_err(|e| backend("deleting points", e))?;
-                flush(&inner.shard)?;
+                flush(inner.shard())?;
             }
             Ok(count)
         })

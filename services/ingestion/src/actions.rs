@@ -1,0 +1,89 @@
+//! Payloads of the ingestion domain.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use shared::ActionPayload;
+
+use crate::task::TaskState;
+
+/// `ingestion.ingest_document`: extract, chunk, embed and index one document.
+///
+/// The content is exactly one of `text` (inline), `url` (fetched with a size limit and a
+/// timeout) or `stored: true` (the original is already in the object store `documents` as
+/// `<tenant>/<document_id>`: how HTTP uploads arrive, since large files never travel inline).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IngestDocument {
+    /// The tenant's collection to index into.
+    pub collection: String,
+    /// The document's id; the action id when absent (so a redelivery is the same document).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub document_id: Option<String>,
+    /// The task tracking it; the action id when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_id: Option<String>,
+    /// Inline text (plain or markdown, see `file_name`/`content_type`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    /// A URL to fetch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// The original is in the object store already.
+    #[serde(default)]
+    pub stored: bool,
+    /// The original file name (helps detect the format).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file_name: Option<String>,
+    /// The original content type (helps detect the format).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_type: Option<String>,
+    /// A title; else the document's own (HTML title, first heading) or the file name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    /// Kept with every chunk; searches can filter on it.
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub metadata: Map<String, Value>,
+    /// Tokens per chunk (default `DA_CHUNK_TOKENS`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chunk_tokens: Option<usize>,
+    /// Tokens shared by neighbouring chunks (default `DA_CHUNK_OVERLAP`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chunk_overlap: Option<usize>,
+}
+
+impl ActionPayload for IngestDocument {
+    const ACTION_TYPE: &'static str = "ingestion.ingest_document";
+    type Output = TaskState;
+}
+
+/// `ingestion.get_status`: where a task is.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GetStatus {
+    /// The task.
+    pub task_id: String,
+}
+
+impl ActionPayload for GetStatus {
+    const ACTION_TYPE: &'static str = "ingestion.get_status";
+    type Output = TaskState;
+}
+
+/// `ingestion.delete_document`: the original, its chunks and its state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeleteDocument {
+    /// The document.
+    pub document_id: String,
+}
+
+impl ActionPayload for DeleteDocument {
+    const ACTION_TYPE: &'static str = "ingestion.delete_document";
+    type Output = DocumentDeleted;
+}
+
+/// The result of `ingestion.delete_document`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DocumentDeleted {
+    /// The document.
+    pub document_id: String,
+    /// Chunks removed from the vector store.
+    pub chunks_deleted: u64,
+}

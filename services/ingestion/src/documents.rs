@@ -1,0 +1,277 @@
+//! Documents: the originals in the JetStream object store `documents`
+//! (`<tenant>/<document_id>`), their records in the KV bucket `documents`
+//! (`<tenant>.<document_id>`), and a content index in `document_hashes`
+//! (`<tenant>.<collection>.<sha256>`) so the same content is never indexed twice in a
+//! collection.
+
+use std::time::Duration;
+
+use async_nats::jetstream::{self, object_store};
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use shared::TenantId;
+use tokio::io::AsyncReadExt;
+
+use crate::bucket::{JsonBucket, StateError};
+use crate::task::TaskStatus;
+
+/// What is known about one document.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DocumentRecord {
+    /// Its id.
+    pub document_id: String,
+    /// Its tenant.
+    pub tenant_id: String,
+    /// Its collection.
+    pub collection: String,
+    /// Its title, if it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    /// The file name it came with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file_name: Option<String>,
+    /// Its format (`pdf`, `html`…), once detected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    /// Where it came from, when fetched.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// Size of the original.
+    pub size_bytes: u64,
+    /// SHA-256 of the original (hex).
+    pub content_hash: String,
+    /// Chunks indexed.
+    pub chunks: usize,
+    /// Its ingestion's status.
+    pub status: TaskStatus,
+    /// Its ingestion task.
+    pub task_id: String,
+    /// When it arrived (RFC 3339).
+    pub created_at: String,
+}
+
+/// The hex SHA-256 of `bytes`.
+pub fn content_hash(bytes: &[u8]) -> String {
+    hex(&Sha256::digest(bytes))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The documents' stores.
+#[derive(Clone)]
+pub struct Documents {
+    records: JsonBucket<DocumentRecord>,
+    hashes: JsonBucket<String>,
+    originals: object_store::ObjectStore,
+}
+
+impl Documents {
+    /// Opens (or creates) the buckets and the object store.
+    pub async fn open(js: &jetstream::Context) -> Result<Self, StateError> {
+        let records = JsonBucket::open(
+            js,
+            "documents",
+            "Ingested documents, per tenant",
+            Duration::ZERO,
+        )
+        .await?;
+        let hashes = JsonBucket::open(
+            js,
+            "document_hashes",
+            "Content hash to document id, per tenant and collection",
+            Duration::ZERO,
+        )
+        .await?;
+        let originals = match js.get_object_store("documents").await {
+            Ok(store) => store,
+            Err(_) => js
+                .create_object_store(object_store::Config {
+                    bucket: "documents".to_owned(),
+                    description: Some(
+                        "Originals of ingested documents: <tenant>/<document_id>".to_owned(),
+                    ),
+                    storage: jetstream::stream::StorageType::File,
+                    ..Default::default()
+                })
+                .await
+                .map_err(|err| nats("documents object store", err))?,
+        };
+        Ok(Self {
+            records,
+            hashes,
+            originals,
+        })
+    }
+
+    fn key(tenant: &TenantId, document_id: &str) -> String {
+        format!("{tenant}.{document_id}")
+    }
+
+    fn object(tenant: &TenantId, document_id: &str) -> String {
+        format!("{tenant}/{document_id}")
+    }
+
+    fn hash_key(tenant: &TenantId, collection: &str, hash: &str) -> String {
+        let collection = hex(&Sha256::digest(collection.as_bytes())[..8]);
+        format!("{tenant}.{collection}.{hash}")
+    }
+
+    /// Stores an original (chunked by the object store, so size is bounded only by limits).
+    pub async fn put_original(
+        &self,
+        tenant: &TenantId,
+        document_id: &str,
+        bytes: &[u8],
+    ) -> Result<(), StateError> {
+        let mut reader = bytes;
+        self.originals
+            .put(Self::object(tenant, document_id).as_str(), &mut reader)
+            .await
+            .map(|_| ())
+            .map_err(|err| nats("documents object store", err))
+    }
+
+    /// Reads an original; `None` if absent.
+    pub async fn get_original(
+        &self,
+        tenant: &TenantId,
+        document_id: &str,
+    ) -> Result<Option<Bytes>, StateError> {
+        let mut object = match self.originals.get(Self::object(tenant, document_id)).await {
+            Ok(object) => object,
+            Err(err) if err.kind() == object_store::GetErrorKind::NotFound => return Ok(None),
+            Err(err) => return Err(nats("documents object store", err)),
+        };
+        let mut bytes = Vec::new();
+        object
+            .read_to_end(&mut bytes)
+            .await
+            .map_err(|err| nats("documents object store", err))?;
+        Ok(Some(bytes.into()))
+    }
+
+    /// Removes an original (nothing if absent).
+    pub async fn delete_original(
+        &self,
+        tenant: &TenantId,
+        document_id: &str,
+    ) -> Result<(), StateError> {
+        match self
+            .originals
+            .delete(Self::object(tenant, document_id))
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(err) if err.kind() == object_store::DeleteErrorKind::NotFound => Ok(()),
+            Err(err) => Err(nats("documents object store", err)),
+        }
+    }
+
+    /// Claims `hash` in `collection` for `document_id`: `None` if it is now (or already was)
+    /// this document's, else the id of the document that already has this content.
+    pub async fn claim_content(
+        &self,
+        tenant: &TenantId,
+        collection: &str,
+        hash: &str,
+        document_id: &str,
+    ) -> Result<Option<String>, StateError> {
+        let key = Self::hash_key(tenant, collection, hash);
+        if self.hashes.create(&key, &document_id.to_owned()).await? {
+            return Ok(None);
+        }
+        match self.hashes.get(&key).await? {
+            Some((owner, _)) if owner != document_id => {
+                // A claim left by a document since deleted does not count.
+                if self.record(tenant, &owner).await?.is_some() {
+                    return Ok(Some(owner));
+                }
+                self.hashes.put(&key, &document_id.to_owned()).await?;
+                Ok(None)
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// Releases a content claim (when its document is deleted).
+    pub async fn release_content(
+        &self,
+        tenant: &TenantId,
+        collection: &str,
+        hash: &str,
+    ) -> Result<(), StateError> {
+        self.hashes
+            .delete(&Self::hash_key(tenant, collection, hash))
+            .await
+    }
+
+    /// A document of `tenant`; `None` if absent (or another tenant's).
+    pub async fn record(
+        &self,
+        tenant: &TenantId,
+        document_id: &str,
+    ) -> Result<Option<DocumentRecord>, StateError> {
+        Ok(self
+            .records
+            .get(&Self::key(tenant, document_id))
+            .await?
+            .map(|(v, _)| v))
+    }
+
+    /// Writes a record.
+    pub async fn put_record(&self, record: &DocumentRecord) -> Result<(), StateError> {
+        let tenant = TenantId::new(&record.tenant_id).map_err(|err| StateError::Corrupt {
+            bucket: "documents",
+            key: record.document_id.clone(),
+            reason: err.to_string(),
+        })?;
+        self.records
+            .put(&Self::key(&tenant, &record.document_id), record)
+            .await
+            .map(|_| ())
+    }
+
+    /// Changes a record with compare-and-set.
+    pub async fn update_record(
+        &self,
+        tenant: &TenantId,
+        document_id: &str,
+        change: impl FnMut(&mut DocumentRecord),
+    ) -> Result<DocumentRecord, StateError> {
+        self.records
+            .update(&Self::key(tenant, document_id), change)
+            .await
+    }
+
+    /// Removes a record.
+    pub async fn delete_record(
+        &self,
+        tenant: &TenantId,
+        document_id: &str,
+    ) -> Result<(), StateError> {
+        self.records.delete(&Self::key(tenant, document_id)).await
+    }
+
+    /// The tenant's documents, optionally of one collection.
+    pub async fn list(
+        &self,
+        tenant: &TenantId,
+        collection: Option<&str>,
+    ) -> Result<Vec<DocumentRecord>, StateError> {
+        let mut records = self.records.scan(&format!("{tenant}.")).await?;
+        if let Some(collection) = collection {
+            records.retain(|r| r.collection == collection);
+        }
+        Ok(records)
+    }
+}
+
+fn nats(what: &'static str, err: impl std::fmt::Display) -> StateError {
+    StateError::Nats {
+        bucket: what,
+        reason: err.to_string(),
+    }
+}

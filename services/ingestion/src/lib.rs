@@ -1,0 +1,53 @@
+//! # ingestion: documents in, searchable chunks out
+//!
+//! The seed's `ingestion_service` on the framework. A document arrives (HTTP upload, JSON
+//! text or URL, or an `ingestion.ingest_document` action from any NATS client), its original
+//! goes to the JetStream object store, its text is extracted and cut into chunks by the
+//! embedder's tokens, the chunks are embedded in batches on the durable path (results come
+//! back on `ingestion.<tenant>.callbacks`) and indexed through `query.index`. Task state
+//! lives in KV, so progress is visible live from any instance and a crash resumes.
+//!
+//! - [`actions`]: the payload types.
+//! - [`extract`]: text from txt, markdown, html, pdf, docx and URLs.
+//! - [`chunker`]: chunks of N tokens of the embedder's tokenizer.
+//! - [`task`]: task status and progress in the KV bucket `tasks`.
+//! - [`documents`]: originals (object store), records and the content index (KV).
+//! - [`bucket`]: JSON values in a KV bucket with compare-and-set updates.
+//! - [`service`]: [`IngestionService`], what handlers and routes share, and its limits.
+//! - [`submit`]: handing a document to the pipeline (HTTP routes and the CLI).
+//! - [`config`]: limits and the tokenizer from [`shared::Settings`].
+//! - [`handlers`]: one file per handler.
+//! - [`routes`]: the HTTP API ([`routes::router`], mounted by the gateway).
+//!
+//! | action type | data | result |
+//! |---|---|---|
+//! | `ingestion.ingest_document` | `{collection, text \| url \| stored, document_id?, title?, metadata?, chunk_tokens?, chunk_overlap?}` | the task: chunked, batches enqueued |
+//! | `ingestion.get_status` | `{task_id}` | the task |
+//! | `ingestion.delete_document` | `{document_id}` | `{document_id, chunks_deleted}` |
+//! | `embedding.generate.result` (callback) | one embedded batch | indexed, task advanced |
+
+pub mod actions;
+pub mod bucket;
+pub mod chunker;
+pub mod config;
+pub mod documents;
+pub mod extract;
+pub mod handlers;
+pub mod routes;
+pub mod service;
+pub mod submit;
+pub mod task;
+
+pub use config::IngestionConfig;
+pub use service::IngestionService;
+use shared::Dispatcher;
+
+/// The ingestion domain's dispatcher over `service`.
+pub fn dispatcher(service: IngestionService) -> Dispatcher {
+    Dispatcher::new("ingestion")
+        .on::<actions::IngestDocument, _>(handlers::ingest_document)
+        .on::<actions::GetStatus, _>(handlers::get_status)
+        .on::<actions::DeleteDocument, _>(handlers::delete_document)
+        .on_result::<embedding::actions::Generate, _>(handlers::embedded)
+        .with_state(service)
+}

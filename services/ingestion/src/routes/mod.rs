@@ -1,0 +1,66 @@
+//! The HTTP API: documents and tasks. [`router`] is what the gateway mounts; every route
+//! authenticates with an API key whose tenant is the only tenant it acts for.
+//!
+//! | route | does |
+//! |---|---|
+//! | `POST /v1/documents` | JSON `{collection, text \| url, title?, metadata?}` or a multipart upload (one or many `file` parts plus a `collection` field): 202 `{task_id, document_id}` (a list for several files) |
+//! | `GET /v1/documents?collection=` | the tenant's documents with status, chunk count, size |
+//! | `GET /v1/documents/{id}` | one document |
+//! | `DELETE /v1/documents/{id}` | its original, its chunks, its state |
+//! | `GET /v1/tasks/{task_id}` | status, percentage, counts, error |
+//! | `GET /v1/tasks/{task_id}/events` | the same, live, as server-sent events until it ends |
+//!
+//! Errors are JSON `{error: {code, message}}`: 400 bad fields, 401, 404, 413 too large,
+//! 415 unsupported type, 422 unreadable document, 503 NATS unreachable.
+
+mod documents;
+mod tasks;
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, FromRef};
+use axum::routing::get;
+use shared::http::ApiKeys;
+use shared::publish::Publisher;
+
+use crate::IngestionService;
+
+/// What the routes share.
+#[derive(Clone)]
+pub struct Api {
+    /// The pipeline's state.
+    pub service: IngestionService,
+    /// Enqueues `ingestion.ingest_document` and requests `query.delete`.
+    pub publisher: Publisher,
+    /// Verifies API keys.
+    pub keys: ApiKeys,
+}
+
+impl FromRef<Api> for ApiKeys {
+    fn from_ref(api: &Api) -> Self {
+        api.keys.clone()
+    }
+}
+
+/// The documents and tasks routes, with the upload size limit applied.
+pub fn router(api: Api) -> Router {
+    // Multipart framing adds a little to the file itself.
+    let limit = api.service.limits.max_bytes + 64 * 1024;
+    Router::new()
+        .route(
+            "/v1/documents",
+            get(documents::list).post(documents::create),
+        )
+        .route(
+            "/v1/documents/{document_id}",
+            get(documents::get).delete(documents::delete),
+        )
+        .route("/v1/tasks/{task_id}", get(tasks::get))
+        .route("/v1/tasks/{task_id}/events", get(tasks::events))
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(api)
+}
+
+/// How long an HTTP delete waits for the vector store.
+const QUERY_TIMEOUT: Duration = Duration::from_secs(30);

@@ -1,0 +1,70 @@
+//! `GET /v1/tasks/{task_id}` and its live variant.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use futures::{Stream, StreamExt};
+use shared::http::{ApiError, ApiJson, Authenticated};
+
+use super::Api;
+use crate::task::{TaskState, check_id};
+
+/// A task of the caller's tenant.
+pub async fn get(
+    State(api): State<Api>,
+    auth: Authenticated,
+    Path(task_id): Path<String>,
+) -> Result<ApiJson<TaskState>, ApiError> {
+    check_id("task_id", &task_id)?;
+    api.service
+        .tasks
+        .get(&auth.tenant, &task_id)
+        .await
+        .map_err(shared::ActionError::from)?
+        .map(ApiJson)
+        .ok_or_else(|| ApiError::not_found(format!("no task {task_id}")))
+}
+
+/// The task now and at every change, as server-sent `progress` events; the stream ends
+/// after the task completes or fails.
+pub async fn events(
+    State(api): State<Api>,
+    auth: Authenticated,
+    Path(task_id): Path<String>,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    check_id("task_id", &task_id)?;
+    if api
+        .service
+        .tasks
+        .get(&auth.tenant, &task_id)
+        .await
+        .map_err(shared::ActionError::from)?
+        .is_none()
+    {
+        return Err(ApiError::not_found(format!("no task {task_id}")));
+    }
+    let updates = api
+        .service
+        .tasks
+        .watch(&auth.tenant, &task_id)
+        .await
+        .map_err(shared::ActionError::from)?;
+    // Each update passes; the one after a final status ends the stream.
+    let stream = updates
+        .scan(false, |ended, task| {
+            let next = (!*ended).then(|| {
+                *ended = task.status.is_final();
+                task
+            });
+            futures::future::ready(next)
+        })
+        .map(|task| {
+            Ok(Event::default()
+                .event("progress")
+                .json_data(&task)
+                .unwrap_or_else(|_| Event::default().event("progress")))
+        });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}

@@ -1,0 +1,70 @@
+//! [`IngestionService`]: what the ingestion handlers and HTTP routes share.
+
+use std::time::Duration;
+
+use async_nats::jetstream;
+
+use crate::bucket::StateError;
+use crate::chunker::Chunker;
+use crate::documents::Documents;
+use crate::task::Tasks;
+
+/// Sizes and limits of the pipeline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest original accepted (upload, URL or inline text), in bytes.
+    pub max_bytes: usize,
+    /// How long a URL fetch may take.
+    pub fetch_timeout: Duration,
+    /// Chunks per `embedding.generate` batch (progress moves per batch).
+    pub batch_size: usize,
+    /// Tokens per chunk, unless the request says otherwise.
+    pub chunk_tokens: usize,
+    /// Tokens shared by neighbouring chunks, unless the request says otherwise.
+    pub chunk_overlap: usize,
+    /// How long a `query.*` request may take.
+    pub query_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_bytes: 50 * 1024 * 1024,
+            fetch_timeout: Duration::from_secs(30),
+            batch_size: 32,
+            // all-MiniLM-L6-v2 reads 256 tokens; longer chunks would be cut in half unseen.
+            chunk_tokens: 256,
+            chunk_overlap: 32,
+            query_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Task state, documents, the chunker and the limits.
+#[derive(Clone)]
+pub struct IngestionService {
+    /// The `tasks` bucket.
+    pub tasks: Tasks,
+    /// Originals, records, content index.
+    pub documents: Documents,
+    /// Cuts text into chunks.
+    pub chunker: Chunker,
+    /// Sizes and limits.
+    pub limits: Limits,
+}
+
+impl IngestionService {
+    /// Opens the buckets and the object store (creating them if needed).
+    pub async fn open(
+        js: &jetstream::Context,
+        chunker: Chunker,
+        limits: Limits,
+    ) -> Result<Self, StateError> {
+        Ok(Self {
+            tasks: Tasks::open(js).await?,
+            documents: Documents::open(js).await?,
+            chunker,
+            limits,
+        })
+    }
+}

@@ -1,0 +1,292 @@
+//! `bench --suite ingest`: documents through the whole pipeline (extract, chunk, embed,
+//! index) on one machine, as `domain-actions ingest` sends them.
+//!
+//! A fresh nats-server with the built-in streams, the embedding, query and ingestion
+//! services in-process (their data in a temporary `DA_DATA_DIR`), and the first `--docs`
+//! files (by name) of `--corpus` submitted through `submit_file`, [`IN_FLIGHT`] at a
+//! time, each followed until its task is final. The default corpus is Debian's PostgreSQL
+//! 15 HTML manual (`apt-get install postgresql-doc-15`): real, varied HTML of every size.
+//!
+//! The report: documents/s and chunks/s over the wall time, total chunks, failures, and
+//! where the time goes: each stage's time summed over the tasks (as the workers measured
+//! it), as a share of the summed per-document latency; the rest is queueing and transport.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use shared::nats_server::{LocalServer, ServerOptions};
+use shared::streams::Definitions;
+use shared::{Publisher, Settings, TenantId, Worker, WorkerConfig};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::{Args, write_json};
+use crate::commands::ingest::{
+    self, FileReport, FileStatus, Filter, IN_FLIGHT, PIPELINE, Progress, Submitter, Totals,
+};
+use crate::exit::{Failure, Outcome, connect};
+use crate::services;
+
+/// Debian's PostgreSQL manual: about 1,170 HTML pages, installed by `postgresql-doc-15`.
+const DEFAULT_CORPUS: &str = "/usr/share/doc/postgresql-doc-15/html";
+
+/// Only documents count: a manual's directory also holds stylesheets and images, which the
+/// text reader would accept (CSS is UTF-8) or skip, and neither says anything about speed.
+const DOCUMENT_GLOBS: &[&str] = &[
+    "*.html",
+    "*.htm",
+    "*.md",
+    "*.markdown",
+    "*.txt",
+    "*.pdf",
+    "*.docx",
+];
+
+/// Long enough for any one document of a slow machine; a stuck task still ends the run.
+const WAIT_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+
+/// One stage's share of the time.
+#[derive(Debug, Serialize)]
+struct Stage {
+    stage: &'static str,
+    ms: u64,
+    share: f64,
+}
+
+/// What `--json` writes.
+#[derive(Debug, Serialize)]
+struct Report {
+    corpus: String,
+    in_flight: usize,
+    totals: Totals,
+    stages: Vec<Stage>,
+    failures: Vec<FileReport>,
+}
+
+/// Runs the suite.
+pub async fn run(args: &Args) -> Outcome {
+    let corpus = args
+        .corpus
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_CORPUS));
+    let files = corpus_files(&corpus, args.docs)?;
+    let temp = tempfile::Builder::new()
+        .prefix("da-bench-ingest-")
+        .tempdir()
+        .map_err(|err| Failure::runtime(format!("creating a temporary directory: {err}")))?;
+    let server = LocalServer::start(ServerOptions::single_node(&temp.path().join("nats"), None))
+        .await
+        .map_err(|err| Failure::runtime(format!("starting nats-server: {err}")))?;
+    let outcome = measure(args, &corpus, files, temp.path(), server.url()).await;
+    server.stop().await;
+    outcome
+}
+
+/// The first `docs` documents of `corpus`, by name.
+fn corpus_files(corpus: &Path, docs: usize) -> Result<Vec<ingest::Candidate>, Failure> {
+    if !corpus.is_dir() {
+        return Err(Failure::usage(format!(
+            "corpus {} not found: install it with `apt-get install postgresql-doc-15`, or give --corpus DIR (a directory of html, markdown, text, pdf or docx files)",
+            corpus.display()
+        )));
+    }
+    let globs: Vec<String> = DOCUMENT_GLOBS.iter().map(|g| (*g).to_owned()).collect();
+    let mut files = ingest::find_files(&[corpus.to_path_buf()], &Filter::new(&globs, &[])?)?.files;
+    files.truncate(docs);
+    if files.is_empty() {
+        return Err(Failure::usage(format!(
+            "no documents ({}) in {}, or --docs is 0",
+            DOCUMENT_GLOBS.join(", "),
+            corpus.display()
+        )));
+    }
+    Ok(files)
+}
+
+/// Starts the services on `url`, ingests `files` and prints the report.
+async fn measure(
+    args: &Args,
+    corpus: &Path,
+    files: Vec<ingest::Candidate>,
+    temp: &Path,
+    url: &str,
+) -> Outcome {
+    let mut vars: HashMap<String, String> = std::env::vars().collect();
+    vars.insert(
+        "DA_DATA_DIR".into(),
+        temp.join("data").display().to_string(),
+    );
+    vars.insert("NATS_URL".into(), url.to_owned());
+    let settings = Settings::from_vars(&vars).map_err(Failure::usage)?;
+    let client = connect(url).await?;
+    let js = async_nats::jetstream::new(client.clone());
+    Definitions::built_in()
+        .map_err(Failure::runtime)?
+        .apply(&js)
+        .await
+        .map_err(|err| Failure::runtime(format!("applying the streams: {err}")))?;
+
+    let shutdown = CancellationToken::new();
+    let workers = match start_workers(&settings, &client, &shutdown).await {
+        Ok(workers) => workers,
+        Err(failure) => {
+            shutdown.cancel();
+            return Err(failure);
+        }
+    };
+    let outcome = ingest_corpus(args, corpus, files, &settings, &client).await;
+    // Drained like `worker` on Ctrl-C, so the server is not stopped under them.
+    shutdown.cancel();
+    for worker in workers {
+        let _ = tokio::time::timeout(Duration::from_secs(30), worker).await;
+    }
+    outcome
+}
+
+/// The pipeline's workers in tokio tasks, serving once this returns.
+async fn start_workers(
+    settings: &Settings,
+    client: &async_nats::Client,
+    shutdown: &CancellationToken,
+) -> Result<Vec<JoinHandle<()>>, Failure> {
+    let mut handles = Vec::new();
+    for name in PIPELINE.iter().rev() {
+        // embedding, query, then ingestion: each one's dependencies serve before it does.
+        let dispatcher = services::dispatcher(name, settings, client)
+            .await
+            .map_err(|err| Failure::runtime(format!("starting {name}: {err}")))?
+            .ok_or_else(|| Failure::runtime(format!("no service called {name}")))?;
+        let worker =
+            Worker::new(client.clone(), dispatcher).config(WorkerConfig::from_settings(settings));
+        let stop = shutdown.clone();
+        let name = *name;
+        handles.push(tokio::spawn(async move {
+            if let Err(err) = worker.run(stop).await {
+                eprintln!("bench: the {name} worker stopped: {err}");
+            }
+        }));
+    }
+    ingest::require_workers(client, &settings.nats_url).await?;
+    Ok(handles)
+}
+
+/// Submits and follows every file, then prints and writes the report.
+async fn ingest_corpus(
+    args: &Args,
+    corpus: &Path,
+    files: Vec<ingest::Candidate>,
+    settings: &Settings,
+    client: &async_nats::Client,
+) -> Outcome {
+    let service = ingest::open_service(settings, client).await?;
+    let publisher = Publisher::new(client.clone());
+    let tenant = TenantId::new("bench").map_err(Failure::runtime)?;
+    let submitter = Submitter {
+        service: &service,
+        publisher: &publisher,
+        tenant: &tenant,
+        collection: "bench",
+        title: None,
+        wait_timeout: WAIT_TIMEOUT,
+        in_flight: IN_FLIGHT,
+    };
+    println!(
+        "bench: {} documents of {}, {IN_FLIGHT} in flight; fresh nats-server, embedding + query + ingestion in-process",
+        files.len(),
+        corpus.display()
+    );
+    let progress = Progress::new(files.len(), Progress::interactive());
+    let started = Instant::now();
+    let reports = submitter.ingest_all(files, &progress).await;
+    let totals = Totals::of(&reports, started.elapsed());
+    progress.finish();
+
+    let stages = stages(&reports);
+    println!();
+    println!("{:<34} {:>10} {:>7}", "stage", "ms", "share");
+    for stage in &stages {
+        println!(
+            "{:<34} {:>10} {:>6.1}%",
+            stage.stage,
+            stage.ms,
+            stage.share * 100.0
+        );
+    }
+    println!();
+    println!("{}", totals.line());
+    let failures: Vec<FileReport> = reports
+        .into_iter()
+        .filter(|r| r.status == FileStatus::Failed)
+        .collect();
+    for failure in &failures {
+        println!(
+            "failed: {}: {}",
+            failure.file,
+            failure.error.as_deref().unwrap_or_default()
+        );
+    }
+    let failed = failures.len();
+    write_json(
+        args.json.as_deref(),
+        &Report {
+            corpus: corpus.display().to_string(),
+            in_flight: IN_FLIGHT,
+            totals,
+            stages,
+            failures,
+        },
+    )?;
+    if failed > 0 {
+        return Err(Failure::runtime(format!(
+            "{failed} documents failed (listed above)"
+        )));
+    }
+    Ok(())
+}
+
+/// Each stage's summed time over the completed tasks, as a share of their summed latency
+/// (read to final state); what the stages do not account for is queueing and transport.
+fn stages(reports: &[FileReport]) -> Vec<Stage> {
+    let done: Vec<&FileReport> = reports
+        .iter()
+        .filter(|r| r.status == FileStatus::Completed)
+        .collect();
+    let total_ms: u64 = done.iter().map(|r| (r.seconds * 1000.0) as u64).sum();
+    let sum = |stage: fn(&FileReport) -> u64| done.iter().map(|r| stage(r)).sum::<u64>();
+    let measured = [
+        ("extract", sum(|r| r.timings.extract_ms)),
+        ("chunk", sum(|r| r.timings.chunk_ms)),
+        ("embed", sum(|r| r.timings.embed_ms)),
+        ("index", sum(|r| r.timings.index_ms)),
+    ];
+    let accounted: u64 = measured.iter().map(|(_, ms)| ms).sum();
+    let share = |ms: u64| {
+        if total_ms > 0 {
+            ms as f64 / total_ms as f64
+        } else {
+            0.0
+        }
+    };
+    let mut stages: Vec<Stage> = measured
+        .into_iter()
+        .map(|(stage, ms)| Stage {
+            stage,
+            ms,
+            share: share(ms),
+        })
+        .collect();
+    let rest = total_ms.saturating_sub(accounted);
+    stages.push(Stage {
+        stage: "other (queues, NATS, KV, client)",
+        ms: rest,
+        share: share(rest),
+    });
+    stages.push(Stage {
+        stage: "total (sum of document latencies)",
+        ms: total_ms,
+        share: share(total_ms),
+    });
+    stages
+}
