@@ -43,6 +43,8 @@ enum Command {
     Dev(commands::dev::Args),
     /// Run one or more services against an existing NATS.
     Worker(commands::worker::Args),
+    /// Run the HTTP/WebSocket gateway (and the web page) against an existing NATS.
+    Gateway(commands::gateway::Args),
     /// Enqueue an action durably and (unless --no-wait) print its result.
     Publish(commands::send::PublishArgs),
     /// Send an action over rpc and print its result.
@@ -65,11 +67,14 @@ fn main() {
     let cli = Cli::parse();
     // Long-running commands log what they do; one-shot commands only warnings, so their
     // stdout/stderr stay readable and scriptable.
-    let long_running = matches!(cli.command, Command::Dev(_) | Command::Worker(_));
+    let long_running = matches!(
+        cli.command,
+        Command::Dev(_) | Command::Worker(_) | Command::Gateway(_)
+    );
     shared::telemetry::init(if long_running {
-        "info,async_nats=warn"
+        "info,async_nats=warn,qdrant_edge=error"
     } else {
-        "warn"
+        "warn,qdrant_edge=error"
     });
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
@@ -80,6 +85,7 @@ fn main() {
         match cli.command {
             Command::Dev(args) => commands::dev::run(&url, args).await,
             Command::Worker(args) => commands::worker::run(&url, args).await,
+            Command::Gateway(args) => commands::gateway::run(&url, args).await,
             Command::Publish(args) => commands::send::publish(&url, args).await,
             Command::Request(args) => commands::send::request(&url, args).await,
             Command::Ingest(args) => commands::ingest::run(&url, args).await,

@@ -4,7 +4,14 @@ use shared::{Dispatcher, Settings};
 
 /// Every service, in the order `dev` starts them (the embedding service first: the query
 /// service asks it for vectors).
-pub const ALL: &[&str] = &["echo", "embedding", "query", "ingestion"];
+pub const ALL: &[&str] = &[
+    "echo",
+    "embedding",
+    "query",
+    "ingestion",
+    "execution",
+    "orchestrator",
+];
 
 /// Why a service could not be set up.
 pub type SetupError = Box<dyn std::error::Error + Send + Sync>;
@@ -31,6 +38,12 @@ pub async fn dispatcher(
             let js = async_nats::jetstream::new(client.clone());
             ingestion::dispatcher(config.build(&js).await?)
         }
+        "execution" => {
+            let config = execution::ExecutionConfig::from_settings(settings)?;
+            let js = async_nats::jetstream::new(client.clone());
+            execution::dispatcher(config.build(&js).await?)
+        }
+        "orchestrator" => orchestrator::dispatcher(client.clone()),
         _ => return Ok(None),
     }))
 }

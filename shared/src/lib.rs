@@ -30,6 +30,7 @@
 //! - [`worker`]: [`Worker`]: durable pull consumers, the outcome table, dead letters, drain.
 //! - `service`: the rpc endpoint as a NATS micro service (run by the worker).
 //! - [`streams`]: stream and consumer definitions from `nats/`, applied idempotently.
+//! - [`kv`]: JSON values in a JetStream KV bucket with compare-and-set updates (service state).
 //! - [`telemetry`]: tracing setup and W3C trace context.
 //! - [`settings`]: the one configuration loader.
 //! - [`shutdown`]: SIGTERM / Ctrl-C as a cancellation token.
@@ -45,6 +46,7 @@ pub mod dispatcher;
 pub mod headers;
 #[cfg(feature = "http")]
 pub mod http;
+pub mod kv;
 pub mod nats_server;
 #[cfg(feature = "openai")]
 pub mod openai;

@@ -49,6 +49,8 @@ const STREAMS: &[(&str, &str)] = &[
     stream_file!("EMBEDDING"),
     stream_file!("QUERY"),
     stream_file!("INGESTION"),
+    stream_file!("EXECUTION"),
+    stream_file!("ORCHESTRATOR"),
     stream_file!("DLQ"),
     stream_file!("ADVISORIES"),
 ];
@@ -63,10 +65,16 @@ const CONSUMERS: &[(&str, &str, &str)] = &[
     consumer_file!("QUERY", "query-callbacks"),
     consumer_file!("INGESTION", "ingestion-actions"),
     consumer_file!("INGESTION", "ingestion-callbacks"),
+    consumer_file!("EXECUTION", "execution-actions"),
+    consumer_file!("EXECUTION", "execution-callbacks"),
+    consumer_file!("ORCHESTRATOR", "orchestrator-actions"),
+    consumer_file!("ORCHESTRATOR", "orchestrator-callbacks"),
     consumer_file!("ADVISORIES", "echo-max-deliveries"),
     consumer_file!("ADVISORIES", "embedding-max-deliveries"),
     consumer_file!("ADVISORIES", "query-max-deliveries"),
     consumer_file!("ADVISORIES", "ingestion-max-deliveries"),
+    consumer_file!("ADVISORIES", "execution-max-deliveries"),
+    consumer_file!("ADVISORIES", "orchestrator-max-deliveries"),
 ];
 
 /// The stream holding every dead letter.

@@ -44,18 +44,36 @@ pub async fn run(url: &str, _args: Args) -> Outcome {
         .as_ref()
         .map_or(url.to_owned(), |s| s.url().to_owned());
     let names: Vec<String> = services::ALL.iter().map(|s| s.to_string()).collect();
-    print_banner(&url, &names);
-    let outcome = super::worker::run_until(&url, &names, shutdown).await;
+    let addr =
+        std::env::var("DA_HTTP_ADDR").unwrap_or_else(|_| super::gateway::DEFAULT_ADDR.to_owned());
+    let listener = super::gateway::bind(&addr).await?;
+    let key = super::gateway::dev_key(&url, &settings.data_dir).await?;
+    let http = format!(
+        "http://{}",
+        listener.local_addr().map_err(Failure::runtime)?
+    );
+    let gateway = tokio::spawn({
+        let (url, shutdown) = (url.clone(), shutdown.clone());
+        async move { super::gateway::serve(&url, listener, shutdown).await }
+    });
+    print_banner(&url, &names, &http, &key);
+    let outcome = super::worker::run_until(&url, &names, shutdown.clone()).await;
+    shutdown.cancel();
+    if let Ok(Err(failure)) = gateway.await {
+        tracing::warn!(error = %failure, "gateway");
+    }
     if let Some(server) = server {
         server.stop().await;
     }
     outcome
 }
 
-fn print_banner(url: &str, services: &[String]) {
+fn print_banner(url: &str, services: &[String], http: &str, key: &str) {
     println!(
         r#"
 Domain Actions is running
+  web page  {http}
+  API key   {key}   (tenant dev)
   NATS      {url}
   services  {}
 
@@ -64,6 +82,7 @@ Try it (from another terminal):
   domain-actions request query.index --tenant acme --data '{{"collection":"notes","document_id":"cats","chunks":[{{"chunk_index":0,"text":"Cats sleep sixteen hours a day and eat fish."}}]}}'
   domain-actions request query.answer --tenant acme --data '{{"query":"How long do cats sleep?","collections":["notes"]}}'
   nats req echo.acme.rpc '{{"data":{{"hello":"world"}}}}' -H action_type:echo.ping
+  curl -H 'Authorization: Bearer {key}' -F collection=notes -F file=@README.md {http}/v1/documents
   domain-actions tail 'dlq.>'
 
 Ctrl-C stops it cleanly (in-flight actions finish first).

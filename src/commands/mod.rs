@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod dev;
+pub mod gateway;
 pub mod ingest;
 pub mod keys;
 pub mod send;

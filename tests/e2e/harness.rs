@@ -84,8 +84,8 @@ impl Env {
         env
     }
 
-    /// Starts the service `name` (embedding, query or ingestion) in process, built from
-    /// `settings` as `domain-actions worker` would build it.
+    /// Starts the service `name` (embedding, query, ingestion, execution or orchestrator) in
+    /// process, built from `settings` as `domain-actions worker` would build it.
     pub async fn add_service(&mut self, name: &str, settings: &shared::Settings) {
         let dispatcher = match name {
             "embedding" => embedding::dispatcher(
@@ -109,6 +109,14 @@ impl Env {
                     .await
                     .expect("ingestion state"),
             ),
+            "execution" => execution::dispatcher(
+                execution::ExecutionConfig::from_settings(settings)
+                    .expect("execution settings")
+                    .build(&self.js)
+                    .await
+                    .expect("execution state"),
+            ),
+            "orchestrator" => orchestrator::dispatcher(self.server.client().await),
             other => panic!("no service {other}"),
         };
         self.add_worker(dispatcher, quick_config()).await;

@@ -11,13 +11,19 @@
 //! - [`retries`]: retryable failures, backoff and the last delivery.
 //! - [`process`]: drain on SIGTERM and max deliveries across crashed processes.
 //! - [`cli`]: the `domain-actions` command.
+//! - [`chat`]: the orchestrator: chat over WebSockets, answers across instances, tenants.
+//! - [`gateway`]: the HTTP front door: health, actions over HTTP, errors, request ids.
 //! - [`ingest`]: the ingestion service over HTTP and NATS: formats, errors, progress, crashes.
 //! - [`rag`]: the embedding and query services: index, search, answer, tenants, APIs.
+//! - [`execution`]: agents over the query service: runs, history, streamed tokens, ReAct, tenants.
 
 mod harness;
 
+mod chat;
 mod cli;
 mod durable;
+mod execution;
+mod gateway;
 mod ingest;
 mod poison;
 mod process;

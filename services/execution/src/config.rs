@@ -1,0 +1,149 @@
+//! The execution service's settings, from [`Settings`].
+//!
+//! | variable | default | meaning |
+//! |---|---|---|
+//! | `DA_CHAT_API_URL` | unset: extractive answers | base URL of an OpenAI-compatible chat API, with its `/v1` (shared with the query service) |
+//! | `DA_CHAT_API_KEY` | none | its bearer key (shared) |
+//! | `DA_CHAT_MODEL` | `gpt-4o-mini` | the model of agents that name none (shared) |
+//! | `DA_CHAT_TIMEOUT` | `60s` | per chat call, or per streamed piece (shared) |
+//! | `DA_HISTORY_TTL` | `1h` | a conversation is forgotten this long after its last turn (`0s`: never); the `sessions` bucket's `max_age`, fixed when the bucket is created |
+//! | `DA_HISTORY_MAX` | `50` | messages a conversation keeps (the oldest are dropped) |
+//! | `DA_EXECUTION_SEARCH_TIMEOUT` | `30s` | how long the `query.search` made with a run's message may take |
+//!
+//! The `DA_CHAT_*` variables are read by the query service's own parsing
+//! ([`query::QueryConfig::from_settings`]), so both services always agree on them.
+
+use std::time::Duration;
+
+use async_nats::jetstream;
+use query::config::AnswererBackend;
+use shared::Settings;
+use shared::kv::StateError;
+use shared::openai::{OpenAiClient, OpenAiConfig, OpenAiError};
+use shared::settings::SettingsError;
+
+use crate::ExecutionService;
+use crate::agent::AgentStore;
+use crate::answer::chat::ChatAgent;
+use crate::history::SessionStore;
+
+/// The execution settings.
+#[derive(Debug, Clone)]
+pub struct ExecutionConfig {
+    /// The chat API and default model; `None`: the extractive answerer.
+    pub chat: Option<(OpenAiConfig, String)>,
+    /// `DA_HISTORY_TTL`.
+    pub history_ttl: Duration,
+    /// `DA_HISTORY_MAX`.
+    pub history_max: usize,
+    /// `DA_EXECUTION_SEARCH_TIMEOUT`.
+    pub search_timeout: Duration,
+}
+
+/// Why the service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    /// The buckets.
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// The chat client.
+    #[error("chat API client: {0}")]
+    Chat(#[from] OpenAiError),
+}
+
+impl ExecutionConfig {
+    /// Reads the settings in the module's table.
+    pub fn from_settings(settings: &Settings) -> Result<Self, SettingsError> {
+        let chat = match query::QueryConfig::from_settings(settings)?.answerer {
+            AnswererBackend::Extractive => None,
+            AnswererBackend::Chat { api, model } => Some((api, model)),
+        };
+        let history_max = settings
+            .parsed_var::<usize>("DA_HISTORY_MAX")?
+            .unwrap_or(50);
+        if history_max == 0 {
+            return Err(SettingsError {
+                key: "DA_HISTORY_MAX".into(),
+                value: "0".into(),
+                reason: "a conversation must keep at least one message".into(),
+            });
+        }
+        Ok(Self {
+            chat,
+            history_ttl: settings
+                .duration_var("DA_HISTORY_TTL")?
+                .unwrap_or(Duration::from_secs(3600)),
+            history_max,
+            search_timeout: settings
+                .duration_var("DA_EXECUTION_SEARCH_TIMEOUT")?
+                .unwrap_or(Duration::from_secs(30)),
+        })
+    }
+
+    /// Opens the buckets (creating them if needed) and builds the chat client.
+    pub async fn build(self, js: &jetstream::Context) -> Result<ExecutionService, SetupError> {
+        let chat = match self.chat {
+            Some((api, model)) => Some(ChatAgent::new(OpenAiClient::new(api)?, model)),
+            None => None,
+        };
+        Ok(ExecutionService {
+            agents: AgentStore::open(js).await?,
+            sessions: SessionStore::open(js, self.history_ttl, self.history_max).await?,
+            chat,
+            search_timeout: self.search_timeout,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn settings(pairs: &[(&str, &str)]) -> Settings {
+        let vars: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Settings::from_vars(&vars).expect("settings")
+    }
+
+    #[test]
+    fn defaults_and_overrides() {
+        let config = ExecutionConfig::from_settings(&settings(&[])).expect("config");
+        assert!(config.chat.is_none());
+        assert_eq!(
+            (
+                config.history_ttl,
+                config.history_max,
+                config.search_timeout
+            ),
+            (Duration::from_secs(3600), 50, Duration::from_secs(30))
+        );
+        let config = ExecutionConfig::from_settings(&settings(&[
+            ("DA_CHAT_API_URL", "http://127.0.0.1:9/v1"),
+            ("DA_CHAT_MODEL", "llama"),
+            ("DA_HISTORY_TTL", "5m"),
+            ("DA_HISTORY_MAX", "4"),
+            ("DA_EXECUTION_SEARCH_TIMEOUT", "2s"),
+        ]))
+        .expect("config");
+        let (api, model) = config.chat.expect("chat");
+        assert_eq!(
+            (api.base_url.as_str(), model.as_str()),
+            ("http://127.0.0.1:9/v1", "llama")
+        );
+        assert_eq!(config.history_ttl, Duration::from_secs(300));
+        assert_eq!(config.history_max, 4);
+        assert_eq!(config.search_timeout, Duration::from_secs(2));
+        for bad in [
+            ("DA_HISTORY_MAX", "0"),
+            ("DA_HISTORY_MAX", "x"),
+            ("DA_HISTORY_TTL", "soon"),
+        ] {
+            let err = ExecutionConfig::from_settings(&settings(&[bad])).expect_err("bad");
+            assert_eq!(err.key, bad.0);
+        }
+    }
+}

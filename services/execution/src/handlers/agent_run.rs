@@ -1,0 +1,71 @@
+use shared::{Action, ActionError, Ctx};
+use time::OffsetDateTime;
+
+use crate::ExecutionService;
+use crate::actions::{AgentRun, Reply};
+use crate::answer::{Turn, extractive};
+use crate::history::{Message, check_session_id};
+use crate::knowledge::RpcKnowledge;
+use crate::stream::SessionStream;
+
+/// The longest message accepted, in bytes: far beyond any question, small enough that a
+/// capped conversation stays well inside a KV value.
+pub const MAX_MESSAGE_BYTES: usize = 32 * 1024;
+
+/// Answers the message with the agent, in its conversation: loads both, answers (searching
+/// the tenant's documents as the agent allows, streaming tokens if asked), then saves the
+/// user's turn and the answer, so the next run of the session sees them.
+pub async fn agent_run(action: Action<AgentRun>, ctx: Ctx) -> Result<Reply, ActionError> {
+    let said_at = OffsetDateTime::now_utc();
+    let service = ctx.state::<ExecutionService>()?;
+    let task_id = action
+        .task_id
+        .clone()
+        .unwrap_or_else(|| action.action_id.to_string());
+    let run = action.data;
+    check_session_id(&run.session_id)?;
+    if run.message.trim().is_empty() {
+        return Err(ActionError::invalid("the message is empty"));
+    }
+    if run.message.len() > MAX_MESSAGE_BYTES {
+        return Err(ActionError::invalid(format!(
+            "the message is {} bytes; at most {MAX_MESSAGE_BYTES} are accepted",
+            run.message.len()
+        )));
+    }
+    let tenant = ctx.tenant();
+    let agent = service.agents.load(tenant, &run.agent_id).await?;
+    let session = service.sessions.load(tenant, &run.session_id).await?;
+    let turn = Turn {
+        agent: &agent,
+        history: &session.messages,
+        message: &run.message,
+        search_timeout: service.search_timeout,
+    };
+    let knowledge = RpcKnowledge::new(&ctx, &agent);
+    let tokens = if run.stream {
+        Some(SessionStream::new(&ctx, &run.session_id, &task_id)?)
+    } else {
+        None
+    };
+    let reply = match &service.chat {
+        None => extractive::answer(&turn, tenant, &knowledge, tokens.as_ref()).await?,
+        Some(chat) => {
+            chat.answer(&turn, tenant, &knowledge, tokens.as_ref())
+                .await?
+        }
+    };
+    service
+        .sessions
+        .append(
+            tenant,
+            &run.session_id,
+            &agent.agent_id,
+            vec![
+                Message::user(run.message, said_at),
+                Message::assistant(reply.answer.clone(), reply.citations.clone()),
+            ],
+        )
+        .await?;
+    Ok(reply)
+}

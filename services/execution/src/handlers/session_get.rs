@@ -1,0 +1,15 @@
+use shared::{Action, ActionError, Ctx};
+
+use crate::ExecutionService;
+use crate::actions::SessionGet;
+use crate::history::Session;
+
+/// The tenant's conversation as stored; a session nothing was said in (or that expired)
+/// is empty rather than an error, so a client can open any session id.
+pub async fn session_get(action: Action<SessionGet>, ctx: Ctx) -> Result<Session, ActionError> {
+    let service = ctx.state::<ExecutionService>()?;
+    service
+        .sessions
+        .load(ctx.tenant(), &action.data.session_id)
+        .await
+}

@@ -1,0 +1,120 @@
+//! `POST /v1/actions`: any action over HTTP, for clients that speak neither NATS nor a
+//! service's own routes. The action is durable (stored before the answer); `?wait=5s`
+//! waits that long for its result.
+//!
+//! ```text
+//! POST /v1/actions?wait=5s
+//! Authorization: Bearer da_…
+//! {"action_type": "query.search", "data": {"query": "cats", "top_k": 3}}
+//! ```
+//!
+//! Answers 202 `{action_id, status: "accepted"}`, or 200 `{action_id, status, result |
+//! error}` once the result arrived within `wait` (at most 60 s).
+
+use std::time::Duration;
+
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use futures::StreamExt;
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+use shared::http::{ApiError, ApiJson, Authenticated};
+use shared::subject::CallbackSubject;
+use shared::{Action, ActionError, ActionType};
+
+use crate::Gateway;
+
+/// The longest `?wait=`.
+pub const MAX_WAIT: Duration = Duration::from_secs(60);
+
+/// The body of `POST /v1/actions`.
+#[derive(Debug, Deserialize)]
+pub struct NewAction {
+    /// `<domain>.<verb>`.
+    pub action_type: String,
+    /// The payload.
+    #[serde(default)]
+    pub data: Value,
+    /// A conversation id.
+    pub session_id: Option<String>,
+    /// Copied onto the result.
+    #[serde(default)]
+    pub metadata: Map<String, Value>,
+}
+
+/// `?wait=`.
+#[derive(Debug, Deserialize)]
+pub struct WaitQuery {
+    /// How long to wait for the result (`500ms`, `5s`).
+    pub wait: Option<String>,
+}
+
+/// Enqueues the action as the key's tenant; waits for its result if asked.
+pub async fn create(
+    State(gateway): State<Gateway>,
+    auth: Authenticated,
+    Query(query): Query<WaitQuery>,
+    ApiJson(new): ApiJson<NewAction>,
+) -> Result<(StatusCode, ApiJson<Value>), ApiError> {
+    let action_type = ActionType::new(&new.action_type)
+        .map_err(|err| ApiError::bad_request(format!("action_type: {err}")))?;
+    if action_type.is_result() {
+        return Err(ApiError::bad_request("results cannot be sent as actions"));
+    }
+    let wait = match query.wait.as_deref() {
+        None => None,
+        Some(text) => Some(
+            humantime::parse_duration(text)
+                .map_err(|err| ApiError::bad_request(format!("wait={text:?}: {err}")))?
+                .min(MAX_WAIT),
+        ),
+    };
+    let mut action = Action::of_type(action_type, auth.tenant, new.data);
+    action.session_id = new.session_id;
+    action.metadata = new.metadata;
+    let id = action.action_id.to_string();
+
+    let Some(wait) = wait else {
+        gateway
+            .publisher
+            .enqueue(&action)
+            .await
+            .map_err(ActionError::from)?;
+        return Ok((
+            StatusCode::ACCEPTED,
+            ApiJson(json!({"action_id": id, "status": "accepted"})),
+        ));
+    };
+    let inbox = gateway.client.new_inbox();
+    let mut results = gateway
+        .client
+        .subscribe(inbox.clone())
+        .await
+        .map_err(|err| ApiError::unavailable(format!("subscribing to a reply inbox: {err}")))?;
+    action.callback_subject = Some(CallbackSubject::inbox(inbox)?.as_str().to_owned());
+    gateway
+        .publisher
+        .enqueue(&action)
+        .await
+        .map_err(ActionError::from)?;
+    match tokio::time::timeout(wait, results.next()).await {
+        Ok(Some(message)) => {
+            let result: Value = serde_json::from_slice(&message.payload)
+                .map_err(|err| ApiError::internal(format!("unreadable result: {err}")))?;
+            let data = &result["data"];
+            Ok((
+                StatusCode::OK,
+                ApiJson(json!({
+                    "action_id": id,
+                    "status": data["status"],
+                    "result": data.get("result"),
+                    "error": data.get("error"),
+                })),
+            ))
+        }
+        _ => Ok((
+            StatusCode::ACCEPTED,
+            ApiJson(json!({"action_id": id, "status": "accepted"})),
+        )),
+    }
+}

@@ -1,0 +1,30 @@
+//! `/healthz` and `/readyz`, for load balancers and orchestrators.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde_json::{Value, json};
+use shared::http::{ApiError, ApiJson};
+
+use crate::Gateway;
+
+/// The process answers.
+pub async fn healthz() -> ApiJson<Value> {
+    ApiJson(json!({"status": "ok"}))
+}
+
+/// NATS is connected and JetStream answers; 503 otherwise, so traffic goes elsewhere.
+pub async fn readyz(
+    State(gateway): State<Gateway>,
+) -> Result<(StatusCode, ApiJson<Value>), ApiError> {
+    if gateway.client.connection_state() != async_nats::connection::State::Connected {
+        return Err(ApiError::unavailable("not connected to NATS"));
+    }
+    let js = gateway.publisher.jetstream();
+    js.query_account()
+        .await
+        .map_err(|err| ApiError::unavailable(format!("JetStream does not answer: {err}")))?;
+    Ok((
+        StatusCode::OK,
+        ApiJson(json!({"status": "ready", "nats": "connected"})),
+    ))
+}

@@ -1,0 +1,22 @@
+//! # gateway: the front door
+//!
+//! One axum application composing the services' HTTP routes, so a browser or an HTTP
+//! client reaches everything at one address with one API key. The key's tenant is the
+//! tenant of everything a request does; no request field can choose another.
+//!
+//! - [`app`]: [`Gateway`], its state, and [`app::router`], which mounts every route.
+//! - [`actions`]: `POST /v1/actions`, any registered action over HTTP (durable).
+//! - [`health`]: `/healthz` (the process answers) and `/readyz` (NATS reachable).
+//! - [`page`]: the web page at `/`, built into the binary.
+//! - [`serve`]: running the app until shutdown.
+//!
+//! Routes mounted from services: ingestion's `/v1/documents` and `/v1/tasks`
+//! (see `ingestion::routes`).
+
+pub mod actions;
+pub mod app;
+pub mod health;
+pub mod page;
+pub mod serve;
+
+pub use app::{Gateway, router};

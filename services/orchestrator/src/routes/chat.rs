@@ -1,0 +1,88 @@
+//! `GET /v1/chat`: the WebSocket upgrade.
+
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{FromRef, FromRequestParts, Query, State};
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use axum::response::Response;
+use serde::Deserialize;
+use shared::TenantId;
+use shared::http::{ApiError, ApiKeys, Authenticated};
+
+use super::Api;
+use crate::socket;
+
+/// Upgrades to a chat connection (see [`crate::protocol`]).
+///
+/// A request that presents a key is authenticated before the upgrade, like any route: a
+/// bad key is a 401 and no socket is opened. A request without one is upgraded anyway,
+/// because a browser cannot set headers on a WebSocket and a key in the URL ends up in
+/// logs; its first frame must then be `{"type":"auth","api_key"}`.
+pub async fn chat(State(api): State<Api>, caller: Caller, upgrade: WebSocketUpgrade) -> Response {
+    let max = api.config.max_frame_bytes;
+    upgrade
+        .max_message_size(max)
+        .max_frame_size(max)
+        .on_upgrade(move |ws| socket::run(ws, api, caller.0))
+}
+
+/// Who opens the connection: the tenant of the key the request presents, or nobody yet
+/// when it presents none (the `auth` frame will say).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller(Option<TenantId>);
+
+impl<S> FromRequestParts<S> for Caller
+where
+    S: Send + Sync,
+    ApiKeys: FromRef<S>,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        if !presents_key(parts) {
+            return Ok(Self(None));
+        }
+        let auth = Authenticated::from_request_parts(parts, state).await?;
+        Ok(Self(Some(auth.tenant)))
+    }
+}
+
+/// The `api_key` query parameter; the only one this route reads.
+#[derive(Deserialize)]
+struct KeyParam {
+    api_key: Option<String>,
+}
+
+/// Whether the request carries a key at all (header or non-empty `api_key`): then that
+/// key decides, and a bad one is refused rather than silently downgraded to an `auth`
+/// frame the client does not mean to send.
+fn presents_key(parts: &Parts) -> bool {
+    parts.headers.contains_key(AUTHORIZATION)
+        || Query::<KeyParam>::try_from_uri(&parts.uri)
+            .is_ok_and(|Query(param)| param.api_key.is_some_and(|key| !key.is_empty()))
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::Request;
+
+    use super::*;
+
+    fn parts(uri: &str, authorization: Option<&str>) -> Parts {
+        let mut request = Request::builder().uri(uri);
+        if let Some(value) = authorization {
+            request = request.header(AUTHORIZATION, value);
+        }
+        request.body(()).expect("request").into_parts().0
+    }
+
+    #[test]
+    fn a_key_is_presented_by_header_or_query() {
+        assert!(presents_key(&parts("/v1/chat", Some("Bearer da_x"))));
+        assert!(presents_key(&parts("/v1/chat", Some("Basic x"))));
+        assert!(presents_key(&parts("/v1/chat?api_key=da_x", None)));
+        assert!(!presents_key(&parts("/v1/chat", None)));
+        assert!(!presents_key(&parts("/v1/chat?api_key=", None)));
+        assert!(!presents_key(&parts("/v1/chat?other=1", None)));
+    }
+}

@@ -1,0 +1,34 @@
+//! `GET /v1/sessions/{session_id}`.
+
+use axum::extract::{Path, State};
+use execution::actions::SessionGet;
+use execution::history::Session;
+use shared::Action;
+use shared::http::{ApiError, ApiJson, Authenticated};
+
+use super::Api;
+use crate::protocol::{MAX_ID_LEN, is_valid_id};
+
+/// The session's history as execution keeps it: the way back to an answer that arrived
+/// while no socket was open (a closed tab, a dropped connection), since live events are
+/// not stored. Sessions are per tenant: another tenant's session id finds nothing.
+pub async fn get(
+    State(api): State<Api>,
+    auth: Authenticated,
+    Path(session_id): Path<String>,
+) -> Result<ApiJson<Session>, ApiError> {
+    if !is_valid_id(&session_id) {
+        return Err(ApiError::bad_request(format!(
+            "invalid session_id {session_id:?}: expected 1 to {MAX_ID_LEN} of [A-Za-z0-9_-]"
+        )));
+    }
+    let request = SessionGet {
+        session_id: session_id.clone(),
+    };
+    let action = Action::new(auth.tenant, request).with_session(session_id);
+    let history = api
+        .publisher
+        .request(&action, api.config.history_timeout)
+        .await?;
+    Ok(ApiJson(history))
+}

@@ -1,0 +1,153 @@
+//! The gateway: health, actions over HTTP, request ids, the page, JSON errors everywhere.
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use shared::http::ApiKeys;
+use tempfile::TempDir;
+
+use crate::harness::*;
+
+/// An echo worker, the gateway on a free loopback port, and a key of tenant `acme`.
+struct Front {
+    _env: Env,
+    base: String,
+    key: String,
+    http: reqwest::Client,
+    _data: TempDir,
+}
+
+impl Front {
+    async fn start() -> Self {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let env = Env::start().await;
+        let data = TempDir::new().expect("temp dir");
+        let settings = settings_in(data.path(), &[]);
+        let key = ApiKeys::open(&env.js)
+            .await
+            .expect("keys")
+            .create(&shared::TenantId::new("acme").expect("tenant"), None)
+            .await
+            .expect("key");
+        let app = gateway::router(env.client.clone(), &settings)
+            .await
+            .expect("gateway");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("address"));
+        tokio::spawn(gateway::serve::serve(
+            listener,
+            app,
+            tokio_util::sync::CancellationToken::new(),
+        ));
+        Self {
+            _env: env,
+            base,
+            key,
+            http: reqwest::Client::new(),
+            _data: data,
+        }
+    }
+
+    async fn post(&self, path: &str, key: Option<&str>, body: Value) -> (StatusCode, Value) {
+        let mut request = self.http.post(format!("{}{path}", self.base)).json(&body);
+        if let Some(key) = key {
+            request = request.bearer_auth(key);
+        }
+        let response = request.send().await.expect("post");
+        let status = response.status();
+        (status, response.json().await.expect("json body"))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn health_and_readiness() {
+    let front = Front::start().await;
+    for path in ["/healthz", "/readyz"] {
+        let response = front
+            .http
+            .get(format!("{}{path}", front.base))
+            .send()
+            .await
+            .expect("get");
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+    }
+    let page = front
+        .http
+        .get(format!("{}/", front.base))
+        .send()
+        .await
+        .expect("page");
+    assert_eq!(page.status(), StatusCode::OK);
+    assert!(page.text().await.expect("html").contains("Domain Actions"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn actions_over_http_are_durable_and_can_be_waited_for() {
+    let front = Front::start().await;
+    let (status, accepted) = front
+        .post(
+            "/v1/actions",
+            Some(&front.key),
+            json!({"action_type": "echo.ping", "data": {"n": 1}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{accepted}");
+    assert!(accepted["action_id"].as_str().is_some());
+
+    let (status, done) = front
+        .post(
+            "/v1/actions?wait=10s",
+            Some(&front.key),
+            json!({"action_type": "echo.ping", "data": {"n": 2}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{done}");
+    assert_eq!(done["status"], "success", "{done}");
+    assert_eq!(done["result"], json!({"n": 2}), "{done}");
+
+    let (status, failed) = front
+        .post(
+            "/v1/actions?wait=10s",
+            Some(&front.key),
+            json!({"action_type": "echo.fail", "data": {"message": "no"}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{failed}");
+    assert_eq!(failed["error"]["code"], "handler_error", "{failed}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_requests_get_json_errors_and_a_request_id() {
+    let front = Front::start().await;
+    let (status, body) = front
+        .post("/v1/actions", None, json!({"action_type": "echo.ping"}))
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert_eq!(body["error"]["code"], "unauthorized");
+    for bad in [
+        json!({"action_type": "Not A Type"}),
+        json!({"action_type": "echo.ping.result"}),
+        json!({"data": {}}),
+    ] {
+        let (status, body) = front
+            .post("/v1/actions", Some(&front.key), bad.clone())
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad} -> {body}");
+        assert!(body["error"]["message"].as_str().is_some(), "{body}");
+    }
+    let response = front
+        .http
+        .get(format!("{}/healthz", front.base))
+        .header("x-request-id", "req-42")
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(
+        response
+            .headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok()),
+        Some("req-42")
+    );
+}
