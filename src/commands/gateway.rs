@@ -41,7 +41,7 @@ pub async fn bind(addr: &str) -> Result<TcpListener, Failure> {
 pub async fn serve(url: &str, listener: TcpListener, shutdown: CancellationToken) -> Outcome {
     let settings = Settings::from_env().map_err(Failure::usage)?;
     let client = connect(url).await?;
-    let app = gateway::router(client, &settings)
+    let app = gateway::router(client, &settings, shutdown.clone())
         .await
         .map_err(Failure::runtime)?;
     let addr = listener.local_addr().map_err(Failure::runtime)?;

@@ -18,19 +18,31 @@ struct Front {
 
 impl Front {
     async fn start() -> Self {
+        Self::with_services(&[]).await
+    }
+
+    /// The echo worker plus `services`.
+    async fn with_services(services: &[&str]) -> Self {
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let env = Env::start().await;
+        let mut env = Env::start().await;
         let data = TempDir::new().expect("temp dir");
         let settings = settings_in(data.path(), &[]);
+        for service in services {
+            env.add_service(service, &settings).await;
+        }
         let key = ApiKeys::open(&env.js)
             .await
             .expect("keys")
             .create(&shared::TenantId::new("acme").expect("tenant"), None)
             .await
             .expect("key");
-        let app = gateway::router(env.client.clone(), &settings)
-            .await
-            .expect("gateway");
+        let app = gateway::router(
+            env.client.clone(),
+            &settings,
+            tokio_util::sync::CancellationToken::new(),
+        )
+        .await
+        .expect("gateway");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -150,4 +162,68 @@ async fn bad_requests_get_json_errors_and_a_request_id() {
             .and_then(|v| v.to_str().ok()),
         Some("req-42")
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn agents_are_managed_over_http() {
+    let front = Front::with_services(&["execution"]).await;
+    let url = |path: &str| format!("{}{path}", front.base);
+    let response = front
+        .http
+        .put(url("/v1/agents/helper"))
+        .bearer_auth(&front.key)
+        .json(&json!({"name": "Helper", "system_prompt": "Be brief.", "top_k": 3}))
+        .send()
+        .await
+        .expect("put");
+    assert_eq!(response.status(), StatusCode::OK);
+    let agent: Value = response.json().await.expect("agent");
+    assert_eq!(agent["agent_id"], "helper");
+    assert_eq!(agent["top_k"], 3);
+
+    let listed: Value = front
+        .http
+        .get(url("/v1/agents"))
+        .bearer_auth(&front.key)
+        .send()
+        .await
+        .expect("list")
+        .json()
+        .await
+        .expect("agents");
+    assert_eq!(listed["agents"][0]["name"], "Helper", "{listed}");
+
+    let bad = front
+        .http
+        .put(url("/v1/agents/helper"))
+        .bearer_auth(&front.key)
+        .json(&json!({"top_k": "many"}))
+        .send()
+        .await
+        .expect("put");
+    assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+
+    for _ in 0..2 {
+        let deleted = front
+            .http
+            .delete(url("/v1/agents/helper"))
+            .bearer_auth(&front.key)
+            .send()
+            .await
+            .expect("delete");
+        let status = deleted.status();
+        let body: Value = deleted.json().await.expect("json");
+        assert!(
+            [StatusCode::OK, StatusCode::NOT_FOUND].contains(&status),
+            "{status} {body}"
+        );
+    }
+    let missing = front
+        .http
+        .get(url("/v1/agents/helper"))
+        .bearer_auth(&front.key)
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
 }

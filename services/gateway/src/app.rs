@@ -10,7 +10,9 @@ use shared::publish::Publisher;
 use shared::{Settings, settings::SettingsError};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 
-use crate::{actions, health, page};
+use tokio_util::sync::CancellationToken;
+
+use crate::{actions, agents, health, page};
 
 /// The gateway's state.
 #[derive(Clone)]
@@ -43,10 +45,30 @@ pub enum GatewayError {
     Ingestion(String),
 }
 
-/// Every route: the gateway's own and the services' (each service's router keeps its own
-/// state and body limits). Requests get an `x-request-id` (kept if the client sent one)
-/// that is echoed on the response and logged.
-pub async fn router(client: Client, settings: &Settings) -> Result<Router, GatewayError> {
+/// The gateway's own routes, mounted under its state.
+fn own_routes(gateway: Gateway) -> Router {
+    Router::new()
+        .route("/", get(page::index))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/v1/actions", post(actions::create))
+        .route("/v1/agents", get(agents::list))
+        .route(
+            "/v1/agents/{agent_id}",
+            get(agents::get).put(agents::put).delete(agents::delete),
+        )
+        .with_state(gateway)
+}
+
+/// Every route: the gateway's own, ingestion's documents and tasks, the orchestrator's chat
+/// WebSocket and sessions (each service's router keeps its own state and body limits).
+/// Requests get an `x-request-id` (kept if the client sent one), echoed on the response.
+/// `shutdown` closes open chat sockets as "going away" when the server stops.
+pub async fn router(
+    client: Client,
+    settings: &Settings,
+    shutdown: CancellationToken,
+) -> Result<Router, GatewayError> {
     let js = async_nats::jetstream::new(client.clone());
     let keys = ApiKeys::open(&js).await?;
     let publisher = Publisher::new(client.clone());
@@ -59,20 +81,21 @@ pub async fn router(client: Client, settings: &Settings) -> Result<Router, Gatew
         publisher: publisher.clone(),
         keys: keys.clone(),
     };
-    let own = Router::new()
-        .route("/", get(page::index))
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
-        .route("/v1/actions", post(actions::create))
-        .with_state(gateway);
     let documents = ingestion::routes::router(ingestion::routes::Api {
         service: ingestion,
+        publisher: publisher.clone(),
+        keys: keys.clone(),
+    });
+    let chat = orchestrator::router(orchestrator::Api {
         publisher,
         keys,
+        config: orchestrator::ChatConfig::from_settings(settings)?,
+        shutdown,
     });
     let request_id = HeaderName::from_static("x-request-id");
-    Ok(own
+    Ok(own_routes(gateway)
         .merge(documents)
+        .merge(chat)
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid)))
 }

@@ -6,14 +6,16 @@
 //!
 //! - [`app`]: [`Gateway`], its state, and [`app::router`], which mounts every route.
 //! - [`actions`]: `POST /v1/actions`, any registered action over HTTP (durable).
+//! - [`agents`]: `/v1/agents`, the tenant's agents (kept by the execution service).
 //! - [`health`]: `/healthz` (the process answers) and `/readyz` (NATS reachable).
 //! - [`page`]: the web page at `/`, built into the binary.
 //! - [`serve`]: running the app until shutdown.
 //!
 //! Routes mounted from services: ingestion's `/v1/documents` and `/v1/tasks`
-//! (see `ingestion::routes`).
+//! (see `ingestion::routes`), the orchestrator's `/v1/chat` WebSocket and `/v1/sessions`.
 
 pub mod actions;
+pub mod agents;
 pub mod app;
 pub mod health;
 pub mod page;
