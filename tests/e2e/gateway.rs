@@ -1,4 +1,5 @@
-//! The gateway: health, actions over HTTP, request ids, the page, JSON errors everywhere.
+//! The gateway: health, actions over HTTP, request ids, the page, JSON errors everywhere,
+//! the OpenAPI document and the Prometheus metrics.
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -226,4 +227,90 @@ async fn agents_are_managed_over_http() {
         .await
         .expect("get");
     assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_openapi_document_describes_every_route() {
+    let front = Front::start().await;
+    let response = front
+        .http
+        .get(format!("{}/openapi.json", front.base))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(response.status(), StatusCode::OK);
+    let document: Value = response.json().await.expect("json document");
+    let version = document["openapi"].as_str().expect("openapi version");
+    assert!(version.starts_with("3."), "{version}");
+    for path in [
+        "/v1/documents",
+        "/v1/tasks/{task_id}",
+        "/v1/actions",
+        "/v1/agents/{agent_id}",
+        "/v1/chat",
+    ] {
+        assert!(document["paths"][path].is_object(), "no {path}");
+    }
+    assert_eq!(
+        document["components"]["securitySchemes"]["api_key"]["scheme"],
+        "bearer"
+    );
+
+    // The same document from the code, without a server.
+    let spec = gateway::openapi::spec();
+    let schemas = &spec.components.expect("components").schemas;
+    for schema in ["Agent", "TaskState"] {
+        assert!(schemas.contains_key(schema), "no {schema} schema");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn metrics_count_requests_by_route_template() {
+    let front = Front::start().await;
+    let url = |path: &str| format!("{}{path}", front.base);
+    for _ in 0..3 {
+        let response = front.http.get(url("/healthz")).send().await.expect("get");
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+    let missing = front
+        .http
+        .get(url("/v1/agents/nobody-here"))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(missing.status(), StatusCode::UNAUTHORIZED);
+    let response = front.http.get(url("/metrics")).send().await.expect("get");
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(
+        response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("text/plain")),
+        "{:?}",
+        response.headers()
+    );
+    let text = response.text().await.expect("text");
+    let requests: Vec<&str> = text
+        .lines()
+        .filter(|line| line.starts_with("http_requests_total{"))
+        .collect();
+    assert!(
+        requests
+            .iter()
+            .any(|line| line.contains(r#"route="/healthz""#) && line.contains(r#"status="200""#)),
+        "{text}"
+    );
+    // The template, not the raw URL: ids do not become label values.
+    assert!(
+        requests
+            .iter()
+            .any(|line| line.contains(r#"route="/v1/agents/{agent_id}""#)),
+        "{text}"
+    );
+    assert!(!text.contains("nobody-here"), "{text}");
+    assert!(
+        text.contains("http_request_duration_seconds_bucket{"),
+        "{text}"
+    );
 }

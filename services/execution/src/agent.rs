@@ -26,7 +26,7 @@ pub const MAX_TOOL_TIMEOUT_MS: u64 = 600_000;
 
 /// A stored agent. Every field but `agent_id` has a default, so a client can create an
 /// agent by naming only what differs from the defaults.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Agent {
     /// Its id, unique within the tenant: `[A-Za-z0-9_-]{1,64}` (a KV key token).
     pub agent_id: String,
@@ -64,9 +64,11 @@ pub struct Agent {
     pub tools: bool,
     /// When it was first stored.
     #[serde(with = "time::serde::rfc3339", default = "OffsetDateTime::now_utc")]
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: OffsetDateTime,
     /// When it was last stored.
     #[serde(with = "time::serde::rfc3339", default = "OffsetDateTime::now_utc")]
+    #[schema(value_type = String, format = DateTime)]
     pub updated_at: OffsetDateTime,
 }
 

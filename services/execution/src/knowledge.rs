@@ -161,25 +161,7 @@ impl Passages {
     }
 }
 
-/// The distinct `[n]` (or `[n, m]`) markers in `answer` with 1 ≤ n ≤ `passages`, in order of
-/// appearance.
-pub fn cited_numbers(answer: &str, passages: usize) -> Vec<usize> {
-    let mut numbers = Vec::new();
-    for part in answer.split('[').skip(1) {
-        let Some((inside, _)) = part.split_once(']') else {
-            continue;
-        };
-        for n in inside
-            .split(',')
-            .filter_map(|n| n.trim().parse::<usize>().ok())
-        {
-            if (1..=passages).contains(&n) && !numbers.contains(&n) {
-                numbers.push(n);
-            }
-        }
-    }
-    numbers
-}
+pub use query::answerer::cited_numbers;
 
 #[cfg(test)]
 pub(crate) mod tests {

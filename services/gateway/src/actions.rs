@@ -28,28 +28,49 @@ use crate::Gateway;
 pub const MAX_WAIT: Duration = Duration::from_secs(60);
 
 /// The body of `POST /v1/actions`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct NewAction {
     /// `<domain>.<verb>`.
     pub action_type: String,
     /// The payload.
     #[serde(default)]
+    #[schema(value_type = Object)]
     pub data: Value,
     /// A conversation id.
     pub session_id: Option<String>,
     /// Copied onto the result.
     #[serde(default)]
+    #[schema(value_type = Object)]
     pub metadata: Map<String, Value>,
 }
 
 /// `?wait=`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct WaitQuery {
     /// How long to wait for the result (`500ms`, `5s`).
     pub wait: Option<String>,
 }
 
 /// Enqueues the action as the key's tenant; waits for its result if asked.
+#[utoipa::path(
+    post,
+    path = "/v1/actions",
+    tag = "actions",
+    operation_id = "actions_create",
+    params(WaitQuery),
+    request_body = NewAction,
+    responses(
+        (status = 202, description = "Stored and enqueued (or no result within `wait`)",
+            body = crate::openapi::ActionAccepted),
+        (status = 200, description = "The result arrived within `wait`",
+            body = crate::openapi::ActionOutcome),
+        (status = 400, description = "Bad `action_type`, a result type, or a bad `wait`"),
+        (status = 401, description = "No or bad API key"),
+        (status = 503, description = "NATS unreachable"),
+    ),
+    security(("api_key" = [])),
+)]
 pub async fn create(
     State(gateway): State<Gateway>,
     auth: Authenticated,

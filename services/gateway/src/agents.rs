@@ -43,6 +43,19 @@ fn not_found_if_missing(err: ApiError, agent_id: &str) -> ApiError {
 }
 
 /// `GET /v1/agents`
+#[utoipa::path(
+    get,
+    path = "/v1/agents",
+    tag = "agents",
+    operation_id = "agents_list",
+    summary = "The tenant's agents, in `agent_id` order",
+    responses(
+        (status = 200, description = "The agents", body = crate::openapi::AgentList),
+        (status = 401, description = "No or bad API key"),
+        (status = 503, description = "NATS or the execution service unreachable"),
+    ),
+    security(("api_key" = [])),
+)]
 pub async fn list(
     State(gateway): State<Gateway>,
     auth: Authenticated,
@@ -51,6 +64,20 @@ pub async fn list(
 }
 
 /// `GET /v1/agents/{id}`
+#[utoipa::path(
+    get,
+    path = "/v1/agents/{agent_id}",
+    tag = "agents",
+    operation_id = "agents_get",
+    summary = "One agent",
+    params(("agent_id" = String, Path, description = "`[A-Za-z0-9_-]{1,64}`")),
+    responses(
+        (status = 200, description = "The agent", body = Agent),
+        (status = 401, description = "No or bad API key"),
+        (status = 404, description = "No such agent"),
+    ),
+    security(("api_key" = [])),
+)]
 pub async fn get(
     State(gateway): State<Gateway>,
     auth: Authenticated,
@@ -69,6 +96,22 @@ pub async fn get(
 }
 
 /// `PUT /v1/agents/{id}`
+#[utoipa::path(
+    put,
+    path = "/v1/agents/{agent_id}",
+    tag = "agents",
+    operation_id = "agents_put",
+    summary = "Create or replace an agent",
+    description = "The body is the agent's fields, every one optional; `agent_id` is the path's.",
+    params(("agent_id" = String, Path, description = "`[A-Za-z0-9_-]{1,64}`")),
+    request_body = Agent,
+    responses(
+        (status = 200, description = "The agent as stored", body = Agent),
+        (status = 400, description = "A field is invalid"),
+        (status = 401, description = "No or bad API key"),
+    ),
+    security(("api_key" = [])),
+)]
 pub async fn put(
     State(gateway): State<Gateway>,
     auth: Authenticated,
@@ -84,6 +127,20 @@ pub async fn put(
 }
 
 /// `DELETE /v1/agents/{id}`
+#[utoipa::path(
+    delete,
+    path = "/v1/agents/{agent_id}",
+    tag = "agents",
+    operation_id = "agents_delete",
+    summary = "Delete an agent",
+    params(("agent_id" = String, Path, description = "`[A-Za-z0-9_-]{1,64}`")),
+    responses(
+        (status = 200, description = "Deleted", body = crate::openapi::AgentDeleted),
+        (status = 401, description = "No or bad API key"),
+        (status = 404, description = "No such agent"),
+    ),
+    security(("api_key" = [])),
+)]
 pub async fn delete(
     State(gateway): State<Gateway>,
     auth: Authenticated,

@@ -12,7 +12,7 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 
 use tokio_util::sync::CancellationToken;
 
-use crate::{actions, agents, health, page};
+use crate::{actions, agents, health, metrics, openapi, page};
 
 /// The gateway's state.
 #[derive(Clone)]
@@ -48,9 +48,10 @@ pub enum GatewayError {
 /// The gateway's own routes, mounted under its state.
 fn own_routes(gateway: Gateway) -> Router {
     Router::new()
-        .route("/", get(page::index))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/openapi.json", get(openapi::document))
+        .route("/metrics", get(metrics::render))
         .route("/v1/actions", post(actions::create))
         .route("/v1/agents", get(agents::list))
         .route(
@@ -58,6 +59,7 @@ fn own_routes(gateway: Gateway) -> Router {
             get(agents::get).put(agents::put).delete(agents::delete),
         )
         .with_state(gateway)
+        .merge(page::routes())
 }
 
 /// Every route: the gateway's own, ingestion's documents and tasks, the orchestrator's chat
@@ -96,6 +98,7 @@ pub async fn router(
     Ok(own_routes(gateway)
         .merge(documents)
         .merge(chat)
+        .layer(axum::middleware::from_fn(metrics::track))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid)))
 }

@@ -8,11 +8,30 @@ use shared::http::{ApiError, ApiJson};
 use crate::Gateway;
 
 /// The process answers.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "health",
+    operation_id = "healthz",
+    responses((status = 200, description = "`{\"status\": \"ok\"}`", body = crate::openapi::Health)),
+    security(()),
+)]
 pub async fn healthz() -> ApiJson<Value> {
     ApiJson(json!({"status": "ok"}))
 }
 
 /// NATS is connected and JetStream answers; 503 otherwise, so traffic goes elsewhere.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "health",
+    operation_id = "readyz",
+    responses(
+        (status = 200, description = "Ready", body = crate::openapi::Health),
+        (status = 503, description = "NATS or JetStream unreachable"),
+    ),
+    security(()),
+)]
 pub async fn readyz(
     State(gateway): State<Gateway>,
 ) -> Result<(StatusCode, ApiJson<Value>), ApiError> {

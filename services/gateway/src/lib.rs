@@ -8,6 +8,9 @@
 //! - [`actions`]: `POST /v1/actions`, any registered action over HTTP (durable).
 //! - [`agents`]: `/v1/agents`, the tenant's agents (kept by the execution service).
 //! - [`health`]: `/healthz` (the process answers) and `/readyz` (NATS reachable).
+//! - [`openapi`]: `/openapi.json`, the API as an OpenAPI 3.1 document built from the code.
+//! - [`metrics`]: `/metrics` in the Prometheus text format, and the middleware recording
+//!   every request's count and duration by route template.
 //! - [`page`]: the web page at `/`, built into the binary.
 //! - [`serve`]: running the app until shutdown.
 //!
@@ -18,6 +21,8 @@ pub mod actions;
 pub mod agents;
 pub mod app;
 pub mod health;
+pub mod metrics;
+pub mod openapi;
 pub mod page;
 pub mod serve;
 

@@ -17,7 +17,7 @@ use crate::bucket::{JsonBucket, StateError};
 use crate::task::TaskStatus;
 
 /// What is known about one document.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DocumentRecord {
     /// Its id.
     pub document_id: String,

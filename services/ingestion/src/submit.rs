@@ -15,7 +15,7 @@ use crate::documents::content_hash;
 use crate::task::TaskState;
 
 /// What an accepted document answers.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Accepted {
     /// Follow it at `/v1/tasks/{task_id}` (or `ingestion.get_status`).
     pub task_id: String,

@@ -11,7 +11,7 @@ use shared::{ActionError, TenantId};
 use crate::bucket::{JsonBucket, StateError};
 
 /// The stages of a task, in order (the seed's statuses).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum TaskStatus {
     /// Accepted, not started.
@@ -38,7 +38,7 @@ impl TaskStatus {
 }
 
 /// Time spent in each stage, for the benchmark's breakdown.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct StageTimings {
     /// Reading and extracting text.
     pub extract_ms: u64,
@@ -51,7 +51,7 @@ pub struct StageTimings {
 }
 
 /// One ingestion task.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TaskState {
     /// Its id.
     pub task_id: String,

@@ -300,9 +300,11 @@ fn transport(endpoint: &str, err: &reqwest::Error) -> OpenAiError {
     OpenAiError::Transport(format!("{endpoint}: {what}: {}", error_chain(err)))
 }
 
-/// An error and its sources joined by `: `, without the URL (the endpoint is named
-/// separately and the URL's host is noise in an action result).
-fn error_chain(err: &reqwest::Error) -> String {
+/// An error and its sources joined by `: ` ("error sending request: tcp connect error:
+/// connection refused"), which reqwest keeps in the source chain rather than its own
+/// message; without the URL (callers name what they called, and a host is noise in an
+/// action result). Used by every HTTP client of the services.
+pub fn error_chain(err: &reqwest::Error) -> String {
     let mut text = err.to_string();
     if let Some(url) = err.url() {
         text = text.replace(&format!(" for url ({url})"), "");

@@ -52,6 +52,11 @@ pub(super) fn detect(
     if let Some(kind) = extension.as_deref().and_then(from_extension) {
         return Some(kind);
     }
+    if extension.as_deref().is_some_and(is_code_or_markup) {
+        // Valid UTF-8, but stylesheets, scripts and vector images are not documents: a
+        // directory walk must not index a site's CSS next to its pages.
+        return None;
+    }
     sniff_text(bytes)
 }
 
@@ -128,6 +133,14 @@ fn extension(file_name: &str) -> Option<String> {
         .map(str::to_ascii_lowercase)
 }
 
+/// Text formats that are code or markup rather than prose.
+fn is_code_or_markup(extension: &str) -> bool {
+    matches!(
+        extension,
+        "css" | "js" | "mjs" | "ts" | "svg" | "xml" | "json" | "map" | "xsl" | "xslt"
+    )
+}
+
 fn from_extension(extension: &str) -> Option<DocumentKind> {
     match extension {
         "txt" | "text" | "log" | "csv" | "tsv" => Some(DocumentKind::Text),
@@ -163,6 +176,14 @@ fn sniff_text(bytes: &[u8]) -> Option<DocumentKind> {
 mod tests {
     use super::*;
     use crate::extract::{ExtractError, extract, fixture};
+
+    #[test]
+    fn stylesheets_scripts_and_svg_are_not_documents() {
+        for name in ["style.css", "app.js", "logo.svg", "data.json"] {
+            assert_eq!(detect(Some(name), None, b"body { color: red }"), None, "{name}");
+        }
+        assert_eq!(detect(Some("notes"), None, b"plain words"), Some(DocumentKind::Text));
+    }
 
     #[test]
     fn magic_bytes_beat_a_wrong_extension_and_type() {

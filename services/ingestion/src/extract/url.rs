@@ -74,13 +74,13 @@ pub async fn fetch(url: &str, limits: FetchLimits) -> Result<Fetched, FetchError
         .connect_timeout(limits.timeout)
         .user_agent(concat!("ingestion-service/", env!("CARGO_PKG_VERSION")))
         .build()
-        .map_err(|err| FetchError::Unreachable(error_chain(&err)))?;
+        .map_err(|err| FetchError::Unreachable(shared::openai::error_chain(&err)))?;
 
     let mut response = client
         .get(parsed)
         .send()
         .await
-        .map_err(|err| FetchError::Unreachable(error_chain(&err)))?;
+        .map_err(|err| FetchError::Unreachable(shared::openai::error_chain(&err)))?;
     let status = response.status();
     if !status.is_success() {
         return Err(FetchError::Status(status.as_u16()));
@@ -114,7 +114,7 @@ pub async fn fetch(url: &str, limits: FetchLimits) -> Result<Fetched, FetchError
     while let Some(chunk) = response
         .chunk()
         .await
-        .map_err(|err| FetchError::Unreachable(error_chain(&err)))?
+        .map_err(|err| FetchError::Unreachable(shared::openai::error_chain(&err)))?
     {
         if bytes.len() + chunk.len() > limits.max_bytes {
             return Err(too_large);
@@ -136,26 +136,6 @@ fn install_crypto_provider() {
     INSTALL.call_once(|| {
         let _already_installed = rustls::crypto::ring::default_provider().install_default();
     });
-}
-
-/// An error with its causes ("error sending request: connection refused"), which reqwest
-/// keeps in the source chain rather than its own message.
-fn error_chain(err: &reqwest::Error) -> String {
-    let mut text = if err.is_timeout() {
-        "timed out".to_owned()
-    } else {
-        err.to_string()
-    };
-    let mut source = std::error::Error::source(err);
-    while let Some(cause) = source {
-        let part = cause.to_string();
-        if !text.contains(&part) {
-            text.push_str(": ");
-            text.push_str(&part);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

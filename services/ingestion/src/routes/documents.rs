@@ -16,7 +16,7 @@ use crate::submit::{Accepted, NewFile, submit, submit_file};
 use crate::task::check_id;
 
 /// The JSON form of an upload.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct NewDocument {
     /// The collection to index into.
     pub collection: String,
@@ -30,6 +30,7 @@ pub struct NewDocument {
     pub file_name: Option<String>,
     /// Kept with every chunk.
     #[serde(default)]
+    #[schema(value_type = Object)]
     pub metadata: Map<String, Value>,
     /// Tokens per chunk.
     pub chunk_tokens: Option<usize>,
@@ -38,6 +39,35 @@ pub struct NewDocument {
 }
 
 /// `POST /v1/documents`: JSON or multipart.
+#[utoipa::path(
+    post,
+    path = "/v1/documents",
+    tag = "documents",
+    operation_id = "documents_create",
+    summary = "Ingest a document: JSON text or URL, or a multipart upload of one or more files",
+    request_body(
+        description = "JSON `NewDocument` (exactly one of `text` or `url`), or multipart with a \
+            `collection` field, optional `title` and `metadata` (JSON) fields, and one or more \
+            `file` parts (txt, md, html, pdf, docx).",
+        content(
+            (NewDocument = "application/json"),
+            (Object = "multipart/form-data"),
+        ),
+    ),
+    responses(
+        (status = 202, description = "Accepted; follow `task_id`. Several files answer \
+            `{documents: [Accepted]}`", body = Accepted),
+        (status = 200, description = "Every file was already in the collection \
+            (`duplicate_of` set)", body = Accepted),
+        (status = 400, description = "Bad fields"),
+        (status = 401, description = "No or bad API key"),
+        (status = 413, description = "A file is too large"),
+        (status = 415, description = "Unsupported file type"),
+        (status = 422, description = "No text could be extracted from a file"),
+        (status = 503, description = "NATS unreachable"),
+    ),
+    security(("api_key" = [])),
+)]
 pub async fn create(
     State(api): State<Api>,
     auth: Authenticated,
@@ -202,13 +232,28 @@ async fn check_file(api: &Api, file: &Upload) -> Result<(), ApiError> {
 }
 
 /// `?collection=`
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// Only this collection's documents.
     pub collection: Option<String>,
 }
 
 /// `GET /v1/documents`
+#[utoipa::path(
+    get,
+    path = "/v1/documents",
+    tag = "documents",
+    operation_id = "documents_list",
+    summary = "The tenant's documents with status, chunk count and size",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "`{documents: [DocumentRecord]}`", body = Object),
+        (status = 401, description = "No or bad API key"),
+        (status = 503, description = "NATS unreachable"),
+    ),
+    security(("api_key" = [])),
+)]
 pub async fn list(
     State(api): State<Api>,
     auth: Authenticated,
@@ -224,6 +269,21 @@ pub async fn list(
 }
 
 /// `GET /v1/documents/{id}`
+#[utoipa::path(
+    get,
+    path = "/v1/documents/{document_id}",
+    tag = "documents",
+    operation_id = "documents_get",
+    summary = "One document",
+    params(("document_id" = String, Path, description = "`[A-Za-z0-9_-]{1,128}`")),
+    responses(
+        (status = 200, description = "The document", body = DocumentRecord),
+        (status = 400, description = "Malformed id"),
+        (status = 401, description = "No or bad API key"),
+        (status = 404, description = "No such document"),
+    ),
+    security(("api_key" = [])),
+)]
 pub async fn get(
     State(api): State<Api>,
     auth: Authenticated,
@@ -240,6 +300,22 @@ pub async fn get(
 }
 
 /// `DELETE /v1/documents/{id}`
+#[utoipa::path(
+    delete,
+    path = "/v1/documents/{document_id}",
+    tag = "documents",
+    operation_id = "documents_delete",
+    summary = "Delete a document: its original, its chunks, its state",
+    params(("document_id" = String, Path, description = "`[A-Za-z0-9_-]{1,128}`")),
+    responses(
+        (status = 200, description = "`{document_id, chunks_deleted}`", body = Object),
+        (status = 400, description = "Malformed id"),
+        (status = 401, description = "No or bad API key"),
+        (status = 404, description = "No such document"),
+        (status = 503, description = "NATS or the vector store unreachable"),
+    ),
+    security(("api_key" = [])),
+)]
 pub async fn delete(
     State(api): State<Api>,
     auth: Authenticated,

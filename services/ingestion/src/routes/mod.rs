@@ -13,8 +13,8 @@
 //! Errors are JSON `{error: {code, message}}`: 400 bad fields, 401, 404, 413 too large,
 //! 415 unsupported type, 422 unreadable document, 503 NATS unreachable.
 
-mod documents;
-mod tasks;
+pub mod documents;
+pub mod tasks;
 
 use std::time::Duration;
 

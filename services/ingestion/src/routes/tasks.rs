@@ -12,6 +12,20 @@ use super::Api;
 use crate::task::{TaskState, check_id};
 
 /// A task of the caller's tenant.
+#[utoipa::path(
+    get,
+    path = "/v1/tasks/{task_id}",
+    tag = "tasks",
+    operation_id = "tasks_get",
+    params(("task_id" = String, Path, description = "From the upload's answer")),
+    responses(
+        (status = 200, description = "Status, percentage, counts, error", body = TaskState),
+        (status = 400, description = "Malformed id"),
+        (status = 401, description = "No or bad API key"),
+        (status = 404, description = "No such task"),
+    ),
+    security(("api_key" = [])),
+)]
 pub async fn get(
     State(api): State<Api>,
     auth: Authenticated,
@@ -29,6 +43,22 @@ pub async fn get(
 
 /// The task now and at every change, as server-sent `progress` events; the stream ends
 /// after the task completes or fails.
+#[utoipa::path(
+    get,
+    path = "/v1/tasks/{task_id}/events",
+    tag = "tasks",
+    operation_id = "tasks_events",
+    params(("task_id" = String, Path, description = "From the upload's answer")),
+    responses(
+        (status = 200, description = "Server-sent events named `progress`, each a `TaskState` \
+            as JSON; the stream ends after `completed` or `failed`",
+            content_type = "text/event-stream", body = TaskState),
+        (status = 400, description = "Malformed id"),
+        (status = 401, description = "No or bad API key"),
+        (status = 404, description = "No such task"),
+    ),
+    security(("api_key" = [])),
+)]
 pub async fn events(
     State(api): State<Api>,
     auth: Authenticated,

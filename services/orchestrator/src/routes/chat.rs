@@ -18,6 +18,41 @@ use crate::socket;
 /// bad key is a 401 and no socket is opened. A request without one is upgraded anyway,
 /// because a browser cannot set headers on a WebSocket and a key in the URL ends up in
 /// logs; its first frame must then be `{"type":"auth","api_key"}`.
+#[utoipa::path(
+    get,
+    path = "/v1/chat",
+    tag = "chat",
+    operation_id = "chat",
+    summary = "Open a chat WebSocket",
+    description = concat!(
+        "A WebSocket upgrade (`Connection: Upgrade`, `Upgrade: websocket`). The key goes in ",
+        "`Authorization: Bearer`, in `?api_key=`, or, when neither is given (browsers), in a ",
+        "first frame `{\"type\": \"auth\", \"api_key\": \"da_…\"}`.\n\n",
+        "Every frame is one JSON text object with a `type`.\n\n",
+        "Client to server:\n\n",
+        "- `auth`: `api_key` (only on a connection opened without a key)\n",
+        "- `message`: `session_id`, `agent_id` (each `[A-Za-z0-9_-]{1,64}`), `message` ",
+        "(at most 32 KiB)\n\n",
+        "Server to client:\n\n",
+        "- `connection_ack`: authenticated; messages may be sent\n",
+        "- `task_created`: `task_id`, `session_id`: a message was accepted\n",
+        "- `stream_chunk`: `session_id`, `task_id`, `content`: one token of the answer\n",
+        "- `response`: `task_id`, `session_id`, `answer`, `citations`, `usage`\n",
+        "- `task_completed`: `task_id`, `session_id`\n",
+        "- `error`: `code`, `message`, and `task_id`, `session_id` when concerned; a bad ",
+        "frame is answered with code `invalid_action` and the connection stays open\n\n",
+        "When the server stops, sockets are closed with 1001 (going away): reconnect.",
+    ),
+    params(("api_key" = Option<String>, Query,
+        description = "An API key, for clients that cannot set headers (ends up in logs)")),
+    responses(
+        (status = 101, description = "Switching protocols: the chat connection"),
+        (status = 401, description = "The request presented a bad key"),
+        (status = 400, description = "Not a WebSocket upgrade request (upgrade headers)",
+            content_type = "text/plain", body = String),
+    ),
+    security((), ("api_key" = [])),
+)]
 pub async fn chat(State(api): State<Api>, caller: Caller, upgrade: WebSocketUpgrade) -> Response {
     let max = api.config.max_frame_bytes;
     upgrade

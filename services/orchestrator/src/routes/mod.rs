@@ -9,8 +9,8 @@
 //! Errors before the upgrade and on the history route are JSON `{error: {code, message}}`:
 //! 400 bad session id, 401, 503 NATS or execution unreachable, 504 execution too slow.
 
-mod chat;
-mod sessions;
+pub mod chat;
+pub mod sessions;
 
 use axum::Router;
 use axum::extract::FromRef;

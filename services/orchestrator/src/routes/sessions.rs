@@ -12,6 +12,23 @@ use crate::protocol::{MAX_ID_LEN, is_valid_id};
 /// The session's history as execution keeps it: the way back to an answer that arrived
 /// while no socket was open (a closed tab, a dropped connection), since live events are
 /// not stored. Sessions are per tenant: another tenant's session id finds nothing.
+#[utoipa::path(
+    get,
+    path = "/v1/sessions/{session_id}",
+    tag = "chat",
+    operation_id = "sessions_get",
+    summary = "A chat session's history",
+    params(("session_id" = String, Path, description = "`[A-Za-z0-9_-]{1,64}`")),
+    responses(
+        (status = 200, description = "`{session_id, agent_id, messages: [{role, content, at, \
+            citations}]}`, oldest first", body = Object),
+        (status = 400, description = "Malformed session id"),
+        (status = 401, description = "No or bad API key"),
+        (status = 503, description = "NATS or the execution service unreachable"),
+        (status = 504, description = "The execution service answered too slowly"),
+    ),
+    security(("api_key" = [])),
+)]
 pub async fn get(
     State(api): State<Api>,
     auth: Authenticated,

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use shared::ActionError;
 use shared::openai::{ChatMessage, ChatRequest, OpenAiClient};
 
-use super::{Answerer, Question, citation};
+use super::{Answerer, Question, citation, cited_numbers};
 use crate::actions::{Answered, Usage};
 
 /// The instructions used unless the action brings its own.
@@ -90,25 +90,6 @@ pub fn prompt(question: &Question<'_>) -> String {
     text.push_str("\nQuestion: ");
     text.push_str(question.query);
     text
-}
-
-/// The distinct `[n]` markers in `answer` with 1 ≤ n ≤ `passages`, in order of appearance.
-fn cited_numbers(answer: &str, passages: usize) -> Vec<usize> {
-    let mut numbers = Vec::new();
-    for part in answer.split('[').skip(1) {
-        let Some((inside, _)) = part.split_once(']') else {
-            continue;
-        };
-        for n in inside
-            .split(',')
-            .filter_map(|n| n.trim().parse::<usize>().ok())
-        {
-            if (1..=passages).contains(&n) && !numbers.contains(&n) {
-                numbers.push(n);
-            }
-        }
-    }
-    numbers
 }
 
 #[cfg(test)]

@@ -43,3 +43,23 @@ pub fn citation(number: usize, passage: &ScoredChunk) -> Citation {
         score: passage.score,
     }
 }
+
+/// The distinct `[n]` (or `[n, m]`) markers in `answer` with 1 ≤ n ≤ `passages`, in order of
+/// appearance: the passages a model's answer actually cites.
+pub fn cited_numbers(answer: &str, passages: usize) -> Vec<usize> {
+    let mut numbers = Vec::new();
+    for part in answer.split('[').skip(1) {
+        let Some((inside, _)) = part.split_once(']') else {
+            continue;
+        };
+        for n in inside
+            .split(',')
+            .filter_map(|n| n.trim().parse::<usize>().ok())
+        {
+            if (1..=passages).contains(&n) && !numbers.contains(&n) {
+                numbers.push(n);
+            }
+        }
+    }
+    numbers
+}
