@@ -180,9 +180,16 @@ mod tests {
     #[test]
     fn stylesheets_scripts_and_svg_are_not_documents() {
         for name in ["style.css", "app.js", "logo.svg", "data.json"] {
-            assert_eq!(detect(Some(name), None, b"body { color: red }"), None, "{name}");
+            assert_eq!(
+                detect(Some(name), None, b"body { color: red }"),
+                None,
+                "{name}"
+            );
         }
-        assert_eq!(detect(Some("notes"), None, b"plain words"), Some(DocumentKind::Text));
+        assert_eq!(
+            detect(Some("notes"), None, b"plain words"),
+            Some(DocumentKind::Text)
+        );
     }
 
     #[test]
