@@ -574,3 +574,125 @@ async fn a_killed_ingestion_worker_resumes_without_duplicates() {
     assert_eq!(hits.len() as u64, total, "every chunk once: {indices:?}");
     assert_eq!(indices.len() as u64, total);
 }
+
+impl Ingest {
+    /// `PUT path` with a JSON body as `key`'s tenant.
+    async fn put_json(&self, key: &str, path: &str, body: Value) -> (StatusCode, Value) {
+        let response = self
+            .http
+            .put(self.url(path))
+            .bearer_auth(key)
+            .json(&body)
+            .send()
+            .await
+            .expect("put");
+        json_response(response).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn collections_choose_their_own_chunking() {
+    let it = Ingest::start(&[]).await;
+    // A free-text name: spaces and a dot, percent-encoded in the path.
+    let (status, stored) = it
+        .put_json(
+            &it.acme,
+            "/v1/collections/tiny%20chunks.v1",
+            json!({"chunk_tokens": 16, "chunk_overlap": 0}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{stored}");
+    assert_eq!(
+        stored,
+        json!({"collection": "tiny chunks.v1", "chunk_tokens": 16, "chunk_overlap": 0})
+    );
+
+    // The same ~200 words in the tiny collection and in one with the defaults (256/32).
+    let text = "The lighthouse keeper counts the ships passing the northern cape each evening. "
+        .repeat(17);
+    let mut chunks = Vec::new();
+    for collection in ["tiny chunks.v1", "manual"] {
+        let (status, accepted) = it
+            .post_json(
+                &it.acme,
+                json!({"collection": collection, "text": text, "title": "Lighthouse"}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{accepted}");
+        let task = it
+            .finished(&it.acme, accepted["task_id"].as_str().expect("task"))
+            .await;
+        assert_eq!(task["status"], "completed", "{task}");
+        chunks.push(task["chunks_done"].as_u64().expect("chunks_done"));
+    }
+    let (tiny, default) = (chunks[0], chunks[1]);
+    assert!(default >= 1, "{chunks:?}");
+    assert!(tiny >= 4 * default && tiny >= 10, "{chunks:?}");
+
+    let (status, listed) = it.get(&it.acme, "/v1/collections").await;
+    assert_eq!(status, StatusCode::OK, "{listed}");
+    assert_eq!(
+        listed,
+        json!({"collections": [
+            {"collection": "manual", "chunk_tokens": 256, "chunk_overlap": 32, "documents": 1},
+            {"collection": "tiny chunks.v1", "chunk_tokens": 16, "chunk_overlap": 0, "documents": 1},
+        ]})
+    );
+
+    // Invalid settings are refused and change nothing.
+    for bad in [
+        json!({"chunk_tokens": 8, "chunk_overlap": 0}),
+        json!({"chunk_tokens": 9000, "chunk_overlap": 0}),
+        json!({"chunk_tokens": 64, "chunk_overlap": 64}),
+        json!({"chunk_tokens": 64}),
+    ] {
+        let (status, error) = it
+            .put_json(&it.acme, "/v1/collections/tiny%20chunks.v1", bad.clone())
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad} → {error}");
+        assert!(error["error"]["message"].is_string(), "{error}");
+    }
+    let (_, unchanged) = it.get(&it.acme, "/v1/collections").await;
+    assert_eq!(unchanged, listed);
+
+    // NATS users set the same settings with an action.
+    let body = action_body(
+        &new_id(),
+        "ingestion.collection_put",
+        json!({"collection": "manual", "chunk_tokens": 128, "chunk_overlap": 16}),
+    );
+    let (_, result) = it
+        .env
+        .request(
+            "ingestion.acme.rpc",
+            headers(&[("action_type", "ingestion.collection_put")]),
+            &body,
+        )
+        .await;
+    assert_eq!(result["data"]["status"], "success", "{result}");
+    assert_eq!(
+        result["data"]["result"],
+        json!({"collection": "manual", "chunk_tokens": 128, "chunk_overlap": 16})
+    );
+    let (_, listed) = it.get(&it.acme, "/v1/collections").await;
+    assert_eq!(listed["collections"][0]["chunk_tokens"], 128, "{listed}");
+    let body = action_body(
+        &new_id(),
+        "ingestion.collection_put",
+        json!({"collection": "manual", "chunk_tokens": 16, "chunk_overlap": 20}),
+    );
+    let (_, refused) = it
+        .env
+        .request(
+            "ingestion.acme.rpc",
+            headers(&[("action_type", "ingestion.collection_put")]),
+            &body,
+        )
+        .await;
+    assert_error(&refused, "invalid_action");
+
+    // Another tenant sees none of it.
+    let (status, theirs) = it.get(&it.globex, "/v1/collections").await;
+    assert_eq!(status, StatusCode::OK, "{theirs}");
+    assert_eq!(theirs, json!({"collections": []}));
+}

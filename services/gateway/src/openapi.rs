@@ -20,7 +20,9 @@ use std::sync::LazyLock;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
 use execution::agent::Agent;
+use ingestion::collections::{CollectionRecord, CollectionSettings};
 use ingestion::documents::DocumentRecord;
+use ingestion::routes::collections::{CollectionList, CollectionSummary};
 use ingestion::submit::Accepted;
 use ingestion::task::{StageTimings, TaskState, TaskStatus};
 use serde_json::Value;
@@ -59,6 +61,8 @@ pub const SECURITY_SCHEME: &str = "api_key";
         ingestion::routes::documents::delete,
         ingestion::routes::tasks::get,
         ingestion::routes::tasks::events,
+        ingestion::routes::collections::list,
+        ingestion::routes::collections::put,
         orchestrator::routes::chat::chat,
         orchestrator::routes::sessions::get,
     ),
@@ -68,6 +72,10 @@ pub const SECURITY_SCHEME: &str = "api_key";
         AgentDeleted,
         Accepted,
         DocumentRecord,
+        CollectionSettings,
+        CollectionRecord,
+        CollectionSummary,
+        CollectionList,
         TaskState,
         TaskStatus,
         StageTimings,

@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use shared::ActionPayload;
 
+use crate::collections::CollectionRecord;
 use crate::task::TaskState;
 
 /// `ingestion.ingest_document`: extract, chunk, embed and index one document.
@@ -42,10 +43,11 @@ pub struct IngestDocument {
     /// Kept with every chunk; searches can filter on it.
     #[serde(default, skip_serializing_if = "Map::is_empty")]
     pub metadata: Map<String, Value>,
-    /// Tokens per chunk (default `DA_CHUNK_TOKENS`).
+    /// Tokens per chunk (default: the collection's setting, else `DA_CHUNK_TOKENS`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chunk_tokens: Option<usize>,
-    /// Tokens shared by neighbouring chunks (default `DA_CHUNK_OVERLAP`).
+    /// Tokens shared by neighbouring chunks (default: the collection's setting, else
+    /// `DA_CHUNK_OVERLAP`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chunk_overlap: Option<usize>,
 }
@@ -86,4 +88,21 @@ pub struct DocumentDeleted {
     pub document_id: String,
     /// Chunks removed from the vector store.
     pub chunks_deleted: u64,
+}
+
+/// `ingestion.collection_put`: how a collection's documents are chunked from now on
+/// (documents already indexed keep their chunks until ingested again).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CollectionPut {
+    /// The tenant's collection (free text, as in `ingest_document`).
+    pub collection: String,
+    /// Tokens per chunk (16 to 8192).
+    pub chunk_tokens: usize,
+    /// Tokens shared by neighbouring chunks (fewer than `chunk_tokens`).
+    pub chunk_overlap: usize,
+}
+
+impl ActionPayload for CollectionPut {
+    const ACTION_TYPE: &'static str = "ingestion.collection_put";
+    type Output = CollectionRecord;
 }

@@ -12,6 +12,7 @@
 //! - [`chunker`]: chunks of N tokens of the embedder's tokenizer.
 //! - [`task`]: task status and progress in the KV bucket `tasks`.
 //! - [`documents`]: originals (object store), records and the content index (KV).
+//! - [`collections`]: chunking settings per collection in the KV bucket `collections`.
 //! - [`bucket`]: JSON values in a KV bucket with compare-and-set updates.
 //! - [`service`]: [`IngestionService`], what handlers and routes share, and its limits.
 //! - [`submit`]: handing a document to the pipeline (HTTP routes and the CLI).
@@ -21,14 +22,16 @@
 //!
 //! | action type | data | result |
 //! |---|---|---|
-//! | `ingestion.ingest_document` | `{collection, text \| url \| stored, document_id?, title?, metadata?, chunk_tokens?, chunk_overlap?}` | the task: chunked, batches enqueued |
+//! | `ingestion.ingest_document` | `{collection, text \| url \| stored, document_id?, title?, metadata?, chunk_tokens?, chunk_overlap?}` | the task: chunked, batches enqueued (chunk sizes: the request's, else the collection's, else the defaults) |
 //! | `ingestion.get_status` | `{task_id}` | the task |
 //! | `ingestion.delete_document` | `{document_id}` | `{document_id, chunks_deleted}` |
+//! | `ingestion.collection_put` | `{collection, chunk_tokens, chunk_overlap}` | the stored `{collection, chunk_tokens, chunk_overlap}` |
 //! | `embedding.generate.result` (callback) | one embedded batch | indexed, task advanced |
 
 pub mod actions;
 pub mod bucket;
 pub mod chunker;
+pub mod collections;
 pub mod config;
 pub mod documents;
 pub mod extract;
@@ -48,6 +51,7 @@ pub fn dispatcher(service: IngestionService) -> Dispatcher {
         .on::<actions::IngestDocument, _>(handlers::ingest_document)
         .on::<actions::GetStatus, _>(handlers::get_status)
         .on::<actions::DeleteDocument, _>(handlers::delete_document)
+        .on::<actions::CollectionPut, _>(handlers::collection_put)
         .on_result::<embedding::actions::Generate, _>(handlers::embedded)
         .with_state(service)
 }

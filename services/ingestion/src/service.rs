@@ -6,6 +6,7 @@ use async_nats::jetstream;
 
 use crate::bucket::StateError;
 use crate::chunker::Chunker;
+use crate::collections::Collections;
 use crate::documents::Documents;
 use crate::task::Tasks;
 
@@ -18,9 +19,10 @@ pub struct Limits {
     pub fetch_timeout: Duration,
     /// Chunks per `embedding.generate` batch (progress moves per batch).
     pub batch_size: usize,
-    /// Tokens per chunk, unless the request says otherwise.
+    /// Tokens per chunk, unless the request or the collection's settings say otherwise.
     pub chunk_tokens: usize,
-    /// Tokens shared by neighbouring chunks, unless the request says otherwise.
+    /// Tokens shared by neighbouring chunks, unless the request or the collection's
+    /// settings say otherwise.
     pub chunk_overlap: usize,
     /// How long a `query.*` request may take.
     pub query_timeout: Duration,
@@ -40,13 +42,15 @@ impl Default for Limits {
     }
 }
 
-/// Task state, documents, the chunker and the limits.
+/// Task state, documents, collection settings, the chunker and the limits.
 #[derive(Clone)]
 pub struct IngestionService {
     /// The `tasks` bucket.
     pub tasks: Tasks,
     /// Originals, records, content index.
     pub documents: Documents,
+    /// Per-collection chunking settings.
+    pub collections: Collections,
     /// Cuts text into chunks.
     pub chunker: Chunker,
     /// Sizes and limits.
@@ -63,6 +67,7 @@ impl IngestionService {
         Ok(Self {
             tasks: Tasks::open(js).await?,
             documents: Documents::open(js).await?,
+            collections: Collections::open(js).await?,
             chunker,
             limits,
         })

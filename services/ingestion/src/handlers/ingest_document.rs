@@ -151,9 +151,18 @@ async fn run(
         .await?;
 
     let chunking = Instant::now();
-    let tokens = request.chunk_tokens.unwrap_or(service.limits.chunk_tokens);
+    // The request's sizes, else the collection's, else the service's defaults.
+    let collection = match (request.chunk_tokens, request.chunk_overlap) {
+        (Some(_), Some(_)) => None,
+        _ => service.collections.get(tenant, &request.collection).await?,
+    };
+    let tokens = request
+        .chunk_tokens
+        .or(collection.map(|c| c.chunk_tokens))
+        .unwrap_or(service.limits.chunk_tokens);
     let overlap = request
         .chunk_overlap
+        .or(collection.map(|c| c.chunk_overlap))
         .unwrap_or(service.limits.chunk_overlap);
     let chunker = service.chunker.clone();
     let chunk_title = title.clone();

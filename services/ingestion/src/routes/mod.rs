@@ -1,4 +1,4 @@
-//! The HTTP API: documents and tasks. [`router`] is what the gateway mounts; every route
+//! The HTTP API: documents, collections and tasks. [`router`] is what the gateway mounts; every route
 //! authenticates with an API key whose tenant is the only tenant it acts for.
 //!
 //! | route | does |
@@ -7,12 +7,15 @@
 //! | `GET /v1/documents?collection=` | the tenant's documents with status, chunk count, size |
 //! | `GET /v1/documents/{id}` | one document |
 //! | `DELETE /v1/documents/{id}` | its original, its chunks, its state |
+//! | `GET /v1/collections` | `{collections: [{collection, chunk_tokens, chunk_overlap, documents}]}`: every collection with settings or documents |
+//! | `PUT /v1/collections/{name}` | `{chunk_tokens, chunk_overlap}`: 200 the stored `{collection, chunk_tokens, chunk_overlap}`, 400 if invalid |
 //! | `GET /v1/tasks/{task_id}` | status, percentage, counts, error |
 //! | `GET /v1/tasks/{task_id}/events` | the same, live, as server-sent events until it ends |
 //!
 //! Errors are JSON `{error: {code, message}}`: 400 bad fields, 401, 404, 413 too large,
 //! 415 unsupported type, 422 unreadable document, 503 NATS unreachable.
 
+pub mod collections;
 pub mod documents;
 pub mod tasks;
 
@@ -20,7 +23,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, FromRef};
-use axum::routing::get;
+use axum::routing::{get, put};
 use shared::http::ApiKeys;
 use shared::publish::Publisher;
 
@@ -43,7 +46,7 @@ impl FromRef<Api> for ApiKeys {
     }
 }
 
-/// The documents and tasks routes, with the upload size limit applied.
+/// The documents, collections and tasks routes, with the upload size limit applied.
 pub fn router(api: Api) -> Router {
     // Multipart framing adds a little to the file itself.
     let limit = api.service.limits.max_bytes + 64 * 1024;
@@ -56,6 +59,8 @@ pub fn router(api: Api) -> Router {
             "/v1/documents/{document_id}",
             get(documents::get).delete(documents::delete),
         )
+        .route("/v1/collections", get(collections::list))
+        .route("/v1/collections/{collection}", put(collections::put))
         .route("/v1/tasks/{task_id}", get(tasks::get))
         .route("/v1/tasks/{task_id}/events", get(tasks::events))
         .layer(DefaultBodyLimit::max(limit))
