@@ -34,3 +34,50 @@ pub mod dlq {
     /// The subject it was published to.
     pub const SUBJECT: &str = "dlq_subject";
 }
+
+/// The contract's header names as [`HeaderName`](async_nats::HeaderName) values, for the
+/// hot path: looking a header up or inserting it by `&str` validates the name and copies
+/// it into a new allocation every time; these are built at compile time and free to clone.
+pub mod name {
+    use async_nats::HeaderName;
+
+    /// [`super::ACTION_TYPE`].
+    pub const ACTION_TYPE: HeaderName = HeaderName::from_static(super::ACTION_TYPE);
+    /// [`super::MSG_ID`].
+    pub const MSG_ID: HeaderName = HeaderName::from_static(super::MSG_ID);
+    /// [`super::CALLBACK_SUBJECT`].
+    pub const CALLBACK_SUBJECT: HeaderName = HeaderName::from_static(super::CALLBACK_SUBJECT);
+    /// [`super::CORRELATION_ID`].
+    pub const CORRELATION_ID: HeaderName = HeaderName::from_static(super::CORRELATION_ID);
+    /// [`super::TRACEPARENT`].
+    pub const TRACEPARENT: HeaderName = HeaderName::from_static(super::TRACEPARENT);
+
+    #[cfg(test)]
+    mod tests {
+        use async_nats::HeaderMap;
+
+        #[test]
+        fn names_match_their_strings() {
+            let mut by_str = HeaderMap::new();
+            for name in [
+                super::super::ACTION_TYPE,
+                super::super::MSG_ID,
+                super::super::CALLBACK_SUBJECT,
+                super::super::CORRELATION_ID,
+                super::super::TRACEPARENT,
+            ] {
+                by_str.insert(name, name);
+            }
+            for name in [
+                super::ACTION_TYPE,
+                super::MSG_ID,
+                super::CALLBACK_SUBJECT,
+                super::CORRELATION_ID,
+                super::TRACEPARENT,
+            ] {
+                let text: &str = name.as_ref();
+                assert_eq!(by_str.get(name.clone()).map(|v| v.as_str()), Some(text));
+            }
+        }
+    }
+}

@@ -20,7 +20,7 @@ use serde::Serialize;
 
 use crate::action::{Action, ActionError, ActionPayload, ActionResult, ErrorCode};
 use crate::headers;
-use crate::subject::{self, CallbackSubject};
+use crate::subject::{self, CallbackSubject, Channel};
 use crate::telemetry::TraceParent;
 
 /// Why a publish failed.
@@ -117,7 +117,7 @@ impl Publisher {
         &self,
         action: &Action<T>,
     ) -> Result<Enqueued, PublishError> {
-        let subject = subject::actions(&action.action_type.domain(), &action.tenant_id);
+        let subject = subject::for_action(&action.action_type, &action.tenant_id, Channel::Actions);
         let (headers, body) = encode(action)?;
         let ack = self.publish_stored(subject, headers, body).await?;
         Ok(Enqueued {
@@ -148,7 +148,8 @@ impl Publisher {
         action: &Action<T>,
         timeout: Duration,
     ) -> Result<Action<serde_json::Value>, PublishError> {
-        let subject = subject::rpc(&action.action_type.domain(), &action.tenant_id);
+        // Built again for an error message rather than cloned for every request.
+        let subject = || subject::for_action(&action.action_type, &action.tenant_id, Channel::Rpc);
         let (headers, body) = encode(action)?;
         self.check_size(&headers, &body)?;
         let request = async_nats::Request::new()
@@ -158,15 +159,15 @@ impl Publisher {
         let reply = self
             .inner
             .client
-            .send_request(subject.clone(), request)
+            .send_request(subject(), request)
             .await
             .map_err(|err| match err.kind() {
-                RequestErrorKind::NoResponders => PublishError::NoResponders(subject.clone()),
-                RequestErrorKind::TimedOut => PublishError::Timeout(timeout, subject.clone()),
+                RequestErrorKind::NoResponders => PublishError::NoResponders(subject()),
+                RequestErrorKind::TimedOut => PublishError::Timeout(timeout, subject()),
                 _ => PublishError::Nats(err.to_string()),
             })?;
         serde_json::from_slice(&reply.payload)
-            .map_err(|err| PublishError::BadReply(subject, err.to_string()))
+            .map_err(|err| PublishError::BadReply(subject(), err.to_string()))
     }
 
     /// Delivers a result to `to`. A durable callbacks subject goes through JetStream with
@@ -228,20 +229,7 @@ impl Publisher {
 
 /// The action's headers and JSON body as they go on the wire.
 pub fn encode<T: Serialize>(action: &Action<T>) -> Result<(HeaderMap, Bytes), PublishError> {
-    let body = serde_json::to_vec(action)
-        .map_err(|err| PublishError::Nats(format!("cannot encode action: {err}")))?;
-    let mut headers = HeaderMap::new();
-    headers.insert(headers::ACTION_TYPE, action.action_type.as_str());
-    headers.insert(headers::MSG_ID, action.action_id.to_string().as_str());
-    if let Some(callback) = &action.callback_subject {
-        headers.insert(headers::CALLBACK_SUBJECT, callback.as_str());
-    }
-    if let Some(correlation) = &action.correlation_id {
-        headers.insert(headers::CORRELATION_ID, correlation.as_str());
-    }
-    let trace = action.traceparent.unwrap_or_else(TraceParent::new_root);
-    headers.insert(headers::TRACEPARENT, trace.to_header());
-    Ok((headers, Bytes::from(body)))
+    encode_with(action, action.correlation_id.as_deref())
 }
 
 /// A result's headers and JSON body: those of any action, with the `correlation_id` header
@@ -250,9 +238,36 @@ pub fn encode_result<R: Serialize>(
     result: &Action<ActionResult<R>>,
     chain_correlation: &str,
 ) -> Result<(HeaderMap, Bytes), PublishError> {
-    let (mut headers, body) = encode(result)?;
-    headers.insert(headers::CORRELATION_ID, chain_correlation);
-    Ok((headers, body))
+    encode_with(result, Some(chain_correlation))
+}
+
+/// Room for a typical body (envelope, ids, timestamps and a small payload) so serializing
+/// does not grow the buffer several times; a larger body grows it as usual.
+const BODY_CAPACITY: usize = 512;
+
+/// [`encode`] with the `correlation_id` header given: every message goes through here, so
+/// headers are inserted by prebuilt name and each value is allocated once.
+fn encode_with<T: Serialize>(
+    action: &Action<T>,
+    correlation: Option<&str>,
+) -> Result<(HeaderMap, Bytes), PublishError> {
+    let mut body = Vec::with_capacity(BODY_CAPACITY);
+    serde_json::to_writer(&mut body, action)
+        .map_err(|err| PublishError::Nats(format!("cannot encode action: {err}")))?;
+    let mut headers = HeaderMap::new();
+    headers.insert(headers::name::ACTION_TYPE, action.action_type.as_str());
+    let mut id = uuid::Uuid::encode_buffer();
+    let id: &str = action.action_id.hyphenated().encode_lower(&mut id);
+    headers.insert(headers::name::MSG_ID, id);
+    if let Some(callback) = &action.callback_subject {
+        headers.insert(headers::name::CALLBACK_SUBJECT, callback.as_str());
+    }
+    if let Some(correlation) = correlation {
+        headers.insert(headers::name::CORRELATION_ID, correlation);
+    }
+    let trace = action.traceparent.unwrap_or_else(TraceParent::new_root);
+    headers.insert(headers::name::TRACEPARENT, trace.to_header());
+    Ok((headers, Bytes::from(body)))
 }
 
 /// Bytes the headers take in the protocol (`NATS/1.0\r\n`, a line each, a blank line).

@@ -15,17 +15,17 @@ use async_nats::service::{Request, Service, ServiceExt, endpoint::Endpoint};
 use bytes::Bytes;
 use futures::StreamExt;
 use serde_json::json;
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 use uuid::Uuid;
 
-use crate::action::{ActionError, ActionResult, ResultAddress, decode, decode::unreadable_type};
+use crate::action::decode::{decode_or, unreadable_type};
+use crate::action::{ActionError, ActionResult, ResultAddress};
 use crate::context::Ctx;
 use crate::publish;
 use crate::subject::{self, Channel};
-use crate::worker::Shared;
 use crate::worker::dead_letter::{DeadLetter, Origin};
+use crate::worker::{InFlight, Shared};
 
 /// A started micro service with its rpc endpoint.
 pub(crate) struct RpcService {
@@ -65,33 +65,27 @@ impl RpcService {
         })
     }
 
-    /// Answers requests until `shutdown`, then lets in-flight ones finish.
+    /// Answers requests until `shutdown`, then lets in-flight ones finish. At most
+    /// `concurrency` run at once; they are driven by this task ([`InFlight`] says why).
     pub async fn serve(mut self, shutdown: CancellationToken) {
         let capacity = self.shared.config.concurrency.max(1);
-        let slots = Arc::new(Semaphore::new(capacity));
+        let mut inflight = InFlight::default();
+        let stopped = shutdown.cancelled();
+        tokio::pin!(stopped);
         loop {
-            let permit = tokio::select! {
-                _ = shutdown.cancelled() => break,
-                permit = slots.clone().acquire_owned() => match permit {
-                    Ok(permit) => permit,
-                    Err(_) => break,
-                },
-            };
-            let request = tokio::select! {
-                _ = shutdown.cancelled() => break,
-                request = self.endpoint.next() => match request {
-                    Some(request) => request,
-                    None => break,
-                },
-            };
-            let shared = self.shared.clone();
-            tokio::spawn(async move {
-                answer(&shared, request).await;
-                drop(permit);
-            });
+            tokio::select! {
+                biased;
+                _ = &mut stopped => break,
+                request = self.endpoint.next(), if inflight.len() < capacity => {
+                    let Some(request) = request else { break };
+                    let shared = self.shared.clone();
+                    inflight.push(async move { answer(&shared, request).await });
+                }
+                Some(()) = inflight.next(), if !inflight.is_empty() => {}
+            }
         }
         let _ = self.endpoint.stop().await;
-        let _ = slots.acquire_many(capacity as u32).await;
+        inflight.finish().await;
         let _ = self.service.stop().await;
     }
 }
@@ -121,11 +115,11 @@ async fn answer(shared: &Shared, request: Request) {
         return dead_letter(error, None).await;
     }
 
-    let received = match decode(
+    let received = match decode_or(
         &msg.subject,
         msg.headers.as_ref(),
         &msg.payload,
-        Uuid::now_v7(),
+        Uuid::now_v7,
     ) {
         Ok(received) => received,
         Err(rejection) => {

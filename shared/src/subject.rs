@@ -13,7 +13,7 @@
 
 use std::fmt;
 
-use crate::action::{ActionError, Domain, ErrorCode, TenantId};
+use crate::action::{ActionError, ActionType, Domain, ErrorCode, TenantId};
 
 /// The last token of an action subject: which path the message took.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -119,17 +119,33 @@ impl fmt::Display for ActionSubject {
 
 /// `<domain>.<tenant>.actions`.
 pub fn actions(domain: &Domain, tenant: &TenantId) -> String {
-    ActionSubject::new(domain, tenant, Channel::Actions).to_string()
+    join(domain.as_str(), tenant, Channel::Actions)
 }
 
 /// `<domain>.<tenant>.callbacks`.
 pub fn callbacks(domain: &Domain, tenant: &TenantId) -> String {
-    ActionSubject::new(domain, tenant, Channel::Callbacks).to_string()
+    join(domain.as_str(), tenant, Channel::Callbacks)
 }
 
 /// `<domain>.<tenant>.rpc`.
 pub fn rpc(domain: &Domain, tenant: &TenantId) -> String {
-    ActionSubject::new(domain, tenant, Channel::Rpc).to_string()
+    join(domain.as_str(), tenant, Channel::Rpc)
+}
+
+/// The subject of `channel` for an action of `action_type` (its domain) and `tenant`.
+pub(crate) fn for_action(action_type: &ActionType, tenant: &TenantId, channel: Channel) -> String {
+    join(action_type.domain_str(), tenant, channel)
+}
+
+/// `<domain>.<tenant>.<channel>` in one allocation: publishers build one per message.
+/// `domain` comes from a validated [`Domain`] or [`ActionType`].
+fn join(domain: &str, tenant: &TenantId, channel: Channel) -> String {
+    let (tenant, channel) = (tenant.as_str(), channel.as_str());
+    let mut subject = String::with_capacity(domain.len() + tenant.len() + channel.len() + 2);
+    for part in [domain, ".", tenant, ".", channel] {
+        subject.push_str(part);
+    }
+    subject
 }
 
 /// The filter matching `channel` of every tenant of `domain`: `<domain>.*.<channel>`.
@@ -244,6 +260,11 @@ mod tests {
         assert_eq!(actions(&d("echo"), &t("acme")), "echo.acme.actions");
         assert_eq!(callbacks(&d("echo"), &t("acme")), "echo.acme.callbacks");
         assert_eq!(rpc(&d("echo"), &t("acme")), "echo.acme.rpc");
+        let ping = ActionType::new("echo.ping").unwrap();
+        assert_eq!(
+            for_action(&ping, &t("acme"), Channel::Actions),
+            "echo.acme.actions"
+        );
         assert_eq!(any_tenant(&d("echo"), Channel::Actions), "echo.*.actions");
         assert_eq!(dead_letters(&d("echo"), Some(&t("acme"))), "dlq.echo.acme");
         assert_eq!(dead_letters(&d("echo"), None), "dlq.echo._unknown");

@@ -83,13 +83,14 @@ impl<'a> WireHeaders<'a> {
         let Some(h) = headers else {
             return Self::default();
         };
-        let get = |name: &str| h.get(name).map(|v| v.as_str());
+        // Looked up by prebuilt names: a `&str` would be validated and copied per lookup.
+        let get = |name: async_nats::HeaderName| h.get(name).map(|v| v.as_str());
         Self {
-            action_type: get(headers::ACTION_TYPE),
-            msg_id: get(headers::MSG_ID),
-            callback: get(headers::CALLBACK_SUBJECT),
-            correlation: get(headers::CORRELATION_ID),
-            trace: get(headers::TRACEPARENT).and_then(TraceParent::parse),
+            action_type: get(headers::name::ACTION_TYPE),
+            msg_id: get(headers::name::MSG_ID),
+            callback: get(headers::name::CALLBACK_SUBJECT),
+            correlation: get(headers::name::CORRELATION_ID),
+            trace: get(headers::name::TRACEPARENT).and_then(TraceParent::parse),
         }
     }
 }
@@ -108,6 +109,17 @@ pub fn decode(
     headers: Option<&HeaderMap>,
     body: &[u8],
     fallback_id: Uuid,
+) -> Result<Received, Rejection> {
+    decode_or(subject, headers, body, || fallback_id)
+}
+
+/// [`decode`] with the fallback id made only when it is needed: almost every action
+/// carries its own id, and making one (a hash, or a clock read) costs on every message.
+pub fn decode_or(
+    subject: &str,
+    headers: Option<&HeaderMap>,
+    body: &[u8],
+    fallback_id: impl FnOnce() -> Uuid,
 ) -> Result<Received, Rejection> {
     let subject = match ActionSubject::parse(subject) {
         Ok(subject) => subject,
@@ -137,9 +149,11 @@ pub fn decode(
         action_type,
         action_id,
         created_at,
-    } = check(&subject, &wire, &body)
-        .map_err(|error| reject(&subject, &wire, Some(&body), fallback_id, error))?;
-    let action_id = action_id.unwrap_or(fallback_id);
+    } = match check(&subject, &wire, &body) {
+        Ok(checked) => checked,
+        Err(error) => return Err(reject(&subject, &wire, Some(&body), fallback_id, error)),
+    };
+    let action_id = action_id.unwrap_or_else(fallback_id);
     let created_at = created_at.unwrap_or_else(OffsetDateTime::now_utc);
     let correlation_id = body
         .correlation_id
@@ -240,7 +254,7 @@ fn reject(
     subject: &ActionSubject,
     wire: &WireHeaders<'_>,
     body: Option<&WireBody<'_>>,
-    fallback_id: Uuid,
+    fallback_id: impl FnOnce() -> Uuid,
     error: ActionError,
 ) -> Rejection {
     let tenant = &subject.tenant;
@@ -259,7 +273,7 @@ fn reject(
         .into_iter()
         .flatten()
         .find_map(|id| Uuid::parse_str(id).ok())
-        .unwrap_or(fallback_id);
+        .unwrap_or_else(fallback_id);
     Rejection {
         error,
         domain: Some(subject.domain.clone()),

@@ -107,8 +107,12 @@ impl ActionType {
 
     /// The domain whose service handles this action (the part before the first dot).
     pub fn domain(&self) -> Domain {
-        let domain = self.0.split('.').next().unwrap_or_default();
-        Domain(domain.to_owned())
+        Domain(self.domain_str().to_owned())
+    }
+
+    /// [`ActionType::domain`] without the allocation, for building subjects.
+    pub(crate) fn domain_str(&self) -> &str {
+        self.0.split('.').next().unwrap_or_default()
     }
 
     /// Whether this is the type of a result (`….result`).

@@ -16,6 +16,7 @@
 
 mod advisory;
 pub mod dead_letter;
+mod inflight;
 mod outcome;
 mod pull;
 
@@ -34,6 +35,7 @@ use crate::dispatcher::Dispatcher;
 use crate::publish::Publisher;
 use crate::settings::Settings;
 use crate::streams::{Definitions, StreamsError};
+pub(crate) use inflight::InFlight;
 use outcome::Lane;
 use pull::PullLoop;
 
@@ -255,47 +257,37 @@ async fn serve_consumer(
     shutdown: CancellationToken,
 ) {
     let capacity = shared.config.concurrency.max(1);
-    let slots = Arc::new(Semaphore::new(capacity));
     let pull = PullLoop {
         consumer,
         jetstream: shared.publisher.jetstream().clone(),
-        slots: slots.clone(),
+        slots: Arc::new(Semaphore::new(capacity)),
         capacity,
         expires: shared.config.pull_expires,
     };
-    let start = |msg: Message, permit| {
-        let shared = shared.clone();
-        let lane = lane.clone();
-        tokio::spawn(async move {
-            outcome::handle(shared, lane, msg).await;
-            drop(permit);
-        });
-    };
-    let leftover = match pull.run(shutdown, start).await {
+    let mut inflight = InFlight::default();
+    let handle = |msg: Message| outcome::handle(shared.clone(), lane.clone(), msg);
+    let leftover = match pull.run(shutdown, &mut inflight, handle).await {
         Ok(subscription) => Some(subscription),
         Err(err) => {
             tracing::error!(%err, consumer = %lane.consumer, "pulling stopped");
             None
         }
     };
-    drain(&shared, &lane, slots, capacity, leftover).await;
+    drain(&shared, &lane, inflight, leftover).await;
 }
 
-/// Waits for in-flight handlers; naks whatever is still delivered meanwhile.
+/// Runs in-flight handlers to their end; naks whatever is still delivered meanwhile.
 async fn drain(
     shared: &Shared,
     lane: &Lane,
-    slots: Arc<Semaphore>,
-    capacity: usize,
+    mut inflight: InFlight,
     mut leftover: Option<async_nats::Subscriber>,
 ) {
-    let all_idle = slots.acquire_many_owned(capacity as u32);
-    tokio::pin!(all_idle);
     let deadline = tokio::time::sleep(shared.config.drain_timeout);
     tokio::pin!(deadline);
     loop {
         tokio::select! {
-            _ = &mut all_idle => break,
+            done = inflight.next() => if done.is_none() { break },
             _ = &mut deadline => {
                 tracing::warn!(consumer = %lane.consumer, "drain timeout: cancelling in-flight handlers; their actions will be redelivered");
                 shared.handler_cancel.cancel();
@@ -309,6 +301,9 @@ async fn drain(
             }
         }
     }
+    // Left only after a timeout: nobody waits for them any more, but one that stops at the
+    // cancellation may still nak its message for a prompt redelivery.
+    inflight.detach();
     if let Some(mut subscription) = leftover {
         let _ = subscription.unsubscribe().await;
     }

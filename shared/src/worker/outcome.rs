@@ -20,7 +20,8 @@ use tracing::Instrument;
 
 use super::Shared;
 use super::dead_letter::{DeadLetter, Origin};
-use crate::action::{ActionError, ActionResult, Rejection, ResultAddress, decode, derived_id};
+use crate::action::decode::decode_or;
+use crate::action::{ActionError, ActionResult, Rejection, ResultAddress, derived_id};
 use crate::context::Ctx;
 use crate::subject::CallbackSubject;
 
@@ -35,7 +36,7 @@ pub(crate) struct Lane {
 pub(crate) async fn handle(shared: Arc<Shared>, lane: Arc<Lane>, msg: Message) {
     let (stream, sequence, delivered) = match msg.info() {
         Ok(info) => (
-            info.stream.to_owned(),
+            info.stream,
             info.stream_sequence,
             info.delivered.max(1) as u64,
         ),
@@ -44,23 +45,24 @@ pub(crate) async fn handle(shared: Arc<Shared>, lane: Arc<Lane>, msg: Message) {
             return;
         }
     };
-    let origin = Origin::Stored {
-        stream: stream.clone(),
+    // Only a dead letter needs it, so it is built only then.
+    let origin = || Origin::Stored {
+        stream: stream.to_owned(),
         sequence,
         deliveries: delivered,
         consumer: lane.consumer.clone(),
     };
     // An action published without an id gets one derived from where it is stored, so every
     // redelivery (and its result's dedupe id) agrees.
-    let fallback_id = derived_id(&[stream.as_bytes(), &sequence.to_be_bytes()]);
-    let received = match decode(
+    let fallback_id = || derived_id(&[stream.as_bytes(), &sequence.to_be_bytes()]);
+    let received = match decode_or(
         &msg.subject,
         msg.headers.as_ref(),
         &msg.payload,
         fallback_id,
     ) {
         Ok(received) => received,
-        Err(rejection) => return reject(&shared, &msg, rejection, origin).await,
+        Err(rejection) => return reject(&shared, &msg, rejection, origin()).await,
     };
 
     let action = received.action;
@@ -135,7 +137,7 @@ pub(crate) async fn handle(shared: Arc<Shared>, lane: Arc<Lane>, msg: Message) {
         headers: msg.headers.as_ref(),
         body: msg.payload.clone(),
         error: &error,
-        origin,
+        origin: origin(),
     };
     finish_dead(&shared, &msg, letter).await;
 }

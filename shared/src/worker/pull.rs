@@ -11,7 +11,11 @@
 //! Pull requests go out on one long-lived inbox subscription, several at a time, and a new
 //! one is only sent once a quarter of the slots are free again (or none are reserved), so
 //! the request traffic stays a small fraction of the message traffic.
+//!
+//! The loop also drives the handlers it starts ([`InFlight`]): slots are freed only when
+//! it polls them, so it never waits for a slot without polling them too.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,6 +27,8 @@ use futures::StreamExt;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+
+use super::inflight::InFlight;
 
 /// Header in which the server says how many messages of an ended pull request went unfilled.
 const PENDING_MESSAGES: &str = "Nats-Pending-Messages";
@@ -76,13 +82,18 @@ impl Reserved {
 }
 
 impl PullLoop {
-    /// Pulls until `stop` is cancelled, handing each message with its permit to `start`.
-    /// Returns the subscription so the caller can turn away what still arrives while it drains.
-    pub async fn run(
+    /// Pulls until `stop` is cancelled, starting `handle(message)` in `inflight` for each
+    /// message; its slot is freed when it finishes. Returns the subscription so the caller
+    /// can turn away what still arrives while it drains `inflight`.
+    pub async fn run<F>(
         self,
         stop: CancellationToken,
-        start: impl Fn(Message, OwnedSemaphorePermit),
-    ) -> Result<Subscriber, async_nats::Error> {
+        inflight: &mut InFlight,
+        handle: impl Fn(Message) -> F,
+    ) -> Result<Subscriber, async_nats::Error>
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
         let client = self.jetstream.client();
         let inbox = client.new_inbox();
         let mut inbox_sub = client.subscribe(inbox.clone()).await?;
@@ -93,13 +104,21 @@ impl PullLoop {
             count: 0,
         };
         let mut last_heard = Instant::now();
+        // Fires no later than three heartbeats after `last_heard`; checked and moved on when
+        // it fires, rather than re-armed on every message (a timer per message is not free).
+        let quiet = heartbeat * 3;
+        let stale = tokio::time::sleep(quiet);
+        tokio::pin!(stale);
+        // After a failed pull request: when to try again (handlers keep running meanwhile).
+        let mut retry_at: Option<Instant> = None;
+        let stopped = stop.cancelled();
+        tokio::pin!(stopped);
 
         loop {
             let want = if reserved.count == 0 { 1 } else { threshold };
-            let stale_at = last_heard + heartbeat * 3;
             tokio::select! {
                 biased;
-                _ = stop.cancelled() => break,
+                _ = &mut stopped => break,
                 message = inbox_sub.next() => {
                     let Some(message) = message else { break };
                     last_heard = Instant::now();
@@ -107,10 +126,20 @@ impl PullLoop {
                         None | Some(StatusCode::OK) => {
                             let permit = match reserved.take_one() {
                                 Some(permit) => permit,
-                                // A request we had given up on was filled after all: wait for a slot.
-                                None => self.slots.clone().acquire_owned().await?,
+                                // A request we had given up on was filled after all: wait
+                                // for a slot, which only a finishing handler can free.
+                                None => loop {
+                                    tokio::select! {
+                                        permit = self.slots.clone().acquire_owned() => break permit?,
+                                        Some(()) = inflight.next(), if !inflight.is_empty() => {}
+                                    }
+                                },
                             };
-                            start(Message { message, context: self.jetstream.clone() }, permit);
+                            let work = handle(Message { message, context: self.jetstream.clone() });
+                            inflight.push(async move {
+                                work.await;
+                                drop(permit);
+                            });
                         }
                         Some(StatusCode::IDLE_HEARTBEAT) => {}
                         Some(status) => {
@@ -130,7 +159,8 @@ impl PullLoop {
                         }
                     }
                 }
-                permit = self.slots.clone().acquire_many_owned(want as u32) => {
+                Some(()) = inflight.next(), if !inflight.is_empty() => {}
+                permit = self.slots.clone().acquire_many_owned(want as u32), if retry_at.is_none() => {
                     let mut permit = permit?;
                     let free = self.slots.available_permits();
                     if free > 0 && let Ok(more) = self.slots.clone().try_acquire_many_owned(free as u32) {
@@ -152,16 +182,22 @@ impl PullLoop {
                         Err(err) => {
                             tracing::warn!(%err, "pull request failed; retrying in 1s");
                             drop(permit);
-                            tokio::time::sleep(Duration::from_secs(1)).await;
+                            retry_at = Some(Instant::now() + Duration::from_secs(1));
                         }
                     }
                 }
-                _ = tokio::time::sleep_until(stale_at), if reserved.count > 0 => {
-                    // No message, heartbeat or timeout for three heartbeats: the server lost
-                    // our requests (restart, leader change). Forget them and ask again.
-                    tracing::warn!(reserved = reserved.count, "pull requests went quiet; asking again");
-                    reserved.release(reserved.count);
-                    last_heard = Instant::now();
+                _ = tokio::time::sleep_until(retry_at.unwrap_or(last_heard)), if retry_at.is_some() => {
+                    retry_at = None;
+                }
+                _ = &mut stale, if reserved.count > 0 => {
+                    if Instant::now() >= last_heard + quiet {
+                        // No message, heartbeat or timeout for three heartbeats: the server
+                        // lost our requests (restart, leader change). Forget them, ask again.
+                        tracing::warn!(reserved = reserved.count, "pull requests went quiet; asking again");
+                        reserved.release(reserved.count);
+                        last_heard = Instant::now();
+                    }
+                    stale.as_mut().reset(last_heard + quiet);
                 }
             }
         }
