@@ -7,6 +7,8 @@
 //! - [`commands::send`]: `publish` (durable) and `request` (rpc) an action built from flags.
 //! - [`commands::ingest`]: files and directory trees into a collection, with live progress.
 //! - [`commands::tail`]: print actions, results and dead letters as they pass.
+//! - [`commands::replay`]: read a domain's stored actions back: print, republish or handle them.
+//! - [`commands::dlq`]: list, show and redrive dead letters.
 //! - [`commands::streams`]: apply and list the stream definitions.
 //! - [`commands::keys`]: create, list and revoke the API keys of HTTP callers.
 //! - [`commands::bench`]: our path against a hand-written async-nats baseline, same run.
@@ -15,6 +17,7 @@
 
 mod commands;
 mod exit;
+mod history;
 mod services;
 
 use clap::{Parser, Subcommand};
@@ -53,6 +56,11 @@ enum Command {
     Ingest(commands::ingest::Args),
     /// Print every message on a subject (actions, results, dead letters) as JSON lines.
     Tail(commands::tail::Args),
+    /// Read a domain's stored actions back by time or sequence: print, republish or handle them.
+    Replay(commands::replay::Args),
+    /// List, show or redrive dead letters (the DLQ stream).
+    #[command(subcommand)]
+    Dlq(commands::dlq::Command),
     /// Apply or list the JetStream streams and consumers.
     #[command(subcommand)]
     Streams(commands::streams::Command),
@@ -90,6 +98,8 @@ fn main() {
             Command::Request(args) => commands::send::request(&url, args).await,
             Command::Ingest(args) => commands::ingest::run(&url, args).await,
             Command::Tail(args) => commands::tail::run(&url, args).await,
+            Command::Replay(args) => commands::replay::run(&url, args).await,
+            Command::Dlq(command) => commands::dlq::run(&url, command).await,
             Command::Streams(command) => commands::streams::run(&url, command).await,
             Command::Keys(command) => commands::keys::run(&url, command).await,
             Command::Bench(args) => commands::bench::run(&url, args).await,

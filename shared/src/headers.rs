@@ -14,8 +14,12 @@ pub const TRACEPARENT: &str = "traceparent";
 pub const CONTENT_TYPE: &str = "content-type";
 /// The only body format.
 pub const JSON: &str = "application/json";
-/// Set by `replay --republish` on actions sent again from history.
+/// Set by `replay --republish` on actions sent again from history: `<stream>:<sequence>` of
+/// the original, so an operator can tell a replayed action from a first one and find its source.
 pub const REPLAYED_FROM: &str = "replayed_from";
+/// Set by `dlq redrive` on dead letters sent back to their subject: `DLQ:<sequence>` of the
+/// dead letter, so a redriven action can be told apart and traced to the letter it came from.
+pub const REDRIVEN_FROM: &str = "redriven_from";
 
 /// Dead-letter headers: why, and where the original came from.
 pub mod dlq {

@@ -174,6 +174,14 @@ pub fn dead_letters(domain: &Domain, tenant: Option<&TenantId>) -> String {
     format!("dlq.{domain}.{tenant}")
 }
 
+/// The filter matching the dead letters of `domain` and `tenant`, each every one when `None`:
+/// `dlq.<domain or *>.<tenant or *>`, for reading the DLQ stream by domain or tenant.
+pub fn dead_letters_filter(domain: Option<&Domain>, tenant: Option<&TenantId>) -> String {
+    let domain = domain.map_or("*", Domain::as_str);
+    let tenant = tenant.map_or("*", TenantId::as_str);
+    format!("dlq.{domain}.{tenant}")
+}
+
 /// Every dead letter: `dlq.>`.
 pub const ALL_DEAD_LETTERS: &str = "dlq.>";
 
@@ -268,6 +276,12 @@ mod tests {
         assert_eq!(any_tenant(&d("echo"), Channel::Actions), "echo.*.actions");
         assert_eq!(dead_letters(&d("echo"), Some(&t("acme"))), "dlq.echo.acme");
         assert_eq!(dead_letters(&d("echo"), None), "dlq.echo._unknown");
+        assert_eq!(dead_letters_filter(None, None), "dlq.*.*");
+        assert_eq!(
+            dead_letters_filter(Some(&d("echo")), Some(&t("acme"))),
+            "dlq.echo.acme"
+        );
+        assert_eq!(dead_letters_filter(None, Some(&t("acme"))), "dlq.*.acme");
         assert_eq!(
             events(&d("orchestrator"), &t("acme"), "session.s1").unwrap(),
             "orchestrator.acme.events.session.s1"

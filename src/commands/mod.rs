@@ -2,9 +2,11 @@
 
 pub mod bench;
 pub mod dev;
+pub mod dlq;
 pub mod gateway;
 pub mod ingest;
 pub mod keys;
+pub mod replay;
 pub mod send;
 pub mod streams;
 pub mod tail;

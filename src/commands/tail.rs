@@ -54,14 +54,27 @@ fn is_wildcard(subject: &str) -> bool {
 
 /// One message as a JSON line: the body is shown as JSON when it is, as text otherwise.
 pub fn line(message: &async_nats::Message) -> Value {
-    let mut headers = Map::new();
-    if let Some(h) = &message.headers {
+    json!({
+        "subject": message.subject.as_str(),
+        "headers": headers_json(message.headers.as_ref()),
+        "body": body_json(&message.payload),
+    })
+}
+
+/// Headers as a JSON object, a header's several values joined by `, `.
+pub fn headers_json(headers: Option<&async_nats::HeaderMap>) -> Map<String, Value> {
+    let mut out = Map::new();
+    if let Some(h) = headers {
         for (name, values) in h.iter() {
             let values: Vec<&str> = values.iter().map(|v| v.as_str()).collect();
-            headers.insert(name.to_string(), json!(values.join(", ")));
+            out.insert(name.to_string(), json!(values.join(", ")));
         }
     }
-    let body = serde_json::from_slice::<Value>(&message.payload)
-        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&message.payload).into_owned()));
-    json!({ "subject": message.subject.as_str(), "headers": headers, "body": body })
+    out
+}
+
+/// A body as JSON when it is, as text otherwise.
+pub fn body_json(payload: &[u8]) -> Value {
+    serde_json::from_slice::<Value>(payload)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(payload).into_owned()))
 }

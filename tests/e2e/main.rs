@@ -11,6 +11,8 @@
 //! - [`retries`]: retryable failures, backoff and the last delivery.
 //! - [`process`]: drain on SIGTERM and max deliveries across crashed processes.
 //! - [`cli`]: the `domain-actions` command.
+//! - [`replay`]: `replay`: history by tenant, type, sequence and time; republish; local handling.
+//! - [`dlq`]: `dlq ls|show|redrive` and `streams ls`.
 //! - [`chat`]: the orchestrator: chat over WebSockets, answers across instances, tenants.
 //! - [`gateway`]: the HTTP front door: health, actions over HTTP, errors, request ids.
 //! - [`ingest`]: the ingestion service over HTTP and NATS: formats, errors, progress, crashes.
@@ -21,6 +23,7 @@ mod harness;
 
 mod chat;
 mod cli;
+mod dlq;
 mod durable;
 mod execution;
 mod gateway;
@@ -28,5 +31,6 @@ mod ingest;
 mod poison;
 mod process;
 mod rag;
+mod replay;
 mod retries;
 mod rpc;
