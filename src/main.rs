@@ -79,7 +79,7 @@ fn main() {
         cli.command,
         Command::Dev(_) | Command::Worker(_) | Command::Gateway(_)
     );
-    shared::telemetry::init(if long_running {
+    let telemetry = shared::telemetry::init(if long_running {
         "info,async_nats=warn,qdrant_edge=error"
     } else {
         "warn,qdrant_edge=error"
@@ -105,6 +105,8 @@ fn main() {
             Command::Bench(args) => commands::bench::run(&url, args).await,
         }
     });
+    // Sends the spans still batched (when exported): `exit` skips destructors.
+    drop(telemetry);
     if let Err(failure) = outcome {
         failure.exit();
     }

@@ -30,6 +30,8 @@
 //! - [`worker`]: [`Worker`]: durable pull consumers, the outcome table, dead letters, drain.
 //! - `service`: the rpc endpoint as a NATS micro service (run by the worker).
 //! - [`streams`]: stream and consumer definitions from `nats/`, applied idempotently.
+//! - [`metrics`]: the worker metrics (actions handled, errors, handler latency, in flight,
+//!   redeliveries, dead letters); with `prometheus`, the recorder and `GET /metrics`.
 //! - [`kv`]: JSON values in a JetStream KV bucket with compare-and-set updates (service state).
 //! - [`telemetry`]: tracing setup and W3C trace context.
 //! - [`settings`]: the one configuration loader.
@@ -47,6 +49,7 @@ pub mod headers;
 #[cfg(feature = "http")]
 pub mod http;
 pub mod kv;
+pub mod metrics;
 pub mod nats_server;
 #[cfg(feature = "openai")]
 pub mod openai;

@@ -22,8 +22,10 @@ use uuid::Uuid;
 use crate::action::decode::{decode_or, unreadable_type};
 use crate::action::{ActionError, ActionResult, ResultAddress};
 use crate::context::Ctx;
+use crate::metrics::Outcome;
 use crate::publish;
 use crate::subject::{self, Channel};
+use crate::telemetry;
 use crate::worker::dead_letter::{DeadLetter, Origin};
 use crate::worker::{InFlight, Shared};
 
@@ -92,8 +94,10 @@ impl RpcService {
 
 /// Handles one request and answers it.
 async fn answer(shared: &Shared, request: Request) {
+    let _busy = shared.metrics.in_flight();
     let msg = &request.message;
     let domain = shared.dispatcher.domain();
+    // Says how the request ended: given up on if the letter is stored, else just failed.
     let dead_letter = |error: ActionError, tenant| async move {
         let letter = DeadLetter {
             domain,
@@ -104,15 +108,22 @@ async fn answer(shared: &Shared, request: Request) {
             error: &error,
             origin: Origin::Rpc,
         };
-        if let Err(err) = letter.publish(&shared.publisher).await {
-            tracing::error!(%err, "cannot store the dead letter of an rpc request");
+        match letter.publish(&shared.publisher).await {
+            Ok(()) => Outcome::DeadLettered,
+            Err(err) => {
+                tracing::error!(%err, "cannot store the dead letter of an rpc request");
+                Outcome::Error
+            }
         }
     };
     if msg.reply.is_none() {
         let error = ActionError::invalid(
             "rpc request without a reply subject: use request/reply, or publish to .actions",
         );
-        return dead_letter(error, None).await;
+        let code = error.code;
+        let outcome = dead_letter(error, None).await;
+        let unknown = shared.metrics.unknown();
+        return shared.metrics.finished(None, unknown, outcome, Some(code));
     }
 
     let received = match decode_or(
@@ -129,12 +140,18 @@ async fn answer(shared: &Shared, request: Request) {
                 reply(shared, rejection.address.as_deref(), failure),
             )
             .await;
-            return dead_letter(rejection.error, rejection.tenant.as_ref()).await;
+            let (tenant, code) = (rejection.tenant.as_ref(), rejection.error.code);
+            let outcome = dead_letter(rejection.error, tenant).await;
+            let unknown = shared.metrics.unknown();
+            return shared
+                .metrics
+                .finished(tenant, unknown, outcome, Some(code));
         }
     };
-    let action = received.action;
+    let mut action = received.action;
     let address = ResultAddress::from(&action);
     let span = tracing::debug_span!("rpc", action_type = %action.action_type, tenant = %action.tenant_id, action_id = %action.action_id);
+    action.traceparent = telemetry::adopt(&span, action.traceparent);
     let ctx = Ctx::for_action(
         &action,
         1,
@@ -142,13 +159,16 @@ async fn answer(shared: &Shared, request: Request) {
         shared.dispatcher.state().clone(),
         shared.handler_cancel.clone(),
     );
+    let kind = shared.metrics.kind(&action.action_type);
     let started = Instant::now();
     let outcome = shared
         .dispatcher
         .dispatch(action, ctx)
         .instrument(span)
         .await;
-    let duration_ms = started.elapsed().as_millis() as u64;
+    let elapsed = started.elapsed();
+    kind.handler_took(elapsed);
+    let duration_ms = elapsed.as_millis() as u64;
     let (message, failed) = match outcome {
         Ok(output) => (
             reply(
@@ -168,10 +188,17 @@ async fn answer(shared: &Shared, request: Request) {
         ),
     };
     respond(&request, message).await;
-    if let Some(error) = failed.filter(|e| !e.retryable) {
-        tracing::warn!(code = %error.code, error = %error.message, "rpc request failed; dead-lettering");
-        dead_letter(error, Some(&received.subject.tenant)).await;
-    }
+    let tenant = Some(&received.subject.tenant);
+    let (outcome, code) = match failed {
+        None => (Outcome::Success, None),
+        Some(error) if error.retryable => (Outcome::Error, Some(error.code)),
+        Some(error) => {
+            tracing::warn!(code = %error.code, error = %error.message, "rpc request failed; dead-lettering");
+            let code = error.code;
+            (dead_letter(error, tenant).await, Some(code))
+        }
+    };
+    shared.metrics.finished(tenant, kind, outcome, code);
 }
 
 /// The reply to a request: a result action encoded like every other result

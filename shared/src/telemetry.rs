@@ -3,26 +3,88 @@
 //! Every action carries a W3C [`TraceParent`] (header `traceparent`). A worker opens a span
 //! per action tagged with its trace id and correlation id, and every action or result the
 //! handler causes carries a child of that context, so one request can be followed across
-//! services in logs or any OpenTelemetry backend.
+//! services in logs or any OpenTelemetry backend. With the `otel` feature and
+//! `OTEL_EXPORTER_OTLP_ENDPOINT` set, the spans are exported over OTLP (see `otel`); off by
+//! default.
 
 use std::fmt;
 
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
+
+#[cfg(feature = "otel")]
+mod otel;
+
+/// What [`init`] set up that needs an end: the span export, when on. Keep it for the life
+/// of the process; dropping it sends the spans still batched.
+#[must_use = "dropping it stops exporting spans"]
+#[derive(Default)]
+pub struct Telemetry {
+    #[cfg(feature = "otel")]
+    exporter: Option<otel::Exporter>,
+}
+
+impl Drop for Telemetry {
+    fn drop(&mut self) {
+        #[cfg(feature = "otel")]
+        if let Some(exporter) = self.exporter.take() {
+            exporter.shutdown();
+        }
+    }
+}
 
 /// Installs the global tracing subscriber: human-readable lines on stderr, filtered by
 /// `RUST_LOG` (else `default_filter`, e.g. `info,async_nats=warn`); JSON lines when
-/// `LOG_FORMAT=json`. Safe to call twice.
-pub fn init(default_filter: &str) {
+/// `LOG_FORMAT=json`; and, with the `otel` feature, spans exported over OTLP when
+/// `OTEL_EXPORTER_OTLP_ENDPOINT` is set. Safe to call twice (the first one counts).
+pub fn init(default_filter: &str) -> Telemetry {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _ = if std::env::var("LOG_FORMAT").is_ok_and(|f| f == "json") {
-        builder.json().try_init()
+    let lines = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let lines = if std::env::var("LOG_FORMAT").is_ok_and(|f| f == "json") {
+        lines.json().boxed()
     } else {
-        builder.compact().try_init()
+        lines.compact().boxed()
     };
+    let registry = tracing_subscriber::registry().with(lines.with_filter(filter));
+    #[cfg(feature = "otel")]
+    if otel::configured() {
+        return match otel::layer() {
+            Ok((spans, exporter)) => match registry.with(spans).try_init() {
+                Ok(()) => {
+                    otel::EXPORTING.store(true, std::sync::atomic::Ordering::Relaxed);
+                    Telemetry {
+                        exporter: Some(exporter),
+                    }
+                }
+                Err(_) => {
+                    exporter.shutdown();
+                    Telemetry::default()
+                }
+            },
+            Err(err) => {
+                let _ = registry.try_init();
+                tracing::warn!(%err, "spans are not exported");
+                Telemetry::default()
+            }
+        };
+    }
+    let _ = registry.try_init();
+    Telemetry::default()
+}
+
+/// The trace context what `span`'s handler sends should carry. When spans are exported,
+/// `span` is made a child of the sender's context (`parent`) and its own context is
+/// returned, so the exported trace links sender, worker and whatever the worker sends;
+/// otherwise `parent` is returned unchanged, at no cost.
+pub fn adopt(span: &tracing::Span, parent: Option<TraceParent>) -> Option<TraceParent> {
+    #[cfg(feature = "otel")]
+    if otel::EXPORTING.load(std::sync::atomic::Ordering::Relaxed) {
+        return otel::adopt(span, parent);
+    }
+    let _ = span;
+    parent
 }
 
 /// W3C trace context: `00-<trace id>-<parent span id>-<flags>`.

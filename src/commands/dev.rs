@@ -58,6 +58,8 @@ pub async fn run(url: &str, _args: Args) -> Outcome {
     });
     tokio::spawn(default_agent(url.clone()));
     print_banner(&url, &names, &http, &key);
+    // The gateway's /metrics shows the workers' metrics too; they bind to the recorder at start.
+    shared::metrics::install();
     let outcome = super::worker::run_until(&url, &names, shutdown.clone()).await;
     shutdown.cancel();
     if let Ok(Err(failure)) = gateway.await {

@@ -1,5 +1,7 @@
 //! `domain-actions worker <service>…`: run services against an existing NATS until SIGTERM
-//! or Ctrl-C, then drain (in-flight actions finish and are acknowledged).
+//! or Ctrl-C, then drain (in-flight actions finish and are acknowledged). With
+//! `--metrics-addr`, it also serves the worker metrics ([`shared::metrics`]) in the
+//! Prometheus text format on `GET /metrics` at that address.
 
 use futures::future::try_join_all;
 use shared::{Settings, Worker, WorkerConfig};
@@ -14,11 +16,27 @@ pub struct Args {
     /// Services to run (known: echo, embedding, query, ingestion).
     #[arg(required = true, value_parser = clap::builder::PossibleValuesParser::new(services::ALL))]
     pub services: Vec<String>,
+    /// Serve Prometheus metrics on GET /metrics at this address (e.g. 127.0.0.1:9100); off if absent.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_addr: Option<String>,
 }
 
 /// Runs the services until a signal.
 pub async fn run(url: &str, args: Args) -> Outcome {
     let shutdown = shared::shutdown::on_signal();
+    if let Some(addr) = &args.metrics_addr {
+        let listener = shared::metrics::bind(addr)
+            .await
+            .map_err(|err| Failure::usage(format!("--metrics-addr {addr}: {err}")))?;
+        // Before the workers start: they bind their metric handles to the recorder then.
+        shared::metrics::install();
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            if let Err(err) = shared::metrics::serve(listener, stop).await {
+                tracing::error!(%err, "metrics endpoint stopped");
+            }
+        });
+    }
     run_until(url, &args.services, shutdown).await
 }
 

@@ -10,6 +10,7 @@
 //! - [`poison`]: every kind of message a worker must refuse, and that it keeps serving.
 //! - [`retries`]: retryable failures, backoff and the last delivery.
 //! - [`process`]: drain on SIGTERM and max deliveries across crashed processes.
+//! - [`metrics`]: a worker process's Prometheus metrics on `--metrics-addr`; spans over OTLP.
 //! - [`cli`]: the `domain-actions` command.
 //! - [`replay`]: `replay`: history by tenant, type, sequence and time; republish; local handling.
 //! - [`dlq`]: `dlq ls|show|redrive` and `streams ls`.
@@ -28,6 +29,7 @@ mod durable;
 mod execution;
 mod gateway;
 mod ingest;
+mod metrics;
 mod poison;
 mod process;
 mod rag;

@@ -50,7 +50,9 @@ impl DeadLetter<'_> {
     /// Publishes the dead letter and waits until the DLQ stream has stored it. A stored
     /// original gets the id `dlq-<stream>-<sequence>`, so dead-lettering it twice (a crash
     /// between this and the term) stores it once.
+    /// Counts it in [`crate::metrics::DEAD_LETTERS`] once stored.
     pub async fn publish(self, publisher: &Publisher) -> Result<(), PublishError> {
+        let (domain, tenant, reason) = (self.domain, self.tenant, self.error.code);
         let mut headers = self.headers.cloned().unwrap_or_default();
         headers.insert(dlq::REASON, self.error.code.as_str());
         headers.insert(dlq::ERROR, one_line(&self.error.message).as_str());
@@ -86,6 +88,7 @@ impl DeadLetter<'_> {
             self.body
         };
         publisher.publish_stored(to, headers, body).await?;
+        crate::metrics::dead_lettered(domain, tenant, reason);
         Ok(())
     }
 }

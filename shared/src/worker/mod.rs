@@ -32,6 +32,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::dispatcher::Dispatcher;
+use crate::metrics::WorkerMetrics;
 use crate::publish::Publisher;
 use crate::settings::Settings;
 use crate::streams::{Definitions, StreamsError};
@@ -128,6 +129,8 @@ pub(crate) struct Shared {
     pub config: WorkerConfig,
     /// Cancelled only when draining takes longer than the drain timeout.
     pub handler_cancel: CancellationToken,
+    /// This worker's metric handles, its labels built once.
+    pub metrics: WorkerMetrics,
 }
 
 impl Shared {
@@ -178,7 +181,9 @@ impl Worker {
             .apply(&js)
             .await?;
 
+        let metrics = WorkerMetrics::new(&domain, self.dispatcher.action_types());
         let shared = Arc::new(Shared {
+            metrics,
             dispatcher: self.dispatcher,
             publisher,
             config: self.config,

@@ -23,7 +23,9 @@ use super::dead_letter::{DeadLetter, Origin};
 use crate::action::decode::decode_or;
 use crate::action::{ActionError, ActionResult, Rejection, ResultAddress, derived_id};
 use crate::context::Ctx;
+use crate::metrics::Outcome;
 use crate::subject::CallbackSubject;
+use crate::telemetry;
 
 /// The consumer a message came from, and its delivery limits.
 pub(crate) struct Lane {
@@ -45,6 +47,7 @@ pub(crate) async fn handle(shared: Arc<Shared>, lane: Arc<Lane>, msg: Message) {
             return;
         }
     };
+    let _busy = shared.metrics.in_flight();
     // Only a dead letter needs it, so it is built only then.
     let origin = || Origin::Stored {
         stream: stream.to_owned(),
@@ -62,10 +65,17 @@ pub(crate) async fn handle(shared: Arc<Shared>, lane: Arc<Lane>, msg: Message) {
         fallback_id,
     ) {
         Ok(received) => received,
-        Err(rejection) => return reject(&shared, &msg, rejection, origin()).await,
+        Err(rejection) => {
+            shared
+                .metrics
+                .delivered(rejection.tenant.as_ref(), delivered);
+            return reject(&shared, &msg, rejection, origin()).await;
+        }
     };
+    let tenant = Some(&received.subject.tenant);
+    shared.metrics.delivered(tenant, delivered);
 
-    let action = received.action;
+    let mut action = received.action;
     let address = ResultAddress::from(&action);
 
     let span = tracing::debug_span!(
@@ -77,6 +87,7 @@ pub(crate) async fn handle(shared: Arc<Shared>, lane: Arc<Lane>, msg: Message) {
         trace_id = action.traceparent.map(|t| t.trace_id_hex()).unwrap_or_default(),
         delivery = delivered,
     );
+    action.traceparent = telemetry::adopt(&span, action.traceparent);
     let ctx = Ctx::for_action(
         &action,
         delivered,
@@ -85,13 +96,16 @@ pub(crate) async fn handle(shared: Arc<Shared>, lane: Arc<Lane>, msg: Message) {
         shared.handler_cancel.clone(),
     );
 
+    let kind = shared.metrics.kind(&action.action_type);
     let started = Instant::now();
     let work = shared
         .dispatcher
         .dispatch(action, ctx)
         .instrument(span.clone());
     let outcome = keep_lease(&msg, lane.ack_wait, work).await;
-    let duration_ms = started.elapsed().as_millis() as u64;
+    let elapsed = started.elapsed();
+    kind.handler_took(elapsed);
+    let duration_ms = elapsed.as_millis() as u64;
 
     let outcome = match outcome {
         Ok(output) => match &received.callback {
@@ -115,6 +129,9 @@ pub(crate) async fn handle(shared: Arc<Shared>, lane: Arc<Lane>, msg: Message) {
     let error = match outcome {
         Ok(()) => {
             ack(&msg, AckKind::Ack).await;
+            shared
+                .metrics
+                .finished(tenant, kind, Outcome::Success, None);
             return;
         }
         Err(error) => error,
@@ -124,6 +141,9 @@ pub(crate) async fn handle(shared: Arc<Shared>, lane: Arc<Lane>, msg: Message) {
         let delay = shared.backoff(delivered);
         tracing::info!(parent: &span, code = %error.code, error = %error.message, ?delay, "retrying");
         ack(&msg, AckKind::Nak(Some(delay))).await;
+        shared
+            .metrics
+            .finished(tenant, kind, Outcome::Retried, Some(error.code));
         return;
     }
     tracing::warn!(parent: &span, code = %error.code, error = %error.message, "dead-lettering");
@@ -139,7 +159,10 @@ pub(crate) async fn handle(shared: Arc<Shared>, lane: Arc<Lane>, msg: Message) {
         error: &error,
         origin: origin(),
     };
-    finish_dead(&shared, &msg, letter).await;
+    let outcome = finish_dead(&shared, &msg, letter).await;
+    shared
+        .metrics
+        .finished(tenant, kind, outcome, Some(error.code));
 }
 
 /// A message that did not decode: error result where it asked (if readable), dead letter, term.
@@ -161,16 +184,25 @@ async fn reject(shared: &Shared, msg: &Message, rejection: Rejection, origin: Or
         error: &rejection.error,
         origin,
     };
-    finish_dead(shared, msg, letter).await;
+    let outcome = finish_dead(shared, msg, letter).await;
+    let (tenant, code) = (rejection.tenant.as_ref(), rejection.error.code);
+    shared
+        .metrics
+        .finished(tenant, shared.metrics.unknown(), outcome, Some(code));
 }
 
-/// Stores the dead letter, then terminates the message; naks it if the letter could not be stored.
-async fn finish_dead(shared: &Shared, msg: &Message, letter: DeadLetter<'_>) {
+/// Stores the dead letter, then terminates the message; naks it if the letter could not be
+/// stored. Says which of the two it did.
+async fn finish_dead(shared: &Shared, msg: &Message, letter: DeadLetter<'_>) -> Outcome {
     match letter.publish(&shared.publisher).await {
-        Ok(()) => ack(msg, AckKind::Term).await,
+        Ok(()) => {
+            ack(msg, AckKind::Term).await;
+            Outcome::DeadLettered
+        }
         Err(err) => {
             tracing::error!(%err, "cannot store the dead letter; will try again");
             ack(msg, AckKind::Nak(Some(shared.backoff(1)))).await;
+            Outcome::Retried
         }
     }
 }
