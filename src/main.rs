@@ -11,6 +11,7 @@
 //! - [`commands::dlq`]: list, show and redrive dead letters.
 //! - [`commands::streams`]: apply and list the stream definitions.
 //! - [`commands::keys`]: create, list and revoke the API keys of HTTP callers.
+//! - [`commands::schema`]: the AsyncAPI 3 document of every action type, for other languages.
 //! - [`commands::bench`]: our path against a hand-written async-nats baseline, same run.
 //!
 //! Exit codes: 0 success, 1 the action failed or something went wrong, 2 bad flags or input.
@@ -67,6 +68,8 @@ enum Command {
     /// Create, list or revoke API keys (each names the tenant its HTTP requests act as).
     #[command(subcommand)]
     Keys(commands::keys::Command),
+    /// Print the AsyncAPI 3 document of every action type (JSON Schemas of payloads and results).
+    Schema(commands::schema::Args),
     /// Measure our round trips against a hand-written async-nats baseline in the same run.
     Bench(commands::bench::Args),
 }
@@ -102,6 +105,7 @@ fn main() {
             Command::Dlq(command) => commands::dlq::run(&url, command).await,
             Command::Streams(command) => commands::streams::run(&url, command).await,
             Command::Keys(command) => commands::keys::run(&url, command).await,
+            Command::Schema(args) => commands::schema::run(args),
             Command::Bench(args) => commands::bench::run(&url, args).await,
         }
     });

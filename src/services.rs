@@ -47,3 +47,17 @@ pub async fn dispatcher(
         _ => return Ok(None),
     }))
 }
+
+/// The handlers of the service called `name` without their state (no model, store or
+/// NATS connection): enough to describe its messages. `None` for an unknown name.
+pub fn registrations(name: &str) -> Option<Dispatcher> {
+    Some(match name {
+        "echo" => echo::dispatcher(),
+        "embedding" => embedding::registrations(),
+        "query" => query::registrations(),
+        "ingestion" => ingestion::registrations(),
+        "execution" => execution::registrations(),
+        "orchestrator" => orchestrator::registrations(),
+        _ => return None,
+    })
+}

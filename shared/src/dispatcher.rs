@@ -4,7 +4,7 @@
 //! use serde::{Deserialize, Serialize};
 //! use shared::{Action, ActionError, ActionPayload, Ctx, Dispatcher, TenantId};
 //!
-//! #[derive(Serialize, Deserialize)]
+//! #[derive(Serialize, Deserialize, schemars::JsonSchema)]
 //! struct Ping { text: String }
 //! impl ActionPayload for Ping {
 //!     const ACTION_TYPE: &'static str = "echo.ping";
@@ -36,6 +36,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use futures::FutureExt;
+use schemars::JsonSchema;
 use serde::Serialize;
 use serde_json::value::RawValue;
 use tokio_util::sync::CancellationToken;
@@ -43,6 +44,7 @@ use tokio_util::sync::CancellationToken;
 use crate::action::{
     Action, ActionError, ActionPayload, ActionResult, ActionType, Domain, ErrorCode, RawAction,
 };
+use crate::asyncapi::MessageSchemas;
 use crate::context::{Ctx, State};
 
 /// An async function handling one action type: `async fn(Action<T>, Ctx) -> Result<R, ActionError>`.
@@ -74,6 +76,8 @@ type ErasedHandler = Arc<dyn Fn(RawAction, Ctx) -> BoxFuture + Send + Sync>;
 pub struct Dispatcher {
     domain: Domain,
     handlers: BTreeMap<ActionType, ErasedHandler>,
+    /// The JSON Schemas of each handled type's messages, for the AsyncAPI document.
+    schemas: BTreeMap<ActionType, MessageSchemas>,
     state: State,
 }
 
@@ -85,13 +89,21 @@ impl Dispatcher {
         Self {
             domain,
             handlers: BTreeMap::new(),
+            schemas: BTreeMap::new(),
             state: State::default(),
         }
     }
 
     /// Registers the handler of `T`'s action type. Panics if `T` belongs to another domain
-    /// or already has a handler: both are wiring mistakes.
-    pub fn on<T: ActionPayload, H: Handler<T, T::Output>>(self, handler: H) -> Self {
+    /// or already has a handler: both are wiring mistakes. `T` and its output must describe
+    /// themselves as JSON Schemas, so the service's messages appear in the AsyncAPI document
+    /// (`domain-actions schema`) without a second list of types to keep in step.
+    pub fn on<T, H>(self, handler: H) -> Self
+    where
+        T: ActionPayload + JsonSchema,
+        T::Output: JsonSchema,
+        H: Handler<T, T::Output>,
+    {
         let action_type = T::action_type();
         assert_eq!(
             action_type.domain(),
@@ -99,19 +111,30 @@ impl Dispatcher {
             "{action_type} cannot be handled by the {} dispatcher",
             self.domain
         );
-        self.register(action_type, handler)
+        self.register(action_type, MessageSchemas::of::<T>(), handler)
     }
 
     /// Registers the handler of the results of `T` (type `<T's type>.result`), which arrive
     /// on this domain's callbacks subject when it sent `T` with a durable callback.
-    pub fn on_result<T: ActionPayload, H: Handler<ActionResult<T::Output>, ()>>(
-        self,
-        handler: H,
-    ) -> Self {
-        self.register(T::action_type().result_type(), handler)
+    pub fn on_result<T, H>(self, handler: H) -> Self
+    where
+        T: ActionPayload,
+        T::Output: JsonSchema,
+        H: Handler<ActionResult<T::Output>, ()>,
+    {
+        self.register(
+            T::action_type().result_type(),
+            MessageSchemas::of_result::<T>(),
+            handler,
+        )
     }
 
-    fn register<T, R, H>(mut self, action_type: ActionType, handler: H) -> Self
+    fn register<T, R, H>(
+        mut self,
+        action_type: ActionType,
+        schemas: MessageSchemas,
+        handler: H,
+    ) -> Self
     where
         T: serde::de::DeserializeOwned + Send + 'static,
         R: Serialize,
@@ -133,6 +156,7 @@ impl Dispatcher {
         });
         let previous = self.handlers.insert(action_type.clone(), erased);
         assert!(previous.is_none(), "{action_type} has two handlers");
+        self.schemas.insert(action_type, schemas);
         self
     }
 
@@ -155,6 +179,11 @@ impl Dispatcher {
     /// Every action type with a handler, sorted.
     pub fn action_types(&self) -> impl Iterator<Item = &ActionType> {
         self.handlers.keys()
+    }
+
+    /// Every handled action type with the JSON Schemas of its messages, sorted by type.
+    pub fn message_schemas(&self) -> impl Iterator<Item = (&ActionType, &MessageSchemas)> {
+        self.schemas.iter()
     }
 
     /// Whether any result handlers are registered (then the worker also consumes the
@@ -220,7 +249,7 @@ mod tests {
     use crate::TenantId;
     use serde::Deserialize;
 
-    #[derive(Debug, Serialize, Deserialize)]
+    #[derive(Debug, Serialize, Deserialize, JsonSchema)]
     struct Add {
         a: i64,
         b: i64,
@@ -230,14 +259,14 @@ mod tests {
         type Output = i64;
     }
 
-    #[derive(Debug, Serialize, Deserialize)]
+    #[derive(Debug, Serialize, Deserialize, JsonSchema)]
     struct Boom;
     impl ActionPayload for Boom {
         const ACTION_TYPE: &'static str = "calc.boom";
         type Output = ();
     }
 
-    #[derive(Debug, Serialize, Deserialize)]
+    #[derive(Debug, Serialize, Deserialize, JsonSchema)]
     struct Other;
     impl ActionPayload for Other {
         const ACTION_TYPE: &'static str = "other.thing";

@@ -6,7 +6,7 @@
 //! ```no_run
 //! use shared::{Action, ActionError, ActionPayload, Ctx, Dispatcher, Worker};
 //! # use serde::{Deserialize, Serialize};
-//! # #[derive(Serialize, Deserialize)] struct Ping { text: String }
+//! # #[derive(Serialize, Deserialize, schemars::JsonSchema)] struct Ping { text: String }
 //! # impl ActionPayload for Ping { const ACTION_TYPE: &'static str = "echo.ping"; type Output = Ping; }
 //! async fn ping(action: Action<Ping>, _ctx: Ctx) -> Result<Ping, ActionError> {
 //!     Ok(action.data)
@@ -25,6 +25,7 @@
 //! - [`subject`]: the only place subjects are built and parsed.
 //! - [`headers`]: header names of the wire contract.
 //! - [`dispatcher`]: typed handler registration and routing by `action_type`.
+//! - [`asyncapi`]: the AsyncAPI 3 document of the registered action types, for non-Rust clients.
 //! - [`context`]: [`Ctx`], what a handler gets besides its action.
 //! - [`publish`]: [`Publisher`]: enqueue (durable), request (rpc), results.
 //! - [`worker`]: [`Worker`]: durable pull consumers, the outcome table, dead letters, drain.
@@ -43,6 +44,7 @@
 //! - `testkit` (feature): a real nats-server per test, workers in the background.
 
 pub mod action;
+pub mod asyncapi;
 pub mod context;
 pub mod dispatcher;
 pub mod headers;

@@ -7,6 +7,7 @@ pub mod gateway;
 pub mod ingest;
 pub mod keys;
 pub mod replay;
+pub mod schema;
 pub mod send;
 pub mod streams;
 pub mod tail;

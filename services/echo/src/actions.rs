@@ -5,7 +5,7 @@ use serde_json::Value;
 use shared::ActionPayload;
 
 /// `echo.ping`: any JSON, returned as it came.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(transparent)]
 pub struct Ping(pub Value);
 
@@ -15,7 +15,7 @@ impl ActionPayload for Ping {
 }
 
 /// `echo.fail`: fails with `message`; retried with backoff when `retryable`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Fail {
     /// Whether the error is retryable (`unavailable`) or final (`handler_error`).
     #[serde(default)]
@@ -35,14 +35,14 @@ impl ActionPayload for Fail {
 }
 
 /// `echo.sleep`: sleeps `ms` milliseconds, then succeeds.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Sleep {
     /// How long.
     pub ms: u64,
 }
 
 /// What `echo.sleep` returns.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Slept {
     /// How long it slept.
     pub slept_ms: u64,
@@ -54,7 +54,7 @@ impl ActionPayload for Sleep {
 }
 
 /// `echo.panic`: the handler panics with `message`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default, schemars::JsonSchema)]
 pub struct Panic {
     /// The panic message.
     #[serde(default)]

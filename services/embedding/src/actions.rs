@@ -6,7 +6,9 @@ use shared::ActionPayload;
 /// What the texts are for. Symmetric models (all-MiniLM-L6-v2, OpenAI's) embed both kinds
 /// the same way; the field exists so asymmetric models (e5, bge) can add their prefixes
 /// without changing the contract.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum EmbeddingKind {
     /// Passages to be stored and searched.
@@ -17,7 +19,7 @@ pub enum EmbeddingKind {
 }
 
 /// `embedding.generate`: embed a batch of texts.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Generate {
     /// The texts, in order; results come back in the same order.
     pub texts: Vec<String>,
@@ -36,7 +38,7 @@ impl ActionPayload for Generate {
 }
 
 /// Why one text got no vector.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct TextFailure {
     /// Its index in `texts`.
     pub index: usize,
@@ -45,7 +47,7 @@ pub struct TextFailure {
 }
 
 /// The result of `embedding.generate`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Generated {
     /// One entry per text, in order: its unit-length vector, or `null` if it failed.
     pub vectors: Vec<Option<Vec<f32>>>,

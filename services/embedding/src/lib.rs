@@ -29,7 +29,11 @@ use shared::Dispatcher;
 
 /// The embedding domain's dispatcher, running `service`'s model.
 pub fn dispatcher(service: embedder::EmbeddingService) -> Dispatcher {
-    Dispatcher::new("embedding")
-        .on::<actions::Generate, _>(handlers::generate)
-        .with_state(service)
+    registrations().with_state(service)
+}
+
+/// Every handler of the domain, without the state they run on: what `domain-actions schema`
+/// describes, built without opening a model, a store or a NATS connection.
+pub fn registrations() -> Dispatcher {
+    Dispatcher::new("embedding").on::<actions::Generate, _>(handlers::generate)
 }

@@ -12,7 +12,7 @@ use crate::agent::Agent;
 use crate::history::Session;
 
 /// `execution.agent_put`: create an agent or replace it whole (its `created_at` is kept).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct AgentPut {
     /// The agent; `created_at` and `updated_at` are set by the service, whatever comes.
     pub agent: Agent,
@@ -24,7 +24,7 @@ impl ActionPayload for AgentPut {
 }
 
 /// `execution.agent_get`: one agent of the tenant.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct AgentGet {
     /// Which.
     pub agent_id: String,
@@ -36,7 +36,7 @@ impl ActionPayload for AgentGet {
 }
 
 /// `execution.agent_list`: every agent of the tenant.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct AgentList {}
 
 impl ActionPayload for AgentList {
@@ -45,14 +45,14 @@ impl ActionPayload for AgentList {
 }
 
 /// The result of `execution.agent_list`, in `agent_id` order.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Agents {
     /// The agents.
     pub agents: Vec<Agent>,
 }
 
 /// `execution.agent_delete`: remove an agent (its conversations expire on their own).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct AgentDelete {
     /// Which.
     pub agent_id: String,
@@ -64,7 +64,7 @@ impl ActionPayload for AgentDelete {
 }
 
 /// The result of `execution.agent_delete`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct AgentDeleted {
     /// Whether there was such an agent (deleting a missing one is not an error, so a
     /// retried delete succeeds).
@@ -72,7 +72,7 @@ pub struct AgentDeleted {
 }
 
 /// `execution.agent_run`: answer `message` in conversation `session_id` with an agent.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct AgentRun {
     /// The agent.
     pub agent_id: String,
@@ -92,7 +92,7 @@ impl ActionPayload for AgentRun {
 }
 
 /// The result of `execution.agent_run`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Reply {
     /// The answer, with `[n]` markers pointing at `citations`.
     pub answer: String,
@@ -107,7 +107,7 @@ pub struct Reply {
 }
 
 /// `execution.session_get`: a conversation as stored.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct SessionGet {
     /// Which.
     pub session_id: String,

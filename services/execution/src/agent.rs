@@ -26,7 +26,9 @@ pub const MAX_TOOL_TIMEOUT_MS: u64 = 600_000;
 
 /// A stored agent. Every field but `agent_id` has a default, so a client can create an
 /// agent by naming only what differs from the defaults.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(
+    Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema, schemars::JsonSchema,
+)]
 pub struct Agent {
     /// Its id, unique within the tenant: `[A-Za-z0-9_-]{1,64}` (a KV key token).
     pub agent_id: String,
@@ -65,10 +67,12 @@ pub struct Agent {
     /// When it was first stored.
     #[serde(with = "time::serde::rfc3339", default = "OffsetDateTime::now_utc")]
     #[schema(value_type = String, format = DateTime)]
+    #[schemars(with = "String", extend("format" = "date-time"))]
     pub created_at: OffsetDateTime,
     /// When it was last stored.
     #[serde(with = "time::serde::rfc3339", default = "OffsetDateTime::now_utc")]
     #[schema(value_type = String, format = DateTime)]
+    #[schemars(with = "String", extend("format" = "date-time"))]
     pub updated_at: OffsetDateTime,
 }
 

@@ -21,7 +21,7 @@ use crate::agent::is_token;
 pub const BUCKET: &str = "sessions";
 
 /// Who said it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     /// The person (or the service acting for them).
@@ -31,7 +31,7 @@ pub enum Role {
 }
 
 /// One turn of a conversation.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Message {
     /// Who said it.
     pub role: Role,
@@ -39,6 +39,7 @@ pub struct Message {
     pub content: String,
     /// When.
     #[serde(with = "time::serde::rfc3339")]
+    #[schemars(with = "String", extend("format" = "date-time"))]
     pub at: OffsetDateTime,
     /// For an answer: the passages it cites, so a client can show sources for old turns.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -68,7 +69,7 @@ impl Message {
 }
 
 /// A conversation as stored (and as `execution.session_get` returns it).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Session {
     /// Its id.
     pub session_id: String,

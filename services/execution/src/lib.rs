@@ -44,6 +44,12 @@ use shared::Dispatcher;
 
 /// The execution domain's dispatcher over `service`.
 pub fn dispatcher(service: ExecutionService) -> Dispatcher {
+    registrations().with_state(service)
+}
+
+/// Every handler of the domain, without the state they run on: what `domain-actions schema`
+/// describes, built without opening a model, a store or a NATS connection.
+pub fn registrations() -> Dispatcher {
     Dispatcher::new("execution")
         .on::<actions::AgentPut, _>(handlers::agent_put)
         .on::<actions::AgentGet, _>(handlers::agent_get)
@@ -51,5 +57,4 @@ pub fn dispatcher(service: ExecutionService) -> Dispatcher {
         .on::<actions::AgentDelete, _>(handlers::agent_delete)
         .on::<actions::AgentRun, _>(handlers::agent_run)
         .on::<actions::SessionGet, _>(handlers::session_get)
-        .with_state(service)
 }

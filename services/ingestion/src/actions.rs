@@ -12,7 +12,7 @@ use crate::task::TaskState;
 /// The content is exactly one of `text` (inline), `url` (fetched with a size limit and a
 /// timeout) or `stored: true` (the original is already in the object store `documents` as
 /// `<tenant>/<document_id>`: how HTTP uploads arrive, since large files never travel inline).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct IngestDocument {
     /// The tenant's collection to index into.
     pub collection: String,
@@ -58,7 +58,7 @@ impl ActionPayload for IngestDocument {
 }
 
 /// `ingestion.get_status`: where a task is.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct GetStatus {
     /// The task.
     pub task_id: String,
@@ -70,7 +70,7 @@ impl ActionPayload for GetStatus {
 }
 
 /// `ingestion.delete_document`: the original, its chunks and its state.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct DeleteDocument {
     /// The document.
     pub document_id: String,
@@ -82,7 +82,7 @@ impl ActionPayload for DeleteDocument {
 }
 
 /// The result of `ingestion.delete_document`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct DocumentDeleted {
     /// The document.
     pub document_id: String,
@@ -92,7 +92,7 @@ pub struct DocumentDeleted {
 
 /// `ingestion.collection_put`: how a collection's documents are chunked from now on
 /// (documents already indexed keep their chunks until ingested again).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct CollectionPut {
     /// The tenant's collection (free text, as in `ingest_document`).
     pub collection: String,

@@ -21,7 +21,17 @@ use crate::bucket::{JsonBucket, StateError};
 pub const CHUNK_TOKENS: RangeInclusive<usize> = 16..=8192;
 
 /// How one collection's documents are cut into chunks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+    schemars::JsonSchema,
+)]
 pub struct CollectionSettings {
     /// Tokens per chunk (16 to 8192).
     pub chunk_tokens: usize,
@@ -95,7 +105,9 @@ impl From<CollectionError> for ActionError {
 }
 
 /// One collection's stored settings, with its name (the key only holds a hash of it).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema, schemars::JsonSchema,
+)]
 pub struct CollectionRecord {
     /// The collection.
     pub collection: String,

@@ -47,11 +47,16 @@ use shared::Dispatcher;
 
 /// The ingestion domain's dispatcher over `service`.
 pub fn dispatcher(service: IngestionService) -> Dispatcher {
+    registrations().with_state(service)
+}
+
+/// Every handler of the domain, without the state they run on: what `domain-actions schema`
+/// describes, built without opening a model, a store or a NATS connection.
+pub fn registrations() -> Dispatcher {
     Dispatcher::new("ingestion")
         .on::<actions::IngestDocument, _>(handlers::ingest_document)
         .on::<actions::GetStatus, _>(handlers::get_status)
         .on::<actions::DeleteDocument, _>(handlers::delete_document)
         .on::<actions::CollectionPut, _>(handlers::collection_put)
         .on_result::<embedding::actions::Generate, _>(handlers::embedded)
-        .with_state(service)
 }

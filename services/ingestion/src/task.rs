@@ -11,7 +11,17 @@ use shared::{ActionError, TenantId};
 use crate::bucket::{JsonBucket, StateError};
 
 /// The stages of a task, in order (the seed's statuses).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+    schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum TaskStatus {
     /// Accepted, not started.
@@ -38,7 +48,18 @@ impl TaskStatus {
 }
 
 /// Time spent in each stage, for the benchmark's breakdown.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+    schemars::JsonSchema,
+)]
 pub struct StageTimings {
     /// Reading and extracting text.
     pub extract_ms: u64,
@@ -51,7 +72,9 @@ pub struct StageTimings {
 }
 
 /// One ingestion task.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(
+    Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema, schemars::JsonSchema,
+)]
 pub struct TaskState {
     /// Its id.
     pub task_id: String,

@@ -58,9 +58,13 @@ fn domain() -> Domain {
 /// publishes session events on `client`. Run it with a [`shared::Worker`] in every
 /// instance; the instances share the durable callbacks consumer.
 pub fn dispatcher(client: Client) -> Dispatcher {
-    Dispatcher::new(DOMAIN)
-        .on_result::<execution::actions::AgentRun, _>(handlers::agent_run_result)
-        .with_state(events::EventPublisher::new(client))
+    registrations().with_state(events::EventPublisher::new(client))
+}
+
+/// Every handler of the domain, without the state they run on: what `domain-actions schema`
+/// describes, built without opening a model, a store or a NATS connection.
+pub fn registrations() -> Dispatcher {
+    Dispatcher::new(DOMAIN).on_result::<execution::actions::AgentRun, _>(handlers::agent_run_result)
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@ use serde_json::{Map, Value};
 use shared::{ActionError, ActionPayload};
 
 /// One chunk to index.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ChunkInput {
     /// Its position in the document; with the document it names the chunk.
     pub chunk_index: u32,
@@ -20,7 +20,7 @@ pub struct ChunkInput {
 }
 
 /// `query.index`: store a document's chunks in a collection.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Index {
     /// The tenant's collection.
     pub collection: String,
@@ -45,7 +45,7 @@ impl ActionPayload for Index {
 }
 
 /// The result of `query.index`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Indexed {
     /// The collection.
     pub collection: String,
@@ -64,7 +64,7 @@ fn default_top_k() -> usize {
 }
 
 /// `query.search`: the chunks nearest to a query, in the tenant's collections only.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Search {
     /// The query text (embedded over `embedding.<tenant>.rpc`)…
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -92,7 +92,7 @@ impl ActionPayload for Search {
 }
 
 /// One chunk found.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Hit {
     /// Its text.
     pub text: String,
@@ -110,14 +110,14 @@ pub struct Hit {
 }
 
 /// The result of `query.search`: best first.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct SearchHits {
     /// The hits.
     pub hits: Vec<Hit>,
 }
 
 /// `query.answer`: search, then answer from what was found, citing it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Answer {
     /// The question.
     pub query: String,
@@ -147,7 +147,7 @@ impl ActionPayload for Answer {
 }
 
 /// A passage an answer rests on.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Citation {
     /// Its number in the answer's `[n]` markers.
     pub number: usize,
@@ -162,7 +162,9 @@ pub struct Citation {
 }
 
 /// Tokens a model used (zeros for the extractive answerer).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 pub struct Usage {
     /// Read.
     pub prompt_tokens: u64,
@@ -173,7 +175,7 @@ pub struct Usage {
 }
 
 /// The result of `query.answer`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Answered {
     /// The answer, with `[n]` markers pointing at `citations`.
     pub answer: String,
@@ -186,7 +188,7 @@ pub struct Answered {
 }
 
 /// `query.delete`: one document's chunks, or a whole collection, of this tenant only.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Delete {
     /// The collection.
     pub collection: String,
@@ -201,7 +203,7 @@ impl ActionPayload for Delete {
 }
 
 /// The result of `query.delete`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Deleted {
     /// Chunks removed.
     pub deleted: u64,

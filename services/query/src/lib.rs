@@ -33,11 +33,16 @@ use shared::Dispatcher;
 
 /// The query domain's dispatcher over `service`.
 pub fn dispatcher(service: QueryService) -> Dispatcher {
+    registrations().with_state(service)
+}
+
+/// Every handler of the domain, without the state they run on: what `domain-actions schema`
+/// describes, built without opening a model, a store or a NATS connection.
+pub fn registrations() -> Dispatcher {
     Dispatcher::new("query")
         .on::<actions::Index, _>(handlers::index)
         .on::<actions::Search, _>(handlers::search)
         .on::<actions::Answer, _>(handlers::answer)
         .on::<actions::Delete, _>(handlers::delete)
         .on_result::<embedding::actions::Generate, _>(handlers::embedded)
-        .with_state(service)
 }

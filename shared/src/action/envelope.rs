@@ -47,7 +47,8 @@ pub trait ActionPayload: Serialize + DeserializeOwned + Send + Sync + 'static {
 ///
 /// `Action<T>` is what handlers receive; [`RawAction`] is the same envelope whose data has
 /// not been decoded yet, as the dispatcher sees it before routing.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+#[schemars(transform = filled_in_on_receipt)]
 pub struct Action<T> {
     /// Unique id; the publisher's dedupe id (`Nats-Msg-Id`).
     pub action_id: Uuid,
@@ -67,8 +68,9 @@ pub struct Action<T> {
     /// Where the result goes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub callback_subject: Option<String>,
-    /// When the publisher made it.
+    /// When the publisher made it (RFC 3339).
     #[serde(with = "time::serde::rfc3339")]
+    #[schemars(with = "String", extend("format" = "date-time"))]
     pub created_at: OffsetDateTime,
     /// The typed payload.
     pub data: T,
@@ -78,6 +80,15 @@ pub struct Action<T> {
     /// W3C trace context; travels as the `traceparent` header, not in the body.
     #[serde(skip)]
     pub traceparent: Option<TraceParent>,
+}
+
+/// Takes `action_id` and `created_at` out of the schema's required fields: a hand-written
+/// publish may leave them out and the receiver fills them in (WIRE.md, "Action body"), so a
+/// schema requiring them would refuse bodies the contract accepts.
+fn filled_in_on_receipt(schema: &mut schemars::Schema) {
+    if let Some(Value::Array(required)) = schema.get_mut("required") {
+        required.retain(|field| field != "action_id" && field != "created_at");
+    }
 }
 
 /// An action whose `data` is still undecoded JSON.

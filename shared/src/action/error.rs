@@ -9,7 +9,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 /// The error codes of the wire contract. A dead letter's `dlq_reason` is one of these.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
     /// The body or a name does not parse or validate.
@@ -82,7 +82,9 @@ impl fmt::Display for ErrorCode {
 }
 
 /// A failure as the sender hears it: the `error` object of an error result.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error, schemars::JsonSchema,
+)]
 #[error("{code}: {message}")]
 pub struct ActionError {
     /// What kind of failure this is.

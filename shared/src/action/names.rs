@@ -168,6 +168,42 @@ string_name!(Domain);
 string_name!(TenantId);
 string_name!(ActionType);
 
+/// The JSON Schema of a validated name: a string with the rule as a pattern, so clients
+/// generated from `domain-actions schema` can check a name before sending it.
+macro_rules! name_schema {
+    ($name:ident, $pattern:literal, $description:literal) => {
+        impl schemars::JsonSchema for $name {
+            fn schema_name() -> std::borrow::Cow<'static, str> {
+                stringify!($name).into()
+            }
+
+            fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+                schemars::json_schema!({
+                    "type": "string",
+                    "pattern": $pattern,
+                    "description": $description,
+                })
+            }
+        }
+    };
+}
+
+name_schema!(
+    Domain,
+    "^[a-z][a-z0-9_]{0,31}$",
+    "A service's domain: the first token of its subjects (never `dlq`)."
+);
+name_schema!(
+    TenantId,
+    "^[A-Za-z0-9_-]{1,64}$",
+    "A tenant: one NATS subject token."
+);
+name_schema!(
+    ActionType,
+    "^[a-z][a-z0-9_]{0,31}\\.[a-z0-9_]+(\\.result)?$",
+    "The routing key: `<domain>.<verb>`, or `<domain>.<verb>.result` for its result."
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,7 +13,7 @@ use super::{Action, ActionError, ActionType, TenantId};
 use crate::telemetry::TraceParent;
 
 /// Whether the action succeeded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ResultStatus {
     /// `result` holds the handler's output.
@@ -23,8 +23,9 @@ pub enum ResultStatus {
 }
 
 /// The `data` of a result action (WIRE.md, "Result body").
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(bound(deserialize = "R: Deserialize<'de>"))]
+#[schemars(rename = "ActionResult_for_{R}", transform = one_shape_per_status)]
 pub struct ActionResult<R = Value> {
     /// Success or error.
     pub status: ResultStatus,
@@ -37,6 +38,18 @@ pub struct ActionResult<R = Value> {
     /// How long the handler ran.
     #[serde(default)]
     pub duration_ms: u64,
+}
+
+/// Says in the schema which field goes with which status: `result` on success, `error`
+/// on error (serde alone would make both optional).
+fn one_shape_per_status(schema: &mut schemars::Schema) {
+    schema.insert(
+        "oneOf".into(),
+        serde_json::json!([
+            {"properties": {"status": {"const": "success"}}, "required": ["status", "result"]},
+            {"properties": {"status": {"const": "error"}}, "required": ["status", "error"]},
+        ]),
+    );
 }
 
 impl<R> ActionResult<R> {
