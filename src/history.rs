@@ -138,6 +138,8 @@ pub struct History {
     /// The last sequence read, or before the first one to read when known.
     last_seen: Option<u64>,
     messages: Option<Ordered>,
+    /// The ordered consumer's name, to remove it when done.
+    consumer: Option<String>,
     /// The last sequence to read when not following.
     end: Option<u64>,
     until: Option<OffsetDateTime>,
@@ -179,6 +181,7 @@ impl History {
             filter: filter.clone(),
             last_seen,
             messages: None,
+            consumer: None,
             end,
             until: range.until,
             follow: range.follow,
@@ -204,11 +207,14 @@ impl History {
             .create_consumer(config)
             .await
             .map_err(|err| Failure::runtime(format!("cannot read stream {stream}: {err}")))?;
+        reader.consumer = Some(consumer.cached_info().name.clone());
         if range.follow || consumer.cached_info().num_pending > 0 {
             reader.messages =
                 Some(consumer.messages().await.map_err(|err| {
                     Failure::runtime(format!("cannot read stream {stream}: {err}"))
                 })?);
+        } else {
+            reader.finish().await?;
         }
         Ok(reader)
     }
@@ -226,13 +232,13 @@ impl History {
                 match tokio::time::timeout(IDLE_CHECK, messages.next()).await {
                     Ok(next) => break next,
                     Err(_) if self.more_stored().await? => continue,
-                    Err(_) => return self.finish(),
+                    Err(_) => return self.finish().await,
                 }
             }
         };
         self.messages = Some(messages);
         let message: Message = match next {
-            None => return self.finish(),
+            None => return self.finish().await,
             Some(message) => message
                 .map_err(|err| Failure::runtime(format!("reading {}: {err}", self.stream)))?,
         };
@@ -241,11 +247,11 @@ impl History {
             .map_err(|err| Failure::runtime(format!("reading {}: {err}", self.stream)))?;
         let (sequence, time, pending) = (info.stream_sequence, info.published, info.pending);
         if self.end.is_some_and(|end| sequence > end) || self.until.is_some_and(|t| time > t) {
-            return self.finish();
+            return self.finish().await;
         }
         self.last_seen = Some(sequence);
         if !self.follow && pending == 0 {
-            self.messages = None;
+            self.finish().await?;
         }
         let message = message.message;
         Ok(Some(Stored {
@@ -275,8 +281,14 @@ impl History {
         }
     }
 
-    fn finish(&mut self) -> Result<Option<Stored>, Failure> {
+    /// Stops reading and removes the consumer now rather than when the server would (after
+    /// it has been idle a while), so `streams ls` does not show it meanwhile.
+    async fn finish(&mut self) -> Result<Option<Stored>, Failure> {
         self.messages = None;
+        if let Some(name) = self.consumer.take() {
+            // Best effort: the server removes an idle ordered consumer by itself anyway.
+            let _ = self.handle.delete_consumer(&name).await;
+        }
         Ok(None)
     }
 }

@@ -13,6 +13,7 @@ use shared::headers::{self, dlq};
 use shared::streams::DLQ_STREAM;
 use shared::subject::{self, ActionSubject, Channel};
 use shared::{Domain, ErrorCode, Publisher, TenantId};
+use time::format_description::well_known::Rfc3339;
 
 use crate::exit::{Failure, Outcome, connect};
 use crate::history::{History, Range, Stored};
@@ -119,7 +120,7 @@ pub async fn run(url: &str, command: Command) -> Outcome {
     match command {
         Command::Ls { filters } => {
             println!(
-                "{:>6}  {:<24} {:<25} {:<28} {:<22} {:<20} error",
+                "{:>6}  {:<24} {:<20} {:<28} {:<22} {:<20} error",
                 "seq", "id", "time", "subject", "action_type", "reason"
             );
             for letter in read(&js, &filters).await? {
@@ -229,14 +230,20 @@ fn row(letter: &Stored) -> String {
         .take(60)
         .collect();
     format!(
-        "{:>6}  {:<24} {:<25} {:<28} {:<22} {:<20} {error}",
+        "{:>6}  {:<24} {:<20} {:<28} {:<22} {:<20} {error}",
         letter.sequence,
         or_dash(letter.header(headers::MSG_ID)),
-        letter.time_text(),
+        seconds(letter),
         or_dash(letter.header(dlq::SUBJECT)),
         letter.action_type().unwrap_or_else(|| "-".into()),
         or_dash(letter.header(dlq::REASON)),
     )
+}
+
+/// When `letter` was stored, to the second (a column of `dlq ls`; `show` has it whole).
+fn seconds(letter: &Stored) -> String {
+    let time = letter.time.replace_nanosecond(0).unwrap_or(letter.time);
+    time.format(&Rfc3339).unwrap_or_else(|_| letter.time_text())
 }
 
 /// Sends `letter` back to its subject, then deletes it from the DLQ; the line to print.

@@ -139,6 +139,10 @@ async fn replay_prints_exactly_the_chosen_actions() {
         before.ack_floor.stream_sequence
     );
     assert_eq!((after.num_pending, after.num_ack_pending), (0, 0));
+    // And left no reading consumer behind: only the services' two durables remain.
+    let mut stream = env.js.get_stream(ECHO).await.expect("ECHO stream");
+    let consumers = stream.info().await.expect("ECHO info").state.consumer_count;
+    assert_eq!(consumers, 2, "echo-actions and echo-callbacks only");
     expect_nothing(&mut results, "a result caused by printing history").await;
 }
 
