@@ -7,6 +7,7 @@
 //! - [`harness`]: the shared helpers (server + worker, headers, waits, dead letters).
 //! - [`durable`]: actions published through JetStream, results, dedupe, trace, leases.
 //! - [`rpc`]: request/reply and the micro service endpoints.
+//! - [`schema`]: the AsyncAPI document against every service and against real traffic.
 //! - [`poison`]: every kind of message a worker must refuse, and that it keeps serving.
 //! - [`retries`]: retryable failures, backoff and the last delivery.
 //! - [`process`]: drain on SIGTERM and max deliveries across crashed processes.
@@ -36,3 +37,4 @@ mod rag;
 mod replay;
 mod retries;
 mod rpc;
+mod schema;
