@@ -175,6 +175,14 @@ async fn real_actions_and_results_fit_the_schema() {
         .await;
     assert_eq!(failed["data"]["error"]["code"], "handler_error", "{failed}");
     assert_fits(&document, "echo.fail.result", "payload", &failed);
+    // It was dead-lettered with the headers the dead-letter message describes.
+    let letter = env.dead_letter(DLQ_ACME).await;
+    assert_fits(
+        &document,
+        "dead_letter",
+        "headers",
+        &headers_json(Some(&letter.headers)),
+    );
 
     // Data the schema refuses is data the worker refuses.
     let wrong = json!({"action_type": "echo.sleep", "tenant_id": "acme", "data": {"ms": "soon"}});
