@@ -271,7 +271,7 @@ fn encode_with<T: Serialize>(
 }
 
 /// Bytes the headers take in the protocol (`NATS/1.0\r\n`, a line each, a blank line).
-fn header_size(headers: &HeaderMap) -> usize {
+pub(crate) fn header_size(headers: &HeaderMap) -> usize {
     let lines: usize = headers
         .iter()
         .map(|(name, values)| {

@@ -199,13 +199,19 @@ impl CallbackSubject {
         Self(callbacks(domain, tenant))
     }
 
-    /// An inbox subject, e.g. from `Client::new_inbox()`.
+    /// An inbox subject, e.g. from `Client::new_inbox()`. Each token must be one a result
+    /// can be published to: no wildcard, no whitespace or control character (a tab passed
+    /// this check once, then every result publish failed and the action was retried to
+    /// its last delivery; found by `fuzz/fuzz_targets/names.rs`).
     pub fn inbox(subject: String) -> Result<Self, ActionError> {
+        let publishable = |t: &str| {
+            !t.is_empty()
+                && !t.contains(['*', '>'])
+                && !t.chars().any(|c| c.is_whitespace() || c.is_control())
+        };
         let valid = subject.starts_with(INBOX_PREFIX)
             && subject.len() > INBOX_PREFIX.len()
-            && subject
-                .split('.')
-                .all(|t| !t.is_empty() && !t.contains(['*', '>', ' ']));
+            && subject.split('.').all(publishable);
         if valid {
             Ok(Self(subject))
         } else {
@@ -337,6 +343,26 @@ mod tests {
                 .code,
             ErrorCode::Forbidden
         );
+    }
+
+    /// Regression inputs of `fuzz/fuzz_targets/names.rs`: inboxes with a byte NATS cannot
+    /// publish to (a tab, a line break) or no business in a subject (NUL) were accepted.
+    #[test]
+    fn inboxes_are_publishable_subjects() {
+        let acme = t("acme");
+        for bad in [
+            "_INBOX.\0!",
+            "_INBOX.a\tb",
+            "_INBOX.a\r\nPUB x 1",
+            "_INBOX.a b",
+            "_INBOX.a..b",
+            "_INBOX.a.",
+            "_INBOX.\u{85}",
+        ] {
+            assert!(CallbackSubject::parse(bad, &acme).is_err(), "{bad:?}");
+            assert!(CallbackSubject::inbox(bad.to_owned()).is_err(), "{bad:?}");
+        }
+        assert!(CallbackSubject::inbox("_INBOX.Ab3.x-y_z".to_owned()).is_ok());
     }
 
     proptest! {

@@ -8,6 +8,7 @@
 //! # }
 //! ```
 
+use std::path::Path;
 use std::time::Duration;
 
 use async_nats::Client;
@@ -29,11 +30,21 @@ pub struct TestServer {
 impl TestServer {
     /// Starts a server. Panics with the reason if it cannot (a test cannot go on without one).
     pub async fn start() -> Self {
+        Self::start_with_config(&crate::nats_server::single_node_config()).await
+    }
+
+    /// Starts a server with another config file than the shipped `nats/server.conf`, e.g.
+    /// `nats/server-always.conf` (fsync before every acknowledgement), so a test can prove
+    /// what that profile promises. It keeps that config across [`TestServer::restart`].
+    pub async fn start_with_config(config: &Path) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("da-nats-")
             .tempdir()
             .unwrap_or_else(|err| panic!("temp dir: {err}"));
-        let options = ServerOptions::single_node(dir.path(), None);
+        let options = ServerOptions {
+            config: config.to_path_buf(),
+            ..ServerOptions::single_node(dir.path(), None)
+        };
         let server = LocalServer::start(options.clone())
             .await
             .unwrap_or_else(|err| panic!("{err}"));

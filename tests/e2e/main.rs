@@ -11,6 +11,7 @@
 //! - [`poison`]: every kind of message a worker must refuse, and that it keeps serving.
 //! - [`retries`]: retryable failures, backoff and the last delivery.
 //! - [`process`]: drain on SIGTERM and max deliveries across crashed processes.
+//! - [`crash`]: kill -9 of a worker process and restarts of nats-server under load.
 //! - [`metrics`]: a worker process's Prometheus metrics on `--metrics-addr`; spans over OTLP.
 //! - [`cli`]: the `domain-actions` command.
 //! - [`replay`]: `replay`: history by tenant, type, sequence and time; republish; local handling.
@@ -25,6 +26,7 @@ mod harness;
 
 mod chat;
 mod cli;
+mod crash;
 mod dlq;
 mod durable;
 mod execution;

@@ -230,6 +230,13 @@ fn check(
         })?),
         None => None,
     };
+    if let Some(correlation) = body.correlation_id.as_deref()
+        && !fits_a_header(correlation)
+    {
+        return Err(ActionError::invalid(format!(
+            "correlation_id {correlation:?} cannot be a header value: no control characters"
+        )));
+    }
     let created_at = match body.created_at.as_deref() {
         Some(at) => Some(OffsetDateTime::parse(at, &Rfc3339).map_err(|err| {
             ActionError::invalid(format!("created_at {at:?} is not RFC 3339: {err}"))
@@ -242,6 +249,13 @@ fn check(
         action_id,
         created_at,
     })
+}
+
+/// Whether `value` can travel as a header value: results carry the body's `correlation_id`
+/// in their `correlation_id` header, and a line break there made the result's encoding
+/// panic (found by `fuzz/fuzz_targets/decode.rs`).
+fn fits_a_header(value: &str) -> bool {
+    !value.chars().any(char::is_control)
 }
 
 fn null_data() -> Box<RawValue> {
@@ -289,6 +303,7 @@ fn reject(
             trace: wire.trace,
             chain_correlation: body
                 .and_then(|b| b.correlation_id.clone())
+                .filter(|c| fits_a_header(c))
                 .or_else(|| wire.correlation.map(str::to_owned))
                 .unwrap_or_else(|| action_id.to_string()),
         })),
@@ -399,6 +414,26 @@ mod tests {
             r.address.unwrap().request_type.result_type().as_str(),
             "echo.invalid.result"
         );
+    }
+
+    /// Regression input of `fuzz/fuzz_targets/decode.rs`: a `correlation_id` with a line
+    /// break decoded, and encoding the result's `correlation_id` header then panicked.
+    #[test]
+    fn correlation_id_that_cannot_be_a_header_is_refused() {
+        let h = hdrs(&[("action_type", "echo.ping"), ("correlation_id", "chain-1")]);
+        for body in [
+            r#"{"correlation_id":"a\r\nPUB x 1"}"#,
+            r#"{"correlation_id":"a\nb"}"#,
+            r#"{"correlation_id":"\u0000"}"#,
+        ] {
+            let r =
+                decode("echo.acme.actions", Some(&h), body.as_bytes(), Uuid::nil()).unwrap_err();
+            assert_eq!(r.error.code, ErrorCode::InvalidAction, "{body}");
+            let address = r.address.unwrap();
+            assert_eq!(address.chain_correlation, "chain-1", "{body}");
+            let result = address.result::<()>(crate::action::ActionResult::failure(r.error, 0));
+            crate::publish::encode_result(&result, &address.chain_correlation).unwrap();
+        }
     }
 
     #[test]
