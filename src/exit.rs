@@ -47,7 +47,7 @@ pub async fn connect(url: &str) -> Result<async_nats::Client, Failure> {
     async_nats::ConnectOptions::new()
         .name("domain-actions")
         .connection_timeout(std::time::Duration::from_secs(5))
-        .connect(url)
+        .connect(shared::settings::server_urls(url))
         .await
         .map_err(|err| Failure::runtime(format!("cannot connect to NATS at {url}: {err} (start one with `domain-actions dev`, or set NATS_URL)")))
 }

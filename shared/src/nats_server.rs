@@ -17,6 +17,13 @@ pub fn single_node_config() -> PathBuf {
     repo_root().join("nats/server.conf")
 }
 
+/// The three node configs of the local cluster (`nats/cluster/n1.conf` … `n3.conf`): what
+/// `compose.yaml` runs and `testkit::Cluster` starts, so a test of one is a test
+/// of the other. Their ports and peers come from the environment (see `cluster.conf`).
+pub fn cluster_configs() -> [PathBuf; 3] {
+    ["n1", "n2", "n3"].map(|node| repo_root().join(format!("nats/cluster/{node}.conf")))
+}
+
 /// The repository this crate was built from.
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -66,6 +73,9 @@ pub struct ServerOptions {
     pub port: Option<u16>,
     /// Where the ports file and the log go.
     pub run_dir: PathBuf,
+    /// Environment variables the config refers to (`$NAME`), such as a cluster node's
+    /// route ports; the server sees them on top of this process's environment.
+    pub env: Vec<(String, String)>,
 }
 
 impl ServerOptions {
@@ -77,6 +87,7 @@ impl ServerOptions {
             store_dir: dir.join("store"),
             port,
             run_dir: dir.to_path_buf(),
+            env: Vec::new(),
         }
     }
 }
@@ -111,6 +122,7 @@ impl LocalServer {
             .arg(&options.run_dir)
             .arg("-l")
             .arg(&log)
+            .envs(options.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -195,6 +207,6 @@ fn read_ports_file(path: &Path) -> Option<String> {
 pub async fn answers(url: &str, wait: Duration) -> bool {
     let connect = async_nats::ConnectOptions::new()
         .connection_timeout(wait)
-        .connect(url);
+        .connect(crate::settings::server_urls(url));
     matches!(tokio::time::timeout(wait, connect).await, Ok(Ok(_)))
 }

@@ -5,7 +5,7 @@
 //!
 //! | variable | default | meaning |
 //! |---|---|---|
-//! | `NATS_URL` | `nats://127.0.0.1:4222` | the NATS server or cluster |
+//! | `NATS_URL` | `nats://127.0.0.1:4222` | the NATS server, or a cluster's nodes separated by commas |
 //! | `DA_DATA_DIR` | `.data` | where `dev` keeps the local server's store |
 //! | `DA_CONCURRENCY` | `64` | handler slots per worker path |
 //! | `DA_RETRY_BACKOFF` | `1s,5s,30s` | delays before successive retries |
@@ -56,6 +56,17 @@ pub struct Settings {
 
 /// The default NATS URL.
 pub const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";
+
+/// The server URLs in a `NATS_URL`: one server, or a cluster's nodes separated by commas
+/// (`nats://n1:4222,nats://n2:4222,nats://n3:4222`). A client given them all can connect
+/// while any one is up and reconnects to another when its node goes away.
+pub fn server_urls(nats_url: &str) -> Vec<&str> {
+    nats_url
+        .split(',')
+        .map(str::trim)
+        .filter(|url| !url.is_empty())
+        .collect()
+}
 
 impl Settings {
     /// Reads the settings from the environment (and `DA_SETTINGS_FILE`, if set).
@@ -204,6 +215,15 @@ mod tests {
         assert_eq!(s.var("BLANK"), None);
         let err = s.parsed_var::<u32>("N").unwrap_err();
         assert!(err.to_string().starts_with("setting N="));
+    }
+
+    #[test]
+    fn a_cluster_url_is_every_node() {
+        assert_eq!(server_urls(DEFAULT_NATS_URL), [DEFAULT_NATS_URL]);
+        assert_eq!(
+            server_urls("nats://n1:4222, nats://n2:4222,nats://n3:4222,"),
+            ["nats://n1:4222", "nats://n2:4222", "nats://n3:4222"]
+        );
     }
 
     #[test]

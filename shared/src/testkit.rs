@@ -19,6 +19,9 @@ use tokio_util::sync::CancellationToken;
 use crate::nats_server::{LocalServer, ServerOptions};
 use crate::{Dispatcher, Worker, WorkerConfig};
 
+mod cluster;
+pub use cluster::Cluster;
+
 /// A nats-server on a free loopback port with a temporary store, using the shipped
 /// `nats/server.conf`. Killed when dropped.
 pub struct TestServer {

@@ -15,9 +15,10 @@ pub enum Command {
         /// Read definitions from this directory (laid out like nats/) instead of the built-in ones.
         #[arg(long)]
         dir: Option<PathBuf>,
-        /// Replicas per stream (1 on one server, 3 on a cluster).
-        #[arg(long, env = "DA_STREAM_REPLICAS", default_value_t = 1)]
-        replicas: usize,
+        /// Replicas per stream (1 on one server, 3 on a cluster); default: the
+        /// DA_STREAM_REPLICAS setting, else 1.
+        #[arg(long)]
+        replicas: Option<usize>,
     },
     /// List streams with their messages, bytes and consumers (pending, waiting for ack, redelivered).
     Ls,
@@ -29,6 +30,14 @@ pub async fn run(url: &str, command: Command) -> Outcome {
     let js = async_nats::jetstream::new(client);
     match command {
         Command::Apply { dir, replicas } => {
+            let replicas = match replicas {
+                Some(replicas) => replicas,
+                None => {
+                    shared::Settings::from_env()
+                        .map_err(Failure::usage)?
+                        .stream_replicas
+                }
+            };
             let definitions = match dir {
                 Some(dir) => Definitions::from_dir(&dir),
                 None => Definitions::built_in(),
