@@ -16,6 +16,9 @@
 //! - [`cli`]: the `domain-actions` command.
 //! - [`replay`]: `replay`: history by tenant, type, sequence and time; republish; local handling.
 //! - [`dlq`]: `dlq ls|show|redrive` and `streams ls`.
+//! - [`cluster`]: three nodes, streams at R3, the stream leader killed mid-run.
+//! - [`deploy`]: compose.yaml, the Dockerfile and the configs they use, without a container engine.
+//! - [`permissions`]: tenant users of `nats/accounts.conf` kept to their own subjects.
 //! - [`chat`]: the orchestrator: chat over WebSockets, answers across instances, tenants.
 //! - [`gateway`]: the HTTP front door: health, actions over HTTP, errors, request ids.
 //! - [`ingest`]: the ingestion service over HTTP and NATS: formats, errors, progress, crashes.
@@ -26,13 +29,16 @@ mod harness;
 
 mod chat;
 mod cli;
+mod cluster;
 mod crash;
+mod deploy;
 mod dlq;
 mod durable;
 mod execution;
 mod gateway;
 mod ingest;
 mod metrics;
+mod permissions;
 mod poison;
 mod process;
 mod rag;

@@ -1,0 +1,275 @@
+//! A three-node cluster (`nats/cluster/`, as `compose.yaml` runs it): streams applied at R3
+//! lose no acknowledged action when the ECHO stream's leader is killed mid-run, and the
+//! worker carries on against the new leader.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer::pull::OrderedConfig};
+use bytes::Bytes;
+use futures::stream::FuturesUnordered;
+use futures::{StreamExt, TryStreamExt};
+use shared::streams::Definitions;
+use shared::testkit::{self, Cluster};
+use shared::{Domain, Settings, WorkerConfig};
+use tokio::time::{Instant, timeout};
+
+use crate::harness::{ACTIONS, CALLBACKS, ECHO, ECHO_ACTIONS, action_body, action_headers, new_id};
+
+/// Actions published in the run; the leader is killed after half of them.
+const TOTAL: usize = 3000;
+/// Publishes awaiting their acknowledgement at once.
+const IN_FLIGHT: usize = 128;
+/// The whole test, cluster start included.
+const OVERALL: Duration = Duration::from_secs(60);
+
+#[tokio::test(flavor = "multi_thread")]
+async fn killing_the_stream_leader_loses_no_acknowledged_action() {
+    timeout(OVERALL, leader_killed_mid_run())
+        .await
+        .unwrap_or_else(|_| panic!("the cluster run did not finish within {OVERALL:?}"));
+}
+
+async fn leader_killed_mid_run() {
+    let mut cluster = Cluster::start().await;
+    // The setting compose.yaml sets; the worker applies its streams with it.
+    let settings = Settings::from_vars(&HashMap::from([(
+        "DA_STREAM_REPLICAS".to_owned(),
+        "3".to_owned(),
+    )]))
+    .expect("settings");
+    // The shipped retry backoff (1s, 5s, 30s), not the tests' quick one: a result that
+    // cannot be stored while the stream elects a new leader is retried across the election
+    // instead of using up its deliveries and being dead-lettered.
+    let config = WorkerConfig {
+        // Re-pull soon after the consumer's leader goes away (no timing is asserted).
+        pull_expires: Duration::from_secs(3),
+        drain_timeout: Duration::from_secs(10),
+        ..WorkerConfig::from_settings(&settings)
+    };
+    assert_eq!(config.replicas, 3);
+    let client = cluster.client().await;
+    let js = jetstream::new(client.clone());
+    apply_at_r3(&js, &settings).await;
+    let worker = testkit::spawn_worker(cluster.client().await, echo::dispatcher(), config).await;
+
+    let stream_info = js
+        .get_stream(ECHO)
+        .await
+        .expect("ECHO stream")
+        .info()
+        .await
+        .expect("ECHO info")
+        .clone();
+    assert_eq!(stream_info.config.num_replicas, 3);
+    let leader = stream_info
+        .cluster
+        .and_then(|c| c.leader)
+        .expect("ECHO has a leader");
+
+    let ids: Vec<String> = (0..TOTAL).map(|_| new_id()).collect();
+    let mut acked: HashSet<String> = HashSet::new();
+    let mut unacked: Vec<String> = Vec::new();
+    let mut pending = FuturesUnordered::new();
+    for (i, id) in ids.iter().enumerate() {
+        if i == TOTAL / 2 {
+            cluster.kill(&leader).await;
+        }
+        if pending.len() >= IN_FLIGHT
+            && let Some((id, ok)) = pending.next().await
+        {
+            record(id, ok, &mut acked, &mut unacked);
+        }
+        pending.push(publish(&js, id.clone()));
+    }
+    while let Some((id, ok)) = pending.next().await {
+        record(id, ok, &mut acked, &mut unacked);
+    }
+    // A client whose publish was not acknowledged sends it again with the same id; the
+    // stream's duplicate window keeps it to one stored action.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let first_pass = acked.len();
+    while !unacked.is_empty() && Instant::now() < deadline {
+        let retry: FuturesUnordered<_> = unacked.drain(..).map(|id| publish(&js, id)).collect();
+        for (id, ok) in retry.collect::<Vec<_>>().await {
+            record(id, ok, &mut acked, &mut unacked);
+        }
+    }
+    assert!(
+        acked.len() > TOTAL / 2,
+        "only {} of {TOTAL} publishes acknowledged",
+        acked.len()
+    );
+
+    let results = results_covering(&js, &acked).await;
+    let missing: Vec<&String> = acked
+        .iter()
+        .filter(|id| !results.contains_key(*id))
+        .collect();
+    if !missing.is_empty() {
+        let consumer = js
+            .get_stream(ECHO)
+            .await
+            .expect("ECHO stream")
+            .consumer_info(ECHO_ACTIONS)
+            .await
+            .map(|c| {
+                format!(
+                    "delivered {:?}, ack floor {:?}, pending {}, ack pending {}, redelivered {}, waiting {}, leader {:?}",
+                    c.delivered,
+                    c.ack_floor,
+                    c.num_pending,
+                    c.num_ack_pending,
+                    c.num_redelivered,
+                    c.num_waiting,
+                    c.cluster.and_then(|c| c.leader)
+                )
+            });
+        let dead_letters = js
+            .get_stream(shared::streams::DLQ_STREAM)
+            .await
+            .expect("DLQ stream")
+            .info()
+            .await
+            .map(|info| info.state.messages);
+        panic!(
+            "{} of {} acknowledged actions have no result ({} actions with results, {} results, \
+             {} ids with several, e.g. {:?}; dead letters {dead_letters:?}), e.g. {:?}; echo-actions: {consumer:?}",
+            missing.len(),
+            acked.len(),
+            results.len(),
+            results.values().sum::<usize>(),
+            results.values().filter(|n| **n > 1).count(),
+            results.iter().find(|(_, n)| **n > 1),
+            missing.first()
+        );
+    }
+    let doubled: Vec<(&String, &usize)> = results.iter().filter(|(_, n)| **n != 1).collect();
+    assert!(
+        doubled.is_empty(),
+        "{} actions have more than one result, e.g. {:?}",
+        doubled.len(),
+        doubled.first()
+    );
+
+    let new_leader = js
+        .get_stream(ECHO)
+        .await
+        .expect("ECHO stream")
+        .info()
+        .await
+        .expect("ECHO info")
+        .cluster
+        .clone()
+        .and_then(|c| c.leader)
+        .expect("ECHO has a new leader");
+    assert_ne!(new_leader, leader, "the killed node still leads ECHO");
+    eprintln!(
+        "cluster: {first_pass} of {TOTAL} acknowledged at first, {} after resending; \
+         {} results; ECHO leader {leader} killed, now {new_leader}",
+        acked.len(),
+        results.len()
+    );
+    worker.stop().await;
+}
+
+/// Applies the echo domain's streams at the configured replicas, retrying while the
+/// cluster still gathers its peers (an R3 stream needs all three).
+async fn apply_at_r3(js: &jetstream::Context, settings: &Settings) {
+    let definitions = Definitions::built_in()
+        .expect("definitions")
+        .for_domain(&Domain::new("echo").expect("domain"))
+        .expect("echo definitions")
+        .with_replicas(settings.stream_replicas);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match definitions.apply(js).await {
+            Ok(()) => return,
+            Err(err) if Instant::now() > deadline => panic!("streams at R3: {err}"),
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+}
+
+/// Publishes action `id` with its result to the durable callbacks subject; whether the
+/// stream acknowledged it.
+async fn publish(js: &jetstream::Context, id: String) -> (String, bool) {
+    let body = Bytes::from(action_body(&id, "echo.ping", serde_json::json!({"n": id})));
+    let headers = action_headers("echo.ping", &id, CALLBACKS);
+    let acked = match js
+        .publish_with_headers(ACTIONS.to_owned(), headers, body)
+        .await
+    {
+        Ok(ack) => matches!(timeout(Duration::from_secs(5), ack).await, Ok(Ok(_))),
+        Err(_) => false,
+    };
+    (id, acked)
+}
+
+fn record(id: String, ok: bool, acked: &mut HashSet<String>, unacked: &mut Vec<String>) {
+    if ok {
+        acked.insert(id);
+    } else {
+        unacked.push(id);
+    }
+}
+
+/// How many results the ECHO stream holds per action id on the callbacks subject, read
+/// once it holds one for every id in `expected` (bounded), and then to its end. A read the
+/// cluster cannot serve yet (a consumer created during an election) is tried again.
+async fn results_covering(
+    js: &jetstream::Context,
+    expected: &HashSet<String>,
+) -> HashMap<String, usize> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut last = Err("never read".to_owned());
+    while Instant::now() < deadline {
+        last = read_results(js).await;
+        if let Ok(results) = &last
+            && expected.iter().all(|id| results.contains_key(id))
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    last.unwrap_or_else(|err| panic!("reading the results: {err}"))
+}
+
+/// Every result stored on the callbacks subject, counted by the action it answers.
+async fn read_results(js: &jetstream::Context) -> Result<HashMap<String, usize>, String> {
+    let stream = js.get_stream(ECHO).await.map_err(|e| e.to_string())?;
+    let mut subjects = stream
+        .info_with_subjects(CALLBACKS)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut stored = 0;
+    while let Some((subject, n)) = subjects.try_next().await.map_err(|e| e.to_string())? {
+        if subject == CALLBACKS {
+            stored += n;
+        }
+    }
+    let consumer = stream
+        .create_consumer(OrderedConfig {
+            filter_subject: CALLBACKS.to_owned(),
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| format!("ordered consumer on the callbacks: {e}"))?;
+    let mut messages = consumer.messages().await.map_err(|e| e.to_string())?;
+    let mut counts: HashMap<String, usize> = HashMap::new();
+    let mut read = 0;
+    while read < stored {
+        let Ok(Some(Ok(message))) = timeout(Duration::from_secs(10), messages.next()).await else {
+            return Err(format!("read {read} of {stored} stored results"));
+        };
+        read += 1;
+        let body: serde_json::Value =
+            serde_json::from_slice(&message.payload).map_err(|e| format!("a result: {e}"))?;
+        let id = body["correlation_id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        *counts.entry(id).or_default() += 1;
+    }
+    Ok(counts)
+}
