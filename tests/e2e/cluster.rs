@@ -125,6 +125,7 @@ async fn leader_killed_mid_run() {
                     c.cluster.and_then(|c| c.leader)
                 )
             });
+        let actions_stored = stored_on(&js, ACTIONS).await;
         let dead_letters = js
             .get_stream(shared::streams::DLQ_STREAM)
             .await
@@ -134,7 +135,7 @@ async fn leader_killed_mid_run() {
             .map(|info| info.state.messages);
         panic!(
             "{} of {} acknowledged actions have no result ({} actions with results, {} results, \
-             {} ids with several, e.g. {:?}; dead letters {dead_letters:?}), e.g. {:?}; echo-actions: {consumer:?}",
+             {} ids with several, e.g. {:?}; dead letters {dead_letters:?}; actions stored {actions_stored:?}), e.g. {:?}; echo-actions: {consumer:?}",
             missing.len(),
             acked.len(),
             results.len(),
@@ -235,19 +236,26 @@ async fn results_covering(
     last.unwrap_or_else(|err| panic!("reading the results: {err}"))
 }
 
-/// Every result stored on the callbacks subject, counted by the action it answers.
-async fn read_results(js: &jetstream::Context) -> Result<HashMap<String, usize>, String> {
+/// How many messages the ECHO stream stores on `subject`.
+async fn stored_on(js: &jetstream::Context, subject: &str) -> Result<usize, String> {
     let stream = js.get_stream(ECHO).await.map_err(|e| e.to_string())?;
     let mut subjects = stream
-        .info_with_subjects(CALLBACKS)
+        .info_with_subjects(subject)
         .await
         .map_err(|e| e.to_string())?;
     let mut stored = 0;
-    while let Some((subject, n)) = subjects.try_next().await.map_err(|e| e.to_string())? {
-        if subject == CALLBACKS {
+    while let Some((name, n)) = subjects.try_next().await.map_err(|e| e.to_string())? {
+        if name == subject {
             stored += n;
         }
     }
+    Ok(stored)
+}
+
+/// Every result stored on the callbacks subject, counted by the action it answers.
+async fn read_results(js: &jetstream::Context) -> Result<HashMap<String, usize>, String> {
+    let stored = stored_on(js, CALLBACKS).await?;
+    let stream = js.get_stream(ECHO).await.map_err(|e| e.to_string())?;
     let consumer = stream
         .create_consumer(OrderedConfig {
             filter_subject: CALLBACKS.to_owned(),
