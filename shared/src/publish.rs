@@ -36,8 +36,11 @@ pub enum PublishError {
         /// The server's limit.
         max: usize,
     },
-    /// No stream stores the subject.
-    #[error("no JetStream stream stores {0}: run `domain-actions streams apply`")]
+    /// No stream answered for the subject: none stores it, or (on a cluster) its stream has
+    /// no leader for a few seconds after losing one, when sending again with the same id works.
+    #[error(
+        "no JetStream stream stores {0}: run `domain-actions streams apply` (on a cluster, its stream may be electing a leader: send again)"
+    )]
     NoStream(String),
     /// Nobody answered an rpc request.
     #[error("no service answers on {0}: is its worker running?")]

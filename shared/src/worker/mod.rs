@@ -19,6 +19,7 @@ pub mod dead_letter;
 mod inflight;
 mod outcome;
 mod pull;
+mod resend;
 
 use std::sync::Arc;
 use std::time::Duration;

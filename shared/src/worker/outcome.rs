@@ -8,9 +8,11 @@
 //! | non-retryable, invalid, unknown type, tenant mismatch, panic | term | error (if a callback can be read) | yes |
 //! | handler still running at half the ack wait | in-progress | — | — |
 //!
-//! A failure to send a success result counts as a retryable `unavailable` error. A
-//! failure to store a dead letter naks the message instead of terminating it: nothing is
-//! acknowledged that is not handled or recorded.
+//! A success result that cannot be stored is sent again for up to half the ack wait
+//! ([`super::resend`]: a cluster's stream stores nothing while it elects a leader); a
+//! failure after that counts as a retryable `unavailable` error. A failure to store a dead
+//! letter naks the message instead of terminating it: nothing is acknowledged that is not
+//! handled or recorded.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,6 +22,7 @@ use tracing::Instrument;
 
 use super::Shared;
 use super::dead_letter::{DeadLetter, Origin};
+use super::resend;
 use crate::action::decode::decode_or;
 use crate::action::{ActionError, ActionResult, Rejection, ResultAddress, derived_id};
 use crate::context::Ctx;
@@ -112,15 +115,22 @@ pub(crate) async fn handle(shared: Arc<Shared>, lane: Arc<Lane>, msg: Message) {
             None => Ok(()),
             Some(to) => {
                 let result = address.result(ActionResult::success(output, duration_ms));
-                shared
-                    .publisher
-                    .send_result(to, &result, &address.chain_correlation)
-                    .await
-                    .map_err(|err| {
-                        ActionError::unavailable(format!(
-                            "cannot deliver the result to {to}: {err}"
-                        ))
-                    })
+                let chain = &address.chain_correlation;
+                let sent = match shared.publisher.send_result(to, &result, chain).await {
+                    // Sent again for up to half the ack wait (a cluster electing a stream
+                    // leader stores nothing for a few seconds), keeping the lease meanwhile.
+                    Err(err) if resend::worth_resending(&err) => {
+                        let publisher = &shared.publisher;
+                        let within = lane.ack_wait / 2;
+                        let again =
+                            resend::send_result_again(publisher, to, &result, chain, err, within);
+                        keep_lease(&msg, lane.ack_wait, again).await
+                    }
+                    sent => sent,
+                };
+                sent.map_err(|err| {
+                    ActionError::unavailable(format!("cannot deliver the result to {to}: {err}"))
+                })
             }
         },
         Err(err) => Err(err),
