@@ -153,7 +153,10 @@ async fn streams_ls_lists_the_streams() {
 async fn publisher_refuses_an_oversize_action() {
     let env = Env::start().await;
     let tenant = TenantId::new("acme").expect("tenant");
-    let action = Action::new(tenant, echo::actions::Ping(json!("x".repeat(1_100_000))));
+    let action = Action::new(
+        tenant,
+        echo::actions::Ping::new(&json!("x".repeat(1_100_000))),
+    );
     let refused = Publisher::new(env.client.clone()).enqueue(&action).await;
     match refused {
         Err(PublishError::PayloadTooLarge { size, max }) => {

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use shared::testkit::quick_config;
 use shared::{Action, ActionError, CallbackSubject, Ctx, Dispatcher, WorkerConfig};
@@ -191,8 +192,10 @@ async fn long_handler_keeps_its_lease() {
 async fn ping_then_sleep(
     action: Action<echo::actions::Ping>,
     ctx: Ctx,
-) -> Result<Value, ActionError> {
-    let reply_to = action.data.0["reply_to"]
+) -> Result<Box<RawValue>, ActionError> {
+    let data: Value = serde_json::from_str(action.data.0.get())
+        .map_err(|err| ActionError::invalid(err.to_string()))?;
+    let reply_to = data["reply_to"]
         .as_str()
         .ok_or_else(|| ActionError::handler("no reply_to"))?;
     let callback = CallbackSubject::inbox(reply_to.to_owned())?;
@@ -200,7 +203,8 @@ async fn ping_then_sleep(
         .follow_up(echo::actions::Sleep { ms: 0 })
         .with_callback(&callback);
     let stored = ctx.enqueue(&follow_up).await?;
-    Ok(json!({"follow_up": stored.action_id}))
+    serde_json::value::to_raw_value(&json!({"follow_up": stored.action_id}))
+        .map_err(|err| ActionError::handler(err.to_string()))
 }
 
 #[tokio::test(flavor = "multi_thread")]

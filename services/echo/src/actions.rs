@@ -2,16 +2,28 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use serde_json::value::RawValue;
 use shared::ActionPayload;
 
 /// `echo.ping`: any JSON, returned as it came.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+///
+/// Kept as the raw JSON text it arrived as: echo never looks inside, so parsing it into a
+/// tree only to write it out again would be wasted work on the framework's benchmark path.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(transparent)]
-pub struct Ping(pub Value);
+pub struct Ping(pub Box<RawValue>);
+
+impl Ping {
+    /// A ping carrying `data`.
+    pub fn new(data: &Value) -> Self {
+        // A `Value` always serializes.
+        Self(serde_json::value::to_raw_value(data).unwrap_or_else(|_| unreachable!()))
+    }
+}
 
 impl ActionPayload for Ping {
     const ACTION_TYPE: &'static str = "echo.ping";
-    type Output = Value;
+    type Output = Box<RawValue>;
 }
 
 /// `echo.fail`: fails with `message`; retried with backoff when `retryable`.

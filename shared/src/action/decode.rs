@@ -83,15 +83,23 @@ impl<'a> WireHeaders<'a> {
         let Some(h) = headers else {
             return Self::default();
         };
-        // Looked up by prebuilt names: a `&str` would be validated and copied per lookup.
-        let get = |name: async_nats::HeaderName| h.get(name).map(|v| v.as_str());
-        Self {
-            action_type: get(headers::name::ACTION_TYPE),
-            msg_id: get(headers::name::MSG_ID),
-            callback: get(headers::name::CALLBACK_SUBJECT),
-            correlation: get(headers::name::CORRELATION_ID),
-            trace: get(headers::name::TRACEPARENT).and_then(TraceParent::parse),
+        // One pass over the few headers a message has, comparing names: cheaper than five
+        // hashed lookups. A repeated header counts by its first value, as `get` would.
+        let mut wire = Self::default();
+        for (name, values) in h.iter() {
+            let Some(value) = values.first().map(|v| v.as_str()) else {
+                continue;
+            };
+            match name.as_ref() {
+                headers::ACTION_TYPE => wire.action_type = Some(value),
+                headers::MSG_ID => wire.msg_id = Some(value),
+                headers::CALLBACK_SUBJECT => wire.callback = Some(value),
+                headers::CORRELATION_ID => wire.correlation = Some(value),
+                headers::TRACEPARENT => wire.trace = TraceParent::parse(value),
+                _ => {}
+            }
         }
+        wire
     }
 }
 

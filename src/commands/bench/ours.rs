@@ -51,7 +51,8 @@ pub async fn run(
                     callback.clone(),
                 );
                 async move {
-                    let action = Action::new(tenant, Ping(payload(seq))).with_callback(&callback);
+                    let action =
+                        Action::new(tenant, Ping::new(&payload(seq))).with_callback(&callback);
                     let result = router.expect(action.action_id.to_string());
                     publisher
                         .enqueue(&action)
@@ -66,7 +67,7 @@ pub async fn run(
             closed_loop(in_flight, timing, move |seq| {
                 let (publisher, tenant) = (publisher.clone(), tenant.clone());
                 async move {
-                    let action = Action::new(tenant, Ping(payload(seq)));
+                    let action = Action::new(tenant, Ping::new(&payload(seq)));
                     publisher
                         .request_result(&action, Duration::from_secs(10))
                         .await
