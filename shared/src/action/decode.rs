@@ -245,6 +245,13 @@ fn check(
             "correlation_id {correlation:?} cannot be a header value: no control characters"
         )));
     }
+    if let Some(data) = &body.data
+        && nested_deeper_than(data.get(), MAX_DATA_DEPTH)
+    {
+        return Err(ActionError::invalid(format!(
+            "data is nested deeper than {MAX_DATA_DEPTH} levels"
+        )));
+    }
     let created_at = match body.created_at.as_deref() {
         Some(at) => Some(OffsetDateTime::parse(at, &Rfc3339).map_err(|err| {
             ActionError::invalid(format!("created_at {at:?} is not RFC 3339: {err}"))
@@ -257,6 +264,41 @@ fn check(
         action_id,
         created_at,
     })
+}
+
+/// How deep `data` may nest: serde_json's own recursion limit. Data kept as raw JSON is not
+/// parsed into a tree, so serde_json never checks its depth; checking it here refuses the
+/// same hostile data whatever type the handler takes, and spares non-Rust receivers of
+/// the result a stack overflow.
+const MAX_DATA_DEPTH: usize = 128;
+
+/// Whether the valid JSON text `json` nests arrays and objects more than `limit` deep: one
+/// pass over the bytes, skipping strings.
+fn nested_deeper_than(json: &str, limit: usize) -> bool {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for &byte in json.as_bytes() {
+        if in_string {
+            match byte {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > limit {
+                    return true;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
 }
 
 /// Whether `value` can travel as a header value: results carry the body's `correlation_id`
@@ -328,6 +370,23 @@ mod tests {
             h.insert(*k, *v);
         }
         h
+    }
+
+    #[test]
+    fn data_nested_too_deep_is_found_outside_strings_only() {
+        let deep = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
+        assert!(!nested_deeper_than(&deep(MAX_DATA_DEPTH), MAX_DATA_DEPTH));
+        assert!(nested_deeper_than(
+            &deep(MAX_DATA_DEPTH + 1),
+            MAX_DATA_DEPTH
+        ));
+        let in_a_string = format!(r#"{{"a":"{}\"{}"}}"#, "[".repeat(500), "{".repeat(500));
+        assert!(!nested_deeper_than(&in_a_string, MAX_DATA_DEPTH));
+        let body = format!(r#"{{"data":{}}}"#, deep(1000));
+        assert_eq!(
+            code("echo.acme.actions", &[("action_type", "echo.ping")], &body),
+            ErrorCode::InvalidAction
+        );
     }
 
     fn code(subject: &str, h: &[(&str, &str)], body: &str) -> ErrorCode {
