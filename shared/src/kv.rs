@@ -64,12 +64,15 @@ pub struct JsonBucket<T> {
 
 impl<T: Serialize + DeserializeOwned> JsonBucket<T> {
     /// Opens the bucket, creating it (file storage, one revision kept per key, values
-    /// expiring after `max_age` if non-zero) if it does not exist.
+    /// expiring after `max_age` if non-zero, `replicas` copies: `Settings::stream_replicas`,
+    /// so on a cluster the state outlives a node like the streams do) if it does not exist.
+    /// An existing bucket is opened as it is: its replicas (and age) are not changed.
     pub async fn open(
         js: &jetstream::Context,
         name: &'static str,
         description: &str,
         max_age: Duration,
+        replicas: usize,
     ) -> Result<Self, StateError> {
         let store = match js.get_key_value(name).await {
             Ok(store) => store,
@@ -80,6 +83,7 @@ impl<T: Serialize + DeserializeOwned> JsonBucket<T> {
                     history: 1,
                     max_age,
                     storage: jetstream::stream::StorageType::File,
+                    num_replicas: replicas,
                     ..Default::default()
                 })
                 .await

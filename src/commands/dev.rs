@@ -47,7 +47,7 @@ pub async fn run(url: &str, _args: Args) -> Outcome {
     let addr =
         std::env::var("DA_HTTP_ADDR").unwrap_or_else(|_| super::gateway::DEFAULT_ADDR.to_owned());
     let listener = super::gateway::bind(&addr).await?;
-    let key = super::gateway::dev_key(&url, &settings.data_dir).await?;
+    let key = super::gateway::dev_key(&url, &settings).await?;
     let http = format!(
         "http://{}",
         listener.local_addr().map_err(Failure::runtime)?

@@ -1,8 +1,6 @@
 //! `domain-actions gateway`: the HTTP/WebSocket front door against an existing NATS, on
 //! `--addr` (or `DA_HTTP_ADDR`, default 127.0.0.1:8080). `dev` runs it too.
 
-use std::path::Path;
-
 use shared::http::ApiKeys;
 use shared::{Settings, TenantId};
 use tokio::net::TcpListener;
@@ -53,11 +51,15 @@ pub async fn serve(url: &str, listener: TcpListener, shutdown: CancellationToken
 
 /// The development API key (tenant `dev`), kept in `<data dir>/dev-api-key` so it stays the
 /// same from one `dev` run to the next; created if missing or no longer valid.
-pub async fn dev_key(url: &str, data_dir: &Path) -> Result<String, Failure> {
+pub async fn dev_key(url: &str, settings: &Settings) -> Result<String, Failure> {
     let client = connect(url).await?;
-    let keys = ApiKeys::open(&async_nats::jetstream::new(client))
-        .await
-        .map_err(Failure::runtime)?;
+    let keys = ApiKeys::open(
+        &async_nats::jetstream::new(client),
+        settings.stream_replicas,
+    )
+    .await
+    .map_err(Failure::runtime)?;
+    let data_dir = &settings.data_dir;
     let path = data_dir.join("dev-api-key");
     if let Ok(saved) = std::fs::read_to_string(&path) {
         let saved = saved.trim().to_owned();

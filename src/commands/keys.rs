@@ -3,8 +3,8 @@
 //! `create` prints only the key on stdout (`KEY=$(domain-actions keys create --tenant acme)`);
 //! the reminder that it is shown once goes to stderr.
 
-use shared::TenantId;
 use shared::http::{ApiKeys, ApiKeysError};
+use shared::{Settings, TenantId};
 use time::format_description::well_known::Rfc3339;
 
 use crate::exit::{Failure, Outcome, connect};
@@ -82,8 +82,12 @@ pub async fn run(url: &str, command: Command) -> Outcome {
     Ok(())
 }
 
-/// Connects and opens the key store (creating its bucket on a fresh server).
+/// Connects and opens the key store (creating its bucket on a fresh server, with
+/// `DA_STREAM_REPLICAS` copies).
 async fn open(url: &str) -> Result<ApiKeys, Failure> {
+    let settings = Settings::from_env().map_err(Failure::usage)?;
     let js = async_nats::jetstream::new(connect(url).await?);
-    ApiKeys::open(&js).await.map_err(Failure::runtime)
+    ApiKeys::open(&js, settings.stream_replicas)
+        .await
+        .map_err(Failure::runtime)
 }

@@ -94,7 +94,7 @@ impl Chat {
             let agent = json!({"agent_id": AGENT, "collections": ["manual"], "top_k": 2});
             rpc(&env, tenant, "execution.agent_put", json!({"agent": agent})).await;
         }
-        let keys = ApiKeys::open(&env.js).await.expect("api keys");
+        let keys = ApiKeys::open(&env.js, 1).await.expect("api keys");
         let acme = keys.create(&tenant("acme"), None).await.expect("key");
         let globex = keys.create(&tenant("globex"), None).await.expect("key");
         let mut instances = Vec::new();

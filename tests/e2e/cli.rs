@@ -179,7 +179,7 @@ async fn keys_create_prints_only_a_key_and_refuses_a_bad_tenant() {
         key.starts_with("da_") && !key.contains(char::is_whitespace),
         "stdout: {printed}"
     );
-    let keys = shared::http::ApiKeys::open(&env.js)
+    let keys = shared::http::ApiKeys::open(&env.js, 1)
         .await
         .expect("api_keys");
     let tenant = keys.verify(key).await.expect("verify");

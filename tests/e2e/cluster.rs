@@ -22,6 +22,8 @@ use async_nats::jetstream::{self, consumer::pull::OrderedConfig};
 use bytes::Bytes;
 use futures::stream::FuturesUnordered;
 use futures::{StreamExt, TryStreamExt};
+use shared::http::ApiKeys;
+use shared::kv::JsonBucket;
 use shared::streams::Definitions;
 use shared::testkit::{self, Cluster};
 use shared::{Domain, Settings, WorkerConfig};
@@ -261,6 +263,82 @@ async fn a_result_its_stream_cannot_store_yet_is_sent_again_in_the_same_delivery
         (1, 0),
         "the action was delivered again instead of its result being sent again"
     );
+}
+
+/// Buckets and the object store are created at `DA_STREAM_REPLICAS` like the streams, so
+/// on a cluster losing a node loses no API keys, task state, agents, histories or document
+/// originals (issue 4: they used to be created with one replica whatever the setting).
+#[tokio::test(flavor = "multi_thread")]
+async fn buckets_and_the_object_store_are_created_at_the_configured_replicas() {
+    timeout(OVERALL, buckets_at_r3())
+        .await
+        .unwrap_or_else(|_| panic!("the bucket run did not finish within {OVERALL:?}"));
+}
+
+async fn buckets_at_r3() {
+    let cluster = Cluster::start().await;
+    let settings = Settings::from_vars(&HashMap::from([(
+        "DA_STREAM_REPLICAS".to_owned(),
+        "3".to_owned(),
+    )]))
+    .expect("settings");
+    let replicas = settings.stream_replicas;
+    let js = jetstream::new(cluster.client().await);
+    // Each is retried while the cluster still gathers its peers (an R3 bucket needs all three).
+    until_created("a JSON bucket", || async {
+        JsonBucket::<String>::open(&js, "replicated", "issue 4", Duration::ZERO, replicas)
+            .await
+            .map(drop)
+            .map_err(|err| err.to_string())
+    })
+    .await;
+    until_created("the api_keys bucket", || async {
+        ApiKeys::open(&js, replicas)
+            .await
+            .map(drop)
+            .map_err(|err| err.to_string())
+    })
+    .await;
+    until_created("the documents stores", || async {
+        ingestion::documents::Documents::open(&js, replicas)
+            .await
+            .map(drop)
+            .map_err(|err| err.to_string())
+    })
+    .await;
+    for stream in [
+        "KV_replicated",
+        "KV_api_keys",
+        "KV_documents",
+        "KV_document_hashes",
+        "OBJ_documents",
+    ] {
+        let info = js
+            .get_stream(stream)
+            .await
+            .unwrap_or_else(|err| panic!("{stream}: {err}"))
+            .info()
+            .await
+            .unwrap_or_else(|err| panic!("{stream} info: {err}"))
+            .clone();
+        assert_eq!(info.config.num_replicas, 3, "{stream}");
+    }
+}
+
+/// Runs `create` until it succeeds, for up to 20 s; panics with the last error after that.
+async fn until_created<F, Fut>(what: &str, create: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<(), String>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match create().await {
+            Ok(()) => return,
+            Err(err) if Instant::now() > deadline => panic!("{what} at R3: {err}"),
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
 }
 
 /// Applies the echo domain's streams at the configured replicas, retrying while the

@@ -31,7 +31,7 @@ impl Front {
         for service in services {
             env.add_service(service, &settings).await;
         }
-        let key = ApiKeys::open(&env.js)
+        let key = ApiKeys::open(&env.js, 1)
             .await
             .expect("keys")
             .create(&shared::TenantId::new("acme").expect("tenant"), None)

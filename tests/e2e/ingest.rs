@@ -41,7 +41,7 @@ impl Ingest {
     /// Serves the ingestion routes for `env` on a free loopback port.
     async fn serve(env: Env, data: TempDir, settings: &shared::Settings) -> Self {
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let keys = ApiKeys::open(&env.js).await.expect("api keys");
+        let keys = ApiKeys::open(&env.js, 1).await.expect("api keys");
         let acme = keys.create(&tenant("acme"), None).await.expect("key");
         let globex = keys.create(&tenant("globex"), None).await.expect("key");
         let service = ingestion::IngestionConfig::from_settings(settings)

@@ -200,13 +200,15 @@ pub fn key(tenant: &TenantId, agent_id: &str) -> String {
 pub struct AgentStore(JsonBucket<Agent>);
 
 impl AgentStore {
-    /// Opens the bucket, creating it if needed (agents never expire).
-    pub async fn open(js: &jetstream::Context) -> Result<Self, StateError> {
+    /// Opens the bucket, creating it with `replicas` copies if needed (agents never expire;
+    /// an existing bucket keeps the replicas it was created with).
+    pub async fn open(js: &jetstream::Context, replicas: usize) -> Result<Self, StateError> {
         let bucket = JsonBucket::open(
             js,
             BUCKET,
             "Agents of the execution service, by <tenant>.<agent_id>",
             Duration::ZERO,
+            replicas,
         )
         .await?;
         Ok(Self(bucket))
@@ -310,7 +312,7 @@ mod tests {
     async fn stored_agents_keep_their_creation_time_and_stay_in_their_tenant() {
         let server = shared::testkit::TestServer::start().await;
         let js = jetstream::new(server.client().await);
-        let store = AgentStore::open(&js).await.expect("bucket");
+        let store = AgentStore::open(&js, 1).await.expect("bucket");
         let acme = TenantId::new("acme").expect("tenant");
         let globex = TenantId::new("globex").expect("tenant");
         let first = store.put(&acme, Agent::new("helper")).await.expect("put");

@@ -38,6 +38,9 @@ pub struct ExecutionConfig {
     pub history_max: usize,
     /// `DA_EXECUTION_SEARCH_TIMEOUT`.
     pub search_timeout: Duration,
+    /// `DA_STREAM_REPLICAS`: copies of the buckets when they are created, so on a cluster
+    /// agents and histories survive losing a node like the streams do.
+    pub replicas: usize,
 }
 
 /// Why the service could not start.
@@ -77,6 +80,7 @@ impl ExecutionConfig {
             search_timeout: settings
                 .duration_var("DA_EXECUTION_SEARCH_TIMEOUT")?
                 .unwrap_or(Duration::from_secs(30)),
+            replicas: settings.stream_replicas,
         })
     }
 
@@ -87,8 +91,9 @@ impl ExecutionConfig {
             None => None,
         };
         Ok(ExecutionService {
-            agents: AgentStore::open(js).await?,
-            sessions: SessionStore::open(js, self.history_ttl, self.history_max).await?,
+            agents: AgentStore::open(js, self.replicas).await?,
+            sessions: SessionStore::open(js, self.history_ttl, self.history_max, self.replicas)
+                .await?,
             chat,
             search_timeout: self.search_timeout,
         })

@@ -123,18 +123,20 @@ pub struct SessionStore {
 }
 
 impl SessionStore {
-    /// Opens the bucket, creating it with `ttl` as its `max_age` if needed (an existing
-    /// bucket keeps the age it was created with).
+    /// Opens the bucket, creating it with `ttl` as its `max_age` and `replicas` copies if
+    /// needed (an existing bucket keeps the age and replicas it was created with).
     pub async fn open(
         js: &jetstream::Context,
         ttl: Duration,
         max_messages: usize,
+        replicas: usize,
     ) -> Result<Self, StateError> {
         let bucket = JsonBucket::open(
             js,
             BUCKET,
             "Conversation histories of the execution service, by <tenant>.<session_id>",
             ttl,
+            replicas,
         )
         .await?;
         Ok(Self {
@@ -231,7 +233,7 @@ mod tests {
     async fn concurrent_turns_are_all_kept_up_to_the_cap() {
         let server = shared::testkit::TestServer::start().await;
         let js = jetstream::new(server.client().await);
-        let store = SessionStore::open(&js, Duration::from_secs(60), 8)
+        let store = SessionStore::open(&js, Duration::from_secs(60), 8, 1)
             .await
             .expect("bucket");
         let acme = TenantId::new("acme").expect("tenant");

@@ -72,7 +72,7 @@ pub async fn router(
     shutdown: CancellationToken,
 ) -> Result<Router, GatewayError> {
     let js = async_nats::jetstream::new(client.clone());
-    let keys = ApiKeys::open(&js).await?;
+    let keys = ApiKeys::open(&js, settings.stream_replicas).await?;
     let publisher = Publisher::new(client.clone());
     let ingestion = ingestion::IngestionConfig::from_settings(settings)?
         .build(&js)

@@ -123,14 +123,15 @@ pub struct Collections {
 }
 
 impl Collections {
-    /// Opens (or creates) the bucket.
-    pub async fn open(js: &jetstream::Context) -> Result<Self, StateError> {
+    /// Opens (or creates, with `replicas` copies) the bucket.
+    pub async fn open(js: &jetstream::Context, replicas: usize) -> Result<Self, StateError> {
         Ok(Self {
             settings: JsonBucket::open(
                 js,
                 "collections",
                 "Chunking settings per tenant and collection",
                 Duration::ZERO,
+                replicas,
             )
             .await?,
         })

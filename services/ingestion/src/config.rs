@@ -27,6 +27,9 @@ pub struct IngestionConfig {
     pub limits: Limits,
     /// `DA_MINILM_DIR`.
     pub tokenizer_dir: Option<PathBuf>,
+    /// `DA_STREAM_REPLICAS`: copies of the buckets and the object store when they are
+    /// created, so on a cluster they survive losing a node like the streams do.
+    pub replicas: usize,
 }
 
 /// Why the service could not start.
@@ -64,6 +67,7 @@ impl IngestionConfig {
                 query_timeout: d.query_timeout,
             },
             tokenizer_dir: settings.var("DA_MINILM_DIR").map(PathBuf::from),
+            replicas: settings.stream_replicas,
         })
     }
 
@@ -73,6 +77,6 @@ impl IngestionConfig {
         let chunker = tokio::task::spawn_blocking(move || Chunker::load(&dir))
             .await
             .map_err(|err| embedding::minilm::ModelError::Run(err.to_string()))??;
-        Ok(IngestionService::open(js, chunker, self.limits).await?)
+        Ok(IngestionService::open(js, chunker, self.limits, self.replicas).await?)
     }
 }

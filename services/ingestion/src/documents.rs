@@ -69,13 +69,16 @@ pub struct Documents {
 }
 
 impl Documents {
-    /// Opens (or creates) the buckets and the object store.
-    pub async fn open(js: &jetstream::Context) -> Result<Self, StateError> {
+    /// Opens the buckets and the object store, creating any that is missing with `replicas`
+    /// copies (`Settings::stream_replicas`, so originals survive losing a cluster node); an
+    /// existing one is opened as it is, its replicas unchanged.
+    pub async fn open(js: &jetstream::Context, replicas: usize) -> Result<Self, StateError> {
         let records = JsonBucket::open(
             js,
             "documents",
             "Ingested documents, per tenant",
             Duration::ZERO,
+            replicas,
         )
         .await?;
         let hashes = JsonBucket::open(
@@ -83,6 +86,7 @@ impl Documents {
             "document_hashes",
             "Content hash to document id, per tenant and collection",
             Duration::ZERO,
+            replicas,
         )
         .await?;
         let originals = match js.get_object_store("documents").await {
@@ -94,6 +98,7 @@ impl Documents {
                         "Originals of ingested documents: <tenant>/<document_id>".to_owned(),
                     ),
                     storage: jetstream::stream::StorageType::File,
+                    num_replicas: replicas,
                     ..Default::default()
                 })
                 .await

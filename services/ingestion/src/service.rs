@@ -58,16 +58,18 @@ pub struct IngestionService {
 }
 
 impl IngestionService {
-    /// Opens the buckets and the object store (creating them if needed).
+    /// Opens the buckets and the object store (creating them with `replicas` copies if
+    /// needed: `Settings::stream_replicas`).
     pub async fn open(
         js: &jetstream::Context,
         chunker: Chunker,
         limits: Limits,
+        replicas: usize,
     ) -> Result<Self, StateError> {
         Ok(Self {
-            tasks: Tasks::open(js).await?,
-            documents: Documents::open(js).await?,
-            collections: Collections::open(js).await?,
+            tasks: Tasks::open(js, replicas).await?,
+            documents: Documents::open(js, replicas).await?,
+            collections: Collections::open(js, replicas).await?,
             chunker,
             limits,
         })

@@ -199,13 +199,14 @@ pub fn now() -> String {
 pub struct Tasks(JsonBucket<TaskState>);
 
 impl Tasks {
-    /// Opens (or creates) the bucket; tasks are kept a week.
-    pub async fn open(js: &jetstream::Context) -> Result<Self, StateError> {
+    /// Opens (or creates, with `replicas` copies) the bucket; tasks are kept a week.
+    pub async fn open(js: &jetstream::Context, replicas: usize) -> Result<Self, StateError> {
         JsonBucket::open(
             js,
             "tasks",
             "Ingestion tasks: status and progress, per tenant",
             Duration::from_secs(7 * 24 * 3600),
+            replicas,
         )
         .await
         .map(Self)

@@ -126,12 +126,14 @@ impl std::fmt::Debug for ApiKeys {
 }
 
 impl ApiKeys {
-    /// Opens the `api_keys` bucket, creating it (history 1, file storage) if it is missing,
-    /// so the first `keys create` on a fresh server needs no setup step.
-    pub async fn open(js: &jetstream::Context) -> Result<Self, ApiKeysError> {
+    /// Opens the `api_keys` bucket, creating it (history 1, file storage, `replicas` copies:
+    /// `Settings::stream_replicas`, so keys survive losing a cluster node) if it is missing,
+    /// so the first `keys create` on a fresh server needs no setup step. An existing bucket
+    /// is opened as it is: its replicas are not changed.
+    pub async fn open(js: &jetstream::Context, replicas: usize) -> Result<Self, ApiKeysError> {
         let store = match js.get_key_value(BUCKET).await {
             Ok(store) => store,
-            Err(_missing) => match js.create_key_value(bucket_config()).await {
+            Err(_missing) => match js.create_key_value(bucket_config(replicas)).await {
                 Ok(store) => store,
                 // Another process may have created it meanwhile.
                 Err(err) => js
@@ -304,13 +306,14 @@ impl ApiKeys {
 }
 
 /// The bucket's settings: one value per key (no history of revoked records), on disk so
-/// keys survive a restart.
-fn bucket_config() -> kv::Config {
+/// keys survive a restart, on `replicas` nodes so they survive losing one.
+fn bucket_config(replicas: usize) -> kv::Config {
     kv::Config {
         bucket: BUCKET.to_owned(),
         description: "API keys: SHA-256 of each key -> {tenant_id, created_at, label}".to_owned(),
         history: 1,
         storage: jetstream::stream::StorageType::File,
+        num_replicas: replicas,
         ..Default::default()
     }
 }
@@ -450,7 +453,7 @@ mod nats_tests {
 
     async fn keys(server: &TestServer) -> ApiKeys {
         let js = jetstream::new(server.client().await);
-        ApiKeys::open(&js).await.expect("open api_keys")
+        ApiKeys::open(&js, 1).await.expect("open api_keys")
     }
 
     fn tenant(name: &str) -> TenantId {

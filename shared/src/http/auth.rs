@@ -171,7 +171,7 @@ mod http_tests {
         async fn start() -> Self {
             let nats = TestServer::start().await;
             let js = async_nats::jetstream::new(nats.client().await);
-            let keys = ApiKeys::open(&js).await.expect("open api_keys");
+            let keys = ApiKeys::open(&js, 1).await.expect("open api_keys");
             let key = keys
                 .create(&TenantId::new("acme").expect("tenant"), None)
                 .await

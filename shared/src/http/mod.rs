@@ -19,7 +19,7 @@
 //! }
 //!
 //! # async fn run(js: async_nats::jetstream::Context) -> Result<(), Box<dyn std::error::Error>> {
-//! let keys = ApiKeys::open(&js).await?;
+//! let keys = ApiKeys::open(&js, 1).await?;
 //! let app: Router = Router::new().route("/whoami", get(whoami)).with_state(keys);
 //! # Ok(()) }
 //! ```
