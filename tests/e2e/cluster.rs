@@ -57,11 +57,7 @@ async fn killing_the_stream_leader_loses_no_acknowledged_action() {
 async fn leader_killed_mid_run() {
     let mut cluster = Cluster::start().await;
     // The setting compose.yaml sets; the worker applies its streams with it.
-    let settings = Settings::from_vars(&HashMap::from([(
-        "DA_STREAM_REPLICAS".to_owned(),
-        "3".to_owned(),
-    )]))
-    .expect("settings");
+    let settings = settings_at_r3();
     // The shipped retry backoff (1s, 5s, 30s), not the tests' quick one: a result that
     // cannot be stored while the stream elects a new leader is retried across the election
     // instead of using up its deliveries and being dead-lettered.
@@ -277,11 +273,7 @@ async fn buckets_and_the_object_store_are_created_at_the_configured_replicas() {
 
 async fn buckets_at_r3() {
     let cluster = Cluster::start().await;
-    let settings = Settings::from_vars(&HashMap::from([(
-        "DA_STREAM_REPLICAS".to_owned(),
-        "3".to_owned(),
-    )]))
-    .expect("settings");
+    let settings = settings_at_r3();
     let replicas = settings.stream_replicas;
     let js = jetstream::new(cluster.client().await);
     // Each is retried while the cluster still gathers its peers (an R3 bucket needs all three).
@@ -339,6 +331,15 @@ where
             Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
         }
     }
+}
+
+/// The settings compose.yaml gives the services: streams and buckets at three replicas.
+fn settings_at_r3() -> Settings {
+    Settings::from_vars(&HashMap::from([(
+        "DA_STREAM_REPLICAS".to_owned(),
+        "3".to_owned(),
+    )]))
+    .expect("settings")
 }
 
 /// Applies the echo domain's streams at the configured replicas, retrying while the
