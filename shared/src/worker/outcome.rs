@@ -118,8 +118,9 @@ pub(crate) async fn handle(shared: Arc<Shared>, lane: Arc<Lane>, msg: Message) {
                 let chain = &address.chain_correlation;
                 let sent = match shared.publisher.send_result(to, &result, chain).await {
                     // Sent again for up to half the ack wait (a cluster electing a stream
-                    // leader stores nothing for a few seconds), keeping the lease meanwhile.
-                    Err(err) if resend::worth_resending(&err) => {
+                    // leader stores nothing for a few seconds), keeping the lease meanwhile;
+                    // a result too large comes straight back.
+                    Err(err) => {
                         let publisher = &shared.publisher;
                         let within = lane.ack_wait / 2;
                         let again =

@@ -25,13 +25,14 @@ const FIRST_PAUSE: Duration = Duration::from_millis(250);
 const LONGEST_PAUSE: Duration = Duration::from_secs(2);
 
 /// Whether a failed send of a result is worth repeating: anything but a result too large.
-pub(crate) fn worth_resending(err: &PublishError) -> bool {
+fn worth_resending(err: &PublishError) -> bool {
     !matches!(err, PublishError::PayloadTooLarge { .. })
 }
 
 /// After sending `result` to `to` failed with `err`, sends it again (same id) after a growing
-/// pause while that fails too, until `within` has passed; then returns the last error. Only
-/// called on a failure, so a result stored at the first try costs no timer.
+/// pause while that fails too, until `within` has passed; then returns the last error (at once
+/// if `err` is not worth resending). Only called on a failure, so a result stored at the
+/// first try costs no timer.
 pub(crate) async fn send_result_again<R: Serialize>(
     publisher: &Publisher,
     to: &CallbackSubject,
