@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use crate::action::{Action, ActionError, ActionPayload, ErrorCode, RawAction, TenantId};
 use crate::publish::{Enqueued, Publisher};
-use crate::telemetry::TraceParent;
+use crate::telemetry::{self, TraceParent};
 
 /// Shared values a service's handlers need (a model, a store, settings), looked up by type.
 /// Filled once with [`crate::Dispatcher::with_state`].
@@ -48,7 +48,7 @@ struct CtxInner {
     correlation_id: String,
     session_id: Option<String>,
     task_id: Option<String>,
-    trace: TraceParent,
+    trace: Option<TraceParent>,
     delivery: u64,
     publisher: Option<Publisher>,
     state: State,
@@ -71,7 +71,7 @@ impl Ctx {
                 correlation_id: action.chain_correlation(),
                 session_id: action.session_id.clone(),
                 task_id: action.task_id.clone(),
-                trace: action.traceparent.unwrap_or_else(TraceParent::new_root),
+                trace: action.traceparent.or_else(telemetry::new_trace),
                 delivery,
                 publisher,
                 state,
@@ -95,8 +95,9 @@ impl Ctx {
         &self.inner.correlation_id
     }
 
-    /// The trace context of this action.
-    pub fn trace(&self) -> TraceParent {
+    /// The trace context of this action: the one it arrived with, or a new one when this
+    /// process exports traces ([`telemetry::new_trace`]).
+    pub fn trace(&self) -> Option<TraceParent> {
         self.inner.trace
     }
 
@@ -133,7 +134,7 @@ impl Ctx {
         action.correlation_id = Some(self.inner.correlation_id.clone());
         action.session_id = self.inner.session_id.clone();
         action.task_id = self.inner.task_id.clone();
-        action.traceparent = Some(self.inner.trace.child());
+        action.traceparent = self.inner.trace.as_ref().map(TraceParent::child);
         action
     }
 

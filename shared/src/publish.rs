@@ -21,7 +21,7 @@ use serde::Serialize;
 use crate::action::{Action, ActionError, ActionPayload, ActionResult, ErrorCode};
 use crate::headers;
 use crate::subject::{self, CallbackSubject, Channel};
-use crate::telemetry::TraceParent;
+use crate::telemetry;
 
 /// Why a publish failed.
 #[derive(Debug, thiserror::Error)]
@@ -137,12 +137,13 @@ impl Publisher {
         action: &Action<T>,
         timeout: Duration,
     ) -> Result<T::Output, ActionError> {
-        let reply = self.request_result(action, timeout).await?;
-        let result: ActionResult<T::Output> =
-            serde_json::from_value(reply.data).map_err(|err| {
+        let reply = self.request_reply(action, timeout).await?;
+        // Straight into the typed result: no JSON tree in between.
+        let result: Action<ActionResult<T::Output>> = serde_json::from_slice(&reply.payload)
+            .map_err(|err| {
                 ActionError::invalid(format!("result of {} does not fit: {err}", T::ACTION_TYPE))
             })?;
-        result.into_result()
+        result.data.into_result()
     }
 
     /// Like [`Publisher::request`] for any serializable data, returning the whole result action.
@@ -151,6 +152,19 @@ impl Publisher {
         action: &Action<T>,
         timeout: Duration,
     ) -> Result<Action<serde_json::Value>, PublishError> {
+        let reply = self.request_reply(action, timeout).await?;
+        serde_json::from_slice(&reply.payload).map_err(|err| {
+            let subject = subject::for_action(&action.action_type, &action.tenant_id, Channel::Rpc);
+            PublishError::BadReply(subject, err.to_string())
+        })
+    }
+
+    /// Sends `action` to its rpc subject and returns the reply message, unread.
+    async fn request_reply<T: Serialize>(
+        &self,
+        action: &Action<T>,
+        timeout: Duration,
+    ) -> Result<async_nats::Message, PublishError> {
         // Built again for an error message rather than cloned for every request.
         let subject = || subject::for_action(&action.action_type, &action.tenant_id, Channel::Rpc);
         let (headers, body) = encode(action)?;
@@ -159,8 +173,7 @@ impl Publisher {
             .headers(headers)
             .payload(body)
             .timeout(Some(timeout));
-        let reply = self
-            .inner
+        self.inner
             .client
             .send_request(subject(), request)
             .await
@@ -168,9 +181,7 @@ impl Publisher {
                 RequestErrorKind::NoResponders => PublishError::NoResponders(subject()),
                 RequestErrorKind::TimedOut => PublishError::Timeout(timeout, subject()),
                 _ => PublishError::Nats(err.to_string()),
-            })?;
-        serde_json::from_slice(&reply.payload)
-            .map_err(|err| PublishError::BadReply(subject(), err.to_string()))
+            })
     }
 
     /// Delivers a result to `to`. A durable callbacks subject goes through JetStream with
@@ -268,8 +279,9 @@ fn encode_with<T: Serialize>(
     if let Some(correlation) = correlation {
         headers.insert(headers::name::CORRELATION_ID, correlation);
     }
-    let trace = action.traceparent.unwrap_or_else(TraceParent::new_root);
-    headers.insert(headers::name::TRACEPARENT, trace.to_header());
+    if let Some(trace) = action.traceparent.or_else(telemetry::new_trace) {
+        headers.insert(headers::name::TRACEPARENT, trace.to_header());
+    }
     Ok((headers, Bytes::from(body)))
 }
 

@@ -87,6 +87,18 @@ pub fn adopt(span: &tracing::Span, parent: Option<TraceParent>) -> Option<TraceP
     parent
 }
 
+/// The context a new trace starts with, when this process records traces (its spans are
+/// exported); `None` otherwise. A context that arrived is always carried on, but none is
+/// invented that no one records, as OpenTelemetry's propagators do without an SDK: a
+/// `traceparent` header costs every message about 70 bytes and its encoding.
+pub fn new_trace() -> Option<TraceParent> {
+    #[cfg(feature = "otel")]
+    if otel::EXPORTING.load(std::sync::atomic::Ordering::Relaxed) {
+        return Some(TraceParent::new_root());
+    }
+    None
+}
+
 /// W3C trace context: `00-<trace id>-<parent span id>-<flags>`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TraceParent {
@@ -119,28 +131,25 @@ impl TraceParent {
     /// Parses a `traceparent` header; `None` for anything malformed (a bad header never
     /// fails an action: the worker starts a new trace instead).
     pub fn parse(header: &str) -> Option<Self> {
-        let mut parts = header.trim().split('-');
-        let (Some(version), Some(trace), Some(span), Some(flags)) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            return None;
-        };
-        let hex = |s: &str, len: usize| s.len() == len && s.bytes().all(|b| b.is_ascii_hexdigit());
-        if !hex(version, 2)
-            || version == "ff"
-            || !hex(trace, 32)
-            || !hex(span, 16)
-            || !hex(flags, 2)
-        {
+        // `vv-<32 hex>-<16 hex>-ff`, read by position (it arrives on every message); a
+        // future version may add fields after another dash.
+        let b = header.trim().as_bytes();
+        let dashes =
+            b.get(2) == Some(&b'-') && b.get(35) == Some(&b'-') && b.get(52) == Some(&b'-');
+        if b.len() < 55 || !dashes || (b.len() > 55 && b[55] != b'-') {
             return None;
         }
-        let trace_id = u128::from_str_radix(trace, 16).ok().filter(|t| *t != 0)?;
-        let span_id = u64::from_str_radix(span, 16).ok().filter(|s| *s != 0)?;
-        let flags = u8::from_str_radix(flags, 16).ok()?;
+        let version = hex_value(&b[..2])?;
+        let trace_id = hex_value(&b[3..35]).filter(|t| *t != 0)?;
+        let span_id = hex_value(&b[36..52]).filter(|s| *s != 0)?;
+        let flags = hex_value(&b[53..55])?;
+        if version == 0xff {
+            return None;
+        }
         Some(Self {
             trace_id,
-            span_id,
-            flags,
+            span_id: span_id as u64,
+            flags: flags as u8,
         })
     }
 
@@ -166,8 +175,18 @@ impl TraceParent {
         out[52] = b'-';
         out[53] = HEX[(self.flags >> 4) as usize];
         out[54] = HEX[(self.flags & 0xf) as usize];
-        out.iter().map(|&b| b as char).collect()
+        std::str::from_utf8(&out)
+            .map(str::to_owned)
+            .unwrap_or_default()
     }
+}
+
+/// The value of up to 32 hex digits; `None` if any is not one.
+fn hex_value(digits: &[u8]) -> Option<u128> {
+    digits.iter().try_fold(0u128, |value, &digit| {
+        let nibble = (digit as char).to_digit(16)?;
+        Some(value << 4 | u128::from(nibble))
+    })
 }
 
 impl fmt::Display for TraceParent {
@@ -192,6 +211,12 @@ mod tests {
                 tp.trace_id, tp.span_id, tp.flags
             )
         );
+        // A later version may append fields; surrounding blanks are ignored.
+        let later = format!(" 01-{}-{}-01-extra ", &h[3..35], &h[36..52]);
+        assert_eq!(
+            TraceParent::parse(&later).map(|t| t.trace_id),
+            Some(tp.trace_id)
+        );
         let child = tp.child();
         assert_eq!(child.trace_id, tp.trace_id);
         assert_ne!(child.span_id, tp.span_id);
@@ -205,6 +230,10 @@ mod tests {
             "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
             "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
             "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01x",
+            "00-4bf92f3577b34da6a3ce929d0e0e473g-00f067aa0ba902b7-01",
+            "00-+bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
         ] {
             assert!(TraceParent::parse(bad).is_none(), "{bad}");
         }

@@ -14,6 +14,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
 
+use super::envelope::id_text;
 use super::{
     Action, ActionError, ActionType, Domain, ErrorCode, RawAction, ResultAddress, TenantId,
 };
@@ -355,7 +356,7 @@ fn reject(
                 .and_then(|b| b.correlation_id.clone())
                 .filter(|c| fits_a_header(c))
                 .or_else(|| wire.correlation.map(str::to_owned))
-                .unwrap_or_else(|| action_id.to_string()),
+                .unwrap_or_else(|| id_text(&action_id)),
         })),
     }
 }

@@ -155,7 +155,7 @@ impl<T> Action<T> {
     pub fn chain_correlation(&self) -> String {
         self.correlation_id
             .clone()
-            .unwrap_or_else(|| self.action_id.to_string())
+            .unwrap_or_else(|| id_text(&self.action_id))
     }
 
     /// The same envelope with other data.
@@ -201,6 +201,13 @@ impl<T: Serialize> Action<T> {
             .map_err(|err| ActionError::invalid(format!("cannot encode data: {err}")))?;
         Ok(self.map_data(data))
     }
+}
+
+/// `id` as hyphenated lower-case text, written without the formatting machinery: every
+/// result and chain carries one.
+pub(crate) fn id_text(id: &Uuid) -> String {
+    let mut buffer = Uuid::encode_buffer();
+    id.hyphenated().encode_lower(&mut buffer).to_owned()
 }
 
 #[cfg(test)]

@@ -125,7 +125,10 @@ impl ActionType {
         if self.is_result() {
             return self.clone();
         }
-        ActionType(format!("{}{RESULT_SUFFIX}", self.0))
+        let mut name = String::with_capacity(self.0.len() + RESULT_SUFFIX.len());
+        name.push_str(&self.0);
+        name.push_str(RESULT_SUFFIX);
+        ActionType(name)
     }
 
     /// The name as it appears in headers and bodies.

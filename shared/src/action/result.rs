@@ -9,6 +9,7 @@ use serde_json::{Map, Value};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use super::envelope::id_text;
 use super::{Action, ActionError, ActionType, TenantId};
 use crate::telemetry::TraceParent;
 
@@ -132,7 +133,7 @@ const DERIVED_ID_NAMESPACE: Uuid = Uuid::from_u128(0x6f1c_2d0e_8a4b_4e7f_9c3d_5b
 /// A stable id derived from `parts`: the same inputs always give the same id, so a
 /// redelivered action produces a result with the same `Nats-Msg-Id`, which JetStream drops.
 pub fn derived_id(parts: &[&[u8]]) -> Uuid {
-    let mut name = Vec::new();
+    let mut name = Vec::with_capacity(parts.iter().map(|p| p.len() + 1).sum());
     for part in parts {
         name.extend_from_slice(part);
         name.push(0);
@@ -154,7 +155,7 @@ impl ResultAddress {
             tenant_id: self.tenant_id.clone(),
             session_id: self.session_id.clone(),
             task_id: self.task_id.clone(),
-            correlation_id: Some(self.request_id.to_string()),
+            correlation_id: Some(id_text(&self.request_id)),
             callback_subject: None,
             created_at: OffsetDateTime::now_utc(),
             data,

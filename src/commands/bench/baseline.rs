@@ -155,7 +155,7 @@ pub async fn run(
                         .request_with_headers("bench.bench.rpc", headers, body.into())
                         .await
                         .map_err(|e| e.to_string())?;
-                    serde_json::from_slice::<serde_json::Value>(&reply.payload)
+                    serde_json::from_slice::<InAction>(&reply.payload)
                         .map_err(|e| e.to_string())?;
                     Ok(())
                 }

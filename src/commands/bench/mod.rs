@@ -10,7 +10,7 @@
 //! |---|---|---|
 //! | durable, inbox | `Publisher::enqueue` (JetStream, ack awaited) → `Worker` + echo dispatcher → result on an inbox | `publish_with_headers` + ack → pull consumer, `for_each_concurrent(64)` → core publish → ack |
 //! | durable, callbacks stream | same, result stored in `echo.bench.callbacks` (JetStream, ack awaited before the request's ack) | same with a JetStream result publish, ack awaited |
-//! | rpc | `Publisher::request_result` → micro service endpoint + echo dispatcher | `request_with_headers` → queue subscription, `for_each_concurrent(64)` → publish to reply |
+//! | rpc | `Publisher::request` (typed result) → micro service endpoint + echo dispatcher | `request_with_headers` → queue subscription, `for_each_concurrent(64)` → publish to reply |
 //!
 //! Every scenario is a closed loop: N lanes each send one action and wait for its result
 //! before sending the next, so "in flight" is exactly N. Both sides parse the action and

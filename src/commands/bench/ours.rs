@@ -69,7 +69,7 @@ pub async fn run(
                 async move {
                     let action = Action::new(tenant, Ping::new(&payload(seq)));
                     publisher
-                        .request_result(&action, Duration::from_secs(10))
+                        .request(&action, Duration::from_secs(10))
                         .await
                         .map_err(|e| e.to_string())?;
                     Ok(())
