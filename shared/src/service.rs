@@ -81,7 +81,9 @@ impl RpcService {
                 request = self.endpoint.next(), if inflight.len() < capacity => {
                     let Some(request) = request else { break };
                     let shared = self.shared.clone();
-                    inflight.push(async move { answer(&shared, request).await });
+                    // Boxed where it is made: the handler future is moved only as a pointer.
+                    let answering = Box::pin(async move { answer(&shared, request).await });
+                    inflight.push(answering);
                 }
                 Some(()) = inflight.next(), if !inflight.is_empty() => {}
             }
@@ -121,7 +123,7 @@ async fn answer(shared: &Shared, request: Request) {
             "rpc request without a reply subject: use request/reply, or publish to .actions",
         );
         let code = error.code;
-        let outcome = dead_letter(error, None).await;
+        let outcome = Box::pin(dead_letter(error, None)).await;
         let unknown = shared.metrics.unknown();
         return shared.metrics.finished(None, unknown, outcome, Some(code));
     }
@@ -141,7 +143,7 @@ async fn answer(shared: &Shared, request: Request) {
             )
             .await;
             let (tenant, code) = (rejection.tenant.as_ref(), rejection.error.code);
-            let outcome = dead_letter(rejection.error, tenant).await;
+            let outcome = Box::pin(dead_letter(rejection.error, tenant)).await;
             let unknown = shared.metrics.unknown();
             return shared
                 .metrics
@@ -195,7 +197,7 @@ async fn answer(shared: &Shared, request: Request) {
         Some(error) => {
             tracing::warn!(code = %error.code, error = %error.message, "rpc request failed; dead-lettering");
             let code = error.code;
-            (dead_letter(error, tenant).await, Some(code))
+            (Box::pin(dead_letter(error, tenant)).await, Some(code))
         }
     };
     shared.metrics.finished(tenant, kind, outcome, code);

@@ -72,7 +72,8 @@ pub(crate) async fn handle(shared: Arc<Shared>, lane: Arc<Lane>, msg: Message) {
             shared
                 .metrics
                 .delivered(rejection.tenant.as_ref(), delivered);
-            return reject(&shared, &msg, rejection, origin()).await;
+            // Rare paths are boxed, so they do not grow every message's future.
+            return Box::pin(reject(&shared, &msg, rejection, origin())).await;
         }
     };
     let tenant = Some(&received.subject.tenant);
@@ -125,7 +126,7 @@ pub(crate) async fn handle(shared: Arc<Shared>, lane: Arc<Lane>, msg: Message) {
                         let within = lane.ack_wait / 2;
                         let again =
                             resend::send_result_again(publisher, to, &result, chain, err, within);
-                        keep_lease(&msg, lane.ack_wait, again).await
+                        Box::pin(keep_lease(&msg, lane.ack_wait, again)).await
                     }
                     sent => sent,
                 };
@@ -158,19 +159,22 @@ pub(crate) async fn handle(shared: Arc<Shared>, lane: Arc<Lane>, msg: Message) {
         return;
     }
     tracing::warn!(parent: &span, code = %error.code, error = %error.message, "dead-lettering");
-    if let Some(to) = &received.callback {
-        send_error(&shared, to, &address, &error, duration_ms).await;
-    }
-    let letter = DeadLetter {
-        domain: &received.subject.domain,
-        tenant: Some(&received.subject.tenant),
-        subject: &msg.subject,
-        headers: msg.headers.as_ref(),
-        body: msg.payload.clone(),
-        error: &error,
-        origin: origin(),
+    let give_up = async {
+        if let Some(to) = &received.callback {
+            send_error(&shared, to, &address, &error, duration_ms).await;
+        }
+        let letter = DeadLetter {
+            domain: &received.subject.domain,
+            tenant: Some(&received.subject.tenant),
+            subject: &msg.subject,
+            headers: msg.headers.as_ref(),
+            body: msg.payload.clone(),
+            error: &error,
+            origin: origin(),
+        };
+        finish_dead(&shared, &msg, letter).await
     };
-    let outcome = finish_dead(&shared, &msg, letter).await;
+    let outcome = Box::pin(give_up).await;
     shared
         .metrics
         .finished(tenant, kind, outcome, Some(error.code));

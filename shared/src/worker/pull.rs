@@ -135,7 +135,8 @@ impl PullLoop {
                                     }
                                 },
                             };
-                            let work = handle(Message { message, context: self.jetstream.clone() });
+                            // Boxed where it is made: the handler future is moved only as a pointer.
+                            let work = Box::pin(handle(Message { message, context: self.jetstream.clone() }));
                             inflight.push(async move {
                                 work.await;
                                 drop(permit);

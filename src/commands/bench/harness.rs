@@ -24,6 +24,20 @@ impl Measured {
         self.count as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }
 
+    /// `round` added to what `so_far` measured (counts, time and latencies summed).
+    pub fn merged(so_far: Option<Measured>, round: Measured) -> Result<Measured, String> {
+        let Some(mut total) = so_far else {
+            return Ok(round);
+        };
+        total.count += round.count;
+        total.elapsed += round.elapsed;
+        total
+            .latencies
+            .add(round.latencies)
+            .map_err(|e| e.to_string())?;
+        Ok(total)
+    }
+
     /// A latency percentile in µs.
     pub fn percentile(&self, p: f64) -> u64 {
         self.latencies.value_at_percentile(p)

@@ -39,9 +39,13 @@ pub struct Args {
     /// Seconds to measure each side of each scenario (after a warm-up).
     #[arg(long, default_value_t = 5.0)]
     pub seconds: f64,
-    /// Warm-up seconds before each measurement.
+    /// Warm-up seconds before each measurement (spread over the rounds).
     #[arg(long, default_value_t = 1.0)]
     pub warmup: f64,
+    /// Rounds per scenario: the sides take turns, each measuring `seconds / rounds` per
+    /// round, so a machine that speeds up or slows down during the run weighs on both alike.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub rounds: u32,
     /// Write the figures as JSON to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -165,9 +169,10 @@ fn write_json<T: Serialize>(path: Option<&std::path::Path>, rows: &T) -> Outcome
 
 /// Runs every framework scenario and prints the table.
 async fn framework(url: &str, args: Args) -> Outcome {
+    let rounds = f64::from(args.rounds);
     let timing = Timing {
-        warmup: Duration::from_secs_f64(args.warmup.max(0.0)),
-        measure: Duration::from_secs_f64(args.seconds.max(0.1)),
+        warmup: Duration::from_secs_f64((args.warmup / rounds).max(0.0)),
+        measure: Duration::from_secs_f64((args.seconds / rounds).max(0.1)),
     };
     let temp = tempfile::Builder::new()
         .prefix("da-bench-")
@@ -187,14 +192,15 @@ async fn framework(url: &str, args: Args) -> Outcome {
         .as_ref()
         .map_or(url.to_owned(), |s| s.url().to_owned());
     println!(
-        "bench: {url} ({}), {:.1}s per side after {:.1}s warm-up",
+        "bench: {url} ({}), {:.1}s per side after {:.1}s warm-up, in {} alternating rounds",
         if args.external {
             "external server"
         } else {
             "fresh nats-server 2.15.1, nats/server.conf"
         },
         args.seconds,
-        args.warmup
+        args.warmup,
+        args.rounds
     );
     println!();
     println!(
@@ -211,9 +217,17 @@ async fn framework(url: &str, args: Args) -> Outcome {
         {
             continue;
         }
-        // Baseline first, then ours, each on fresh connections; the server is shared.
-        let baseline = measure(Side::Baseline, &url, scenario, &timing).await?;
-        let ours = measure(Side::Ours, &url, scenario, &timing).await?;
+        // The sides take turns, baseline first, each on fresh connections; the server is shared.
+        let (mut baseline, mut ours) = (None::<Measured>, None::<Measured>);
+        for _ in 0..args.rounds {
+            let round = measure(Side::Baseline, &url, scenario, &timing).await?;
+            baseline = Some(Measured::merged(baseline, round).map_err(Failure::runtime)?);
+            let round = measure(Side::Ours, &url, scenario, &timing).await?;
+            ours = Some(Measured::merged(ours, round).map_err(Failure::runtime)?);
+        }
+        let (Some(baseline), Some(ours)) = (baseline, ours) else {
+            return Err(Failure::runtime("no round was measured"));
+        };
         let row = row(scenario.name, &ours, &baseline);
         println!(
             "{:<70} {:>10.0} {:>10.0} {:>6.2} {:>9} {:>9} {:>9} {:>9}",
