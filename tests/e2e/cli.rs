@@ -131,6 +131,34 @@ async fn oversize_body_is_refused_with_payload_too_large() {
     env.assert_stored(ACTIONS, 0).await;
 }
 
+/// `bench` runs both sides in alternating rounds on its own fresh server and writes one
+/// JSON row per scenario (no figure is judged: these machines are too noisy for that).
+#[tokio::test(flavor = "multi_thread")]
+async fn bench_writes_both_sides_of_each_scenario() {
+    let env = Env::start().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let json = dir.path().join("bench.json");
+    let args = format!(
+        "bench --only rpc --seconds 0.4 --warmup 0.2 --rounds 2 --json {}",
+        json.display()
+    );
+    let output = cli(&env.url(), &args).await;
+    assert_eq!(output.status.code(), Some(0), "stderr: {}", stderr(&output));
+    let rows: Vec<Value> =
+        serde_json::from_slice(&std::fs::read(&json).expect("bench wrote --json")).expect("JSON");
+    let scenarios: Vec<&str> = rows.iter().filter_map(|r| r["scenario"].as_str()).collect();
+    assert_eq!(scenarios, ["rpc, 1 in flight", "rpc, 64 in flight"], "{rows:?}");
+    for row in &rows {
+        for side in ["ours_per_s", "baseline_per_s", "ratio"] {
+            assert!(row[side].as_f64().is_some_and(|v| v > 0.0), "{side}: {row}");
+        }
+        for key in ["p50_us", "p99_us", "baseline_p50_us", "baseline_p99_us"] {
+            assert!(row[key].as_u64().is_some(), "{key}: {row}");
+        }
+    }
+    assert!(stdout(&output).contains("alternating rounds"), "{}", stdout(&output));
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn streams_ls_lists_the_streams() {
     let env = Env::start().await;
