@@ -70,6 +70,13 @@ impl From<PublishError> for ActionError {
     }
 }
 
+/// The part of a result action [`Publisher::request`] returns.
+#[derive(serde::Deserialize)]
+#[serde(bound(deserialize = "R: serde::de::DeserializeOwned"))]
+struct ResultData<R> {
+    data: ActionResult<R>,
+}
+
 /// A stored action: where JetStream put it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Enqueued {
@@ -138,9 +145,10 @@ impl Publisher {
         timeout: Duration,
     ) -> Result<T::Output, ActionError> {
         let reply = self.request_reply(action, timeout).await?;
-        // Straight into the typed result: no JSON tree in between.
-        let result: Action<ActionResult<T::Output>> = serde_json::from_slice(&reply.payload)
-            .map_err(|err| {
+        // Straight into the typed result, reading only the `data` the caller gets: no JSON
+        // tree in between, and no envelope fields checked only to be thrown away.
+        let result: ResultData<T::Output> =
+            serde_json::from_slice(&reply.payload).map_err(|err| {
                 ActionError::invalid(format!("result of {} does not fit: {err}", T::ACTION_TYPE))
             })?;
         result.data.into_result()

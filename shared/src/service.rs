@@ -13,7 +13,7 @@ use std::time::Instant;
 use async_nats::HeaderMap;
 use async_nats::service::{Request, Service, ServiceExt, endpoint::Endpoint};
 use bytes::Bytes;
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -67,6 +67,13 @@ impl RpcService {
         })
     }
 
+    /// Starts answering `request` in `inflight`.
+    fn begin(&self, inflight: &mut InFlight, request: Request) {
+        let shared = self.shared.clone();
+        // Boxed where it is made: the handler future is moved only as a pointer.
+        inflight.push(Box::pin(async move { answer(&shared, request).await }));
+    }
+
     /// Answers requests until `shutdown`, then lets in-flight ones finish. At most
     /// `concurrency` run at once; they are driven by this task ([`InFlight`] says why).
     pub async fn serve(mut self, shutdown: CancellationToken) {
@@ -80,10 +87,15 @@ impl RpcService {
                 _ = &mut stopped => break,
                 request = self.endpoint.next(), if inflight.len() < capacity => {
                     let Some(request) = request else { break };
-                    let shared = self.shared.clone();
-                    // Boxed where it is made: the handler future is moved only as a pointer.
-                    let answering = Box::pin(async move { answer(&shared, request).await });
-                    inflight.push(answering);
+                    self.begin(&mut inflight, request);
+                    // Take the rest of a burst that has already arrived in the same turn,
+                    // rather than one request per pass of this loop.
+                    while inflight.len() < capacity {
+                        match self.endpoint.next().now_or_never() {
+                            Some(Some(request)) => self.begin(&mut inflight, request),
+                            _ => break,
+                        }
+                    }
                 }
                 Some(()) = inflight.next(), if !inflight.is_empty() => {}
             }

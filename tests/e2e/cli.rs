@@ -147,7 +147,11 @@ async fn bench_writes_both_sides_of_each_scenario() {
     let rows: Vec<Value> =
         serde_json::from_slice(&std::fs::read(&json).expect("bench wrote --json")).expect("JSON");
     let scenarios: Vec<&str> = rows.iter().filter_map(|r| r["scenario"].as_str()).collect();
-    assert_eq!(scenarios, ["rpc, 1 in flight", "rpc, 64 in flight"], "{rows:?}");
+    assert_eq!(
+        scenarios,
+        ["rpc, 1 in flight", "rpc, 64 in flight"],
+        "{rows:?}"
+    );
     for row in &rows {
         for side in ["ours_per_s", "baseline_per_s", "ratio"] {
             assert!(row[side].as_f64().is_some_and(|v| v > 0.0), "{side}: {row}");
@@ -156,7 +160,11 @@ async fn bench_writes_both_sides_of_each_scenario() {
             assert!(row[key].as_u64().is_some(), "{key}: {row}");
         }
     }
-    assert!(stdout(&output).contains("alternating rounds"), "{}", stdout(&output));
+    assert!(
+        stdout(&output).contains("alternating rounds"),
+        "{}",
+        stdout(&output)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
