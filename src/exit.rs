@@ -42,12 +42,31 @@ impl Display for Failure {
 /// Shorthand for commands.
 pub type Outcome = Result<(), Failure>;
 
-/// Connects to NATS, with a message that says where and what to do.
+/// Connects to NATS with the credentials of the environment (`NATS_URL` userinfo,
+/// `NATS_USER`/`NATS_PASSWORD`, `NATS_TOKEN`, `NATS_CREDS`, `NATS_NKEY`, `NATS_CA`,
+/// `NATS_CERT`/`NATS_KEY`: [`shared::connect`]), with a message that says where, which
+/// login was tried and what to do.
 pub async fn connect(url: &str) -> Result<async_nats::Client, Failure> {
-    async_nats::ConnectOptions::new()
-        .name("domain-actions")
-        .connection_timeout(std::time::Duration::from_secs(5))
-        .connect(shared::settings::server_urls(url))
-        .await
-        .map_err(|err| Failure::runtime(format!("cannot connect to NATS at {url}: {err} (start one with `domain-actions dev`, or set NATS_URL)")))
+    let settings = shared::Settings::from_env().map_err(Failure::usage)?;
+    let credentials = credentials(&settings, url)?;
+    shared::connect::connect(
+        url,
+        &credentials,
+        "domain-actions",
+        std::time::Duration::from_secs(5),
+    )
+    .await
+    .map_err(|err| {
+        Failure::runtime(format!(
+            "{err} (start one with `domain-actions dev`, or set NATS_URL and its credentials)"
+        ))
+    })
+}
+
+/// The NATS credentials of the environment for `url`.
+pub fn credentials(
+    settings: &shared::Settings,
+    url: &str,
+) -> Result<shared::connect::Credentials, Failure> {
+    shared::connect::Credentials::from_settings(settings, url).map_err(Failure::usage)
 }

@@ -34,8 +34,11 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[derive(Parser)]
 #[command(name = "domain-actions", version, about, long_about = None)]
 struct Cli {
-    /// NATS server or cluster to use.
-    #[arg(long, global = true, env = "NATS_URL", default_value = shared::settings::DEFAULT_NATS_URL)]
+    /// NATS server or cluster to use (nodes separated by commas). Logs in as the nats CLI
+    /// does: `nats://user:password@host:4222` or `nats://token@host:4222`, or NATS_USER +
+    /// NATS_PASSWORD, NATS_TOKEN, NATS_CREDS (credentials file), NATS_NKEY (seed file);
+    /// TLS with NATS_CA and NATS_CERT + NATS_KEY.
+    #[arg(long, global = true, env = "NATS_URL", hide_env_values = true, default_value = shared::settings::DEFAULT_NATS_URL)]
     nats_url: String,
     #[command(subcommand)]
     command: Command,

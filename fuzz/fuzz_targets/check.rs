@@ -1,7 +1,7 @@
 //! What every name or subject the framework accepts must be, whatever it was built from.
 
 use shared::action::{ActionType, Domain, TenantId};
-use shared::subject::{ActionSubject, CallbackSubject, INBOX_PREFIX};
+use shared::subject::{ActionSubject, CallbackSubject};
 
 /// Whether NATS would accept `subject` as a publish subject that names exactly one
 /// subject: not empty, no whitespace or control characters (they break the protocol
@@ -61,7 +61,7 @@ pub fn callback(c: &CallbackSubject, tenant: &TenantId) {
         publishable(s),
         "accepted callback {s:?} is not a publishable subject"
     );
-    if s.starts_with(INBOX_PREFIX) {
+    if s.starts_with("_INBOX") {
         assert!(!c.is_durable());
     } else {
         let parsed = ActionSubject::parse(s).expect("a durable callback is an action subject");

@@ -7,7 +7,7 @@ mod check;
 
 use libfuzzer_sys::fuzz_target;
 use shared::action::{ActionType, Domain, TenantId};
-use shared::subject::{self, ActionSubject, CallbackSubject};
+use shared::subject::{self, ActionSubject, CallbackSubject, Inboxes};
 
 fuzz_target!(|input: &str| {
     if let Ok(d) = Domain::new(input) {
@@ -23,8 +23,13 @@ fuzz_target!(|input: &str| {
         check::action_subject(&s, input);
     }
     let acme = TenantId::new("acme").expect("a valid tenant");
-    if let Ok(c) = CallbackSubject::parse(input, &acme) {
-        check::callback(&c, &acme);
+    for inboxes in [Inboxes::Shared, Inboxes::Tenant] {
+        if let Ok(c) = CallbackSubject::parse(input, &acme, inboxes) {
+            check::callback(&c, &acme);
+        }
+        if inboxes.check_reply(input, Some(&acme)).is_ok() {
+            assert!(check::publishable(input), "{input:?}");
+        }
     }
     if let Ok(c) = CallbackSubject::inbox(input.to_owned()) {
         check::callback(&c, &acme);

