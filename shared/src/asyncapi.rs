@@ -205,7 +205,10 @@ fn describe_domain(
             "address": address(domain, Channel::Rpc),
             "title": format!("{domain} rpc"),
             "description": "The same actions as request/reply over core NATS: answered on the \
-                            request's reply inbox, nothing stored.",
+                            request's reply inbox, nothing stored. The reply subject must be the \
+                            tenant's own `_INBOX_<tenant>.` inbox, a server-made cross-account \
+                            reply (`_R_.`), or (DA_INBOXES=shared, no logins) an `_INBOX.` one; \
+                            any other is refused (`forbidden`) and nothing is answered.",
             "parameters": tenant_parameter,
             "messages": message_refs(&actions),
         }),
@@ -217,7 +220,8 @@ fn describe_domain(
             "title": format!("{domain} results"),
             "description": "Results of this domain's actions, sent to the action's \
                             callback_subject (a `<domain>.<tenant>.callbacks` subject of the \
-                            sender's domain, or an `_INBOX.` subject) or to the rpc reply inbox.",
+                            sender's domain, or the tenant's `_INBOX_<tenant>.` inbox; `_INBOX.` \
+                            too where tenants do not log in) or to the rpc reply inbox.",
             "messages": message_refs(&results),
         }),
     );
@@ -399,7 +403,7 @@ fn action_headers(action_type: &ActionType) -> Value {
         add(
             headers::CALLBACK_SUBJECT,
             json!({"type": "string",
-                   "description": "Where the result goes: `<domain>.<same tenant>.callbacks` or an `_INBOX.` subject; must agree with the body's callback_subject."}),
+                   "description": "Where the result goes: `<domain>.<same tenant>.callbacks` or the tenant's `_INBOX_<tenant>.` inbox (`_INBOX.` too where tenants do not log in); anything else is refused as `forbidden`; must agree with the body's callback_subject."}),
         );
     }
     add(

@@ -28,6 +28,8 @@
 //! - [`asyncapi`]: the AsyncAPI 3 document of the registered action types, for non-Rust clients.
 //! - [`context`]: [`Ctx`], what a handler gets besides its action.
 //! - [`publish`]: [`Publisher`]: enqueue (durable), request (rpc), results.
+//! - `replies`: rpc replies on the requesting tenant's own inboxes (`_INBOX_<tenant>.…`).
+//! - [`connect`]: connecting with the `nats` CLI's credentials (user, token, creds, nkey, TLS).
 //! - [`worker`]: [`Worker`]: durable pull consumers, the outcome table, dead letters, drain.
 //! - `service`: the rpc endpoint as a NATS micro service (run by the worker).
 //! - [`streams`]: stream and consumer definitions from `nats/`, applied idempotently.
@@ -45,6 +47,7 @@
 
 pub mod action;
 pub mod asyncapi;
+pub mod connect;
 pub mod context;
 pub mod dispatcher;
 pub mod headers;
@@ -58,6 +61,7 @@ pub mod openai;
 #[cfg(all(feature = "openai", feature = "testkit"))]
 pub mod openai_stub;
 pub mod publish;
+mod replies;
 mod service;
 pub mod settings;
 pub mod shutdown;

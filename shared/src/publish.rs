@@ -3,7 +3,9 @@
 //! - [`Publisher::enqueue`] publishes to `<domain>.<tenant>.actions` through JetStream with
 //!   `Nats-Msg-Id` set to the action id and waits for the stream's acknowledgement: when it
 //!   returns, the action is stored (and a duplicate publish was dropped).
-//! - [`Publisher::request`] sends to `<domain>.<tenant>.rpc` and waits for the result.
+//! - [`Publisher::request`] sends to `<domain>.<tenant>.rpc` and waits for the result, on
+//!   the tenant's own reply inbox `_INBOX_<tenant>.…`; a reply that does not answer this
+//!   request (another `correlation_id`) is refused.
 //! - [`Publisher::send_result`] delivers a result to its callback subject: through JetStream
 //!   (acknowledgement awaited) for a `…callbacks` subject, as a plain publish for an inbox.
 //!
@@ -14,12 +16,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, context::PublishErrorKind};
-use async_nats::{Client, HeaderMap, RequestErrorKind};
+use async_nats::{Client, HeaderMap};
 use bytes::Bytes;
 use serde::Serialize;
 
 use crate::action::{Action, ActionError, ActionPayload, ActionResult, ErrorCode};
 use crate::headers;
+use crate::replies::{Replies, ReplyError};
 use crate::subject::{self, CallbackSubject, Channel};
 use crate::telemetry;
 
@@ -70,11 +73,24 @@ impl From<PublishError> for ActionError {
     }
 }
 
-/// The part of a result action [`Publisher::request`] returns.
+/// The part of a result action [`Publisher::request`] reads: what it returns, and the
+/// request id the result answers (checked, so no other message passes for the reply).
 #[derive(serde::Deserialize)]
 #[serde(bound(deserialize = "R: serde::de::DeserializeOwned"))]
 struct ResultData<R> {
+    correlation_id: Option<uuid::Uuid>,
     data: ActionResult<R>,
+}
+
+/// Refuses a reply that does not answer the request `id`.
+fn answers(id: uuid::Uuid, correlation: Option<uuid::Uuid>) -> Result<(), String> {
+    match correlation {
+        Some(c) if c == id => Ok(()),
+        other => Err(format!(
+            "the reply answers {} instead of request {id}",
+            other.map_or_else(|| "no request".to_owned(), |c| c.to_string())
+        )),
+    }
 }
 
 /// A stored action: where JetStream put it.
@@ -101,14 +117,20 @@ pub struct Publisher {
 struct Connection {
     client: Client,
     jetstream: jetstream::Context,
+    replies: Replies,
 }
 
 impl Publisher {
     /// A publisher on `client`.
     pub fn new(client: Client) -> Self {
         let jetstream = jetstream::new(client.clone());
+        let replies = Replies::new(client.clone());
         Self {
-            inner: Arc::new(Connection { client, jetstream }),
+            inner: Arc::new(Connection {
+                client,
+                jetstream,
+                replies,
+            }),
         }
     }
 
@@ -138,6 +160,48 @@ impl Publisher {
         })
     }
 
+    /// Publishes `action` durably with its result sent to a fresh inbox of its tenant
+    /// (`_INBOX_<tenant>.…`), and waits up to `timeout` for that result. Messages on the
+    /// inbox that do not answer this action (another `correlation_id`) are skipped.
+    /// `Ok((stored, None))`: stored, but no result in time.
+    pub async fn enqueue_and_wait<T: Serialize>(
+        &self,
+        mut action: Action<T>,
+        timeout: Duration,
+    ) -> Result<(Enqueued, Option<Action<serde_json::Value>>), PublishError> {
+        let inbox = subject::tenant_inbox(&action.tenant_id);
+        let mut results = self
+            .inner
+            .client
+            .subscribe(inbox.as_str().to_owned())
+            .await
+            .map_err(|err| PublishError::Nats(format!("subscribing to {inbox}: {err}")))?;
+        action = action.with_callback(&inbox);
+        let stored = self.enqueue(&action).await?;
+        let id = action.action_id;
+        let answer = async {
+            while let Some(message) = futures::StreamExt::next(&mut results).await {
+                let Ok(result) =
+                    serde_json::from_slice::<Action<serde_json::Value>>(&message.payload)
+                else {
+                    tracing::warn!(%inbox, "skipped a message that is not a result action");
+                    continue;
+                };
+                let correlation = result
+                    .correlation_id
+                    .as_deref()
+                    .and_then(|c| c.parse().ok());
+                match answers(id, correlation) {
+                    Ok(()) => return Some(result),
+                    Err(why) => tracing::warn!(%inbox, why, "skipped a message on the inbox"),
+                }
+            }
+            None
+        };
+        let result = tokio::time::timeout(timeout, answer).await.ok().flatten();
+        Ok((stored, result))
+    }
+
     /// Sends `action` to `<domain>.<tenant>.rpc` and waits up to `timeout` for its result.
     pub async fn request<T: ActionPayload>(
         &self,
@@ -151,6 +215,7 @@ impl Publisher {
             serde_json::from_slice(&reply.payload).map_err(|err| {
                 ActionError::invalid(format!("result of {} does not fit: {err}", T::ACTION_TYPE))
             })?;
+        answers(action.action_id, result.correlation_id).map_err(ActionError::invalid)?;
         result.data.into_result()
     }
 
@@ -161,13 +226,22 @@ impl Publisher {
         timeout: Duration,
     ) -> Result<Action<serde_json::Value>, PublishError> {
         let reply = self.request_reply(action, timeout).await?;
-        serde_json::from_slice(&reply.payload).map_err(|err| {
+        let bad = |why: String| {
             let subject = subject::for_action(&action.action_type, &action.tenant_id, Channel::Rpc);
-            PublishError::BadReply(subject, err.to_string())
-        })
+            PublishError::BadReply(subject, why)
+        };
+        let result: Action<serde_json::Value> =
+            serde_json::from_slice(&reply.payload).map_err(|err| bad(err.to_string()))?;
+        let correlation = result
+            .correlation_id
+            .as_deref()
+            .and_then(|c| c.parse().ok());
+        answers(action.action_id, correlation).map_err(bad)?;
+        Ok(result)
     }
 
-    /// Sends `action` to its rpc subject and returns the reply message, unread.
+    /// Sends `action` to its rpc subject and returns the reply message, unread. The reply
+    /// comes on the tenant's own inbox ([`Replies`]).
     async fn request_reply<T: Serialize>(
         &self,
         action: &Action<T>,
@@ -177,18 +251,14 @@ impl Publisher {
         let subject = || subject::for_action(&action.action_type, &action.tenant_id, Channel::Rpc);
         let (headers, body) = encode(action)?;
         self.check_size(&headers, &body)?;
-        let request = async_nats::Request::new()
-            .headers(headers)
-            .payload(body)
-            .timeout(Some(timeout));
         self.inner
-            .client
-            .send_request(subject(), request)
+            .replies
+            .request(&action.tenant_id, subject(), headers, body, timeout)
             .await
-            .map_err(|err| match err.kind() {
-                RequestErrorKind::NoResponders => PublishError::NoResponders(subject()),
-                RequestErrorKind::TimedOut => PublishError::Timeout(timeout, subject()),
-                _ => PublishError::Nats(err.to_string()),
+            .map_err(|err| match err {
+                ReplyError::NoResponders => PublishError::NoResponders(subject()),
+                ReplyError::TimedOut => PublishError::Timeout(timeout, subject()),
+                ReplyError::Nats(err) => PublishError::Nats(err),
             })
     }
 

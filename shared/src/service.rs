@@ -24,7 +24,7 @@ use crate::action::{ActionError, ActionResult, ResultAddress};
 use crate::context::Ctx;
 use crate::metrics::Outcome;
 use crate::publish;
-use crate::subject::{self, Channel};
+use crate::subject::{self, ActionSubject, Channel};
 use crate::telemetry;
 use crate::worker::dead_letter::{DeadLetter, Origin};
 use crate::worker::{InFlight, Shared};
@@ -130,20 +130,35 @@ async fn answer(shared: &Shared, request: Request) {
             }
         }
     };
-    if msg.reply.is_none() {
-        let error = ActionError::invalid(
+    // Where the answer would go, checked before anything is answered: a reply subject is
+    // the requester's word, and one outside its tenant (`$KV.…`, `$JS.API.…`, `dlq.…`,
+    // another tenant's inbox or events) gets nothing published, only a dead letter.
+    let tenant = ActionSubject::parse(&msg.subject).ok().map(|s| s.tenant);
+    let refused = match (&msg.reply, &tenant) {
+        (None, _) => Some(ActionError::invalid(
             "rpc request without a reply subject: use request/reply, or publish to .actions",
-        );
+        )),
+        (Some(reply), tenant) => shared
+            .config
+            .inboxes
+            .check_reply(reply, tenant.as_ref())
+            .err(),
+    };
+    if let Some(error) = refused {
+        tracing::warn!(code = %error.code, error = %error.message, "rpc request refused; dead-lettering");
         let code = error.code;
-        let outcome = Box::pin(dead_letter(error, None)).await;
+        let outcome = Box::pin(dead_letter(error, tenant.as_ref())).await;
         let unknown = shared.metrics.unknown();
-        return shared.metrics.finished(None, unknown, outcome, Some(code));
+        return shared
+            .metrics
+            .finished(tenant.as_ref(), unknown, outcome, Some(code));
     }
 
     let received = match decode_or(
         &msg.subject,
         msg.headers.as_ref(),
         &msg.payload,
+        shared.config.inboxes,
         Uuid::now_v7,
     ) {
         Ok(received) => received,

@@ -185,11 +185,130 @@ pub fn dead_letters_filter(domain: Option<&Domain>, tenant: Option<&TenantId>) -
 /// Every dead letter: `dlq.>`.
 pub const ALL_DEAD_LETTERS: &str = "dlq.>";
 
-/// The prefix of reply inboxes; results may always be sent to one.
+/// The prefix of the shared reply inboxes (`_INBOX.<id>`), which only [`Inboxes::Shared`]
+/// accepts: on a server where tenants log in, nobody but the services could read them.
 pub const INBOX_PREFIX: &str = "_INBOX.";
 
+/// The prefix of the reply subjects nats-server makes when a request crosses from a tenant's
+/// account into the services' (a service import): the server routes what is published
+/// there back to the requester's own reply subject, in the requester's account. A tenant in
+/// its own account cannot name one of ours.
+pub const SERVER_REPLY_PREFIX: &str = "_R_.";
+
+/// `_INBOX_<tenant>.`: the reply inboxes of one tenant. A tenant's client sets it as its
+/// inbox prefix (async-nats `custom_inbox_prefix`, nats CLI `--inbox-prefix`), and the
+/// secured server configuration (`nats/accounts.conf`) lets only that tenant read them.
+pub fn tenant_inbox_prefix(tenant: &TenantId) -> String {
+    format!("_INBOX_{tenant}.")
+}
+
+/// A fresh reply inbox of `tenant`: `_INBOX_<tenant>.<unique id>`.
+pub fn tenant_inbox(tenant: &TenantId) -> CallbackSubject {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    CallbackSubject(format!("_INBOX_{tenant}.{id}"))
+}
+
+/// Which reply inboxes results and rpc replies may go to (setting `DA_INBOXES`).
+///
+/// Always allowed: the action's own tenant's `_INBOX_<tenant>.…`, and for rpc replies the
+/// server's `_R_.…` reply subjects of a cross-account request. Never: another tenant's
+/// inbox, or any other subject (`$KV.…`, `$JS.API.…`, `dlq.…`, another tenant's events).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Inboxes {
+    /// Only tenant inboxes: where tenants log in, so the shared `_INBOX.` prefix belongs
+    /// to no tenant and a result sent there could land in anyone's (or the services') inbox.
+    Tenant,
+    /// Tenant inboxes and the shared `_INBOX.` prefix: a server without logins (the local
+    /// `dev` setup), where every client may read everything anyway and `nats req` works
+    /// without an inbox prefix.
+    #[default]
+    Shared,
+}
+
+impl Inboxes {
+    /// Parses `tenant` or `shared`.
+    pub fn parse(value: &str) -> Option<Self> {
+        match value {
+            "tenant" => Some(Inboxes::Tenant),
+            "shared" => Some(Inboxes::Shared),
+            _ => None,
+        }
+    }
+
+    /// The setting's value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Inboxes::Tenant => "tenant",
+            Inboxes::Shared => "shared",
+        }
+    }
+
+    /// Checks the reply subject of an rpc request of `tenant` (`None`: its subject named no
+    /// valid tenant, so no tenant inbox can be its own): the rpc endpoint answers only where
+    /// this allows, and dead-letters anything else unanswered.
+    pub fn check_reply(self, reply: &str, tenant: Option<&TenantId>) -> Result<(), ActionError> {
+        if reply.starts_with(SERVER_REPLY_PREFIX) && publishable(reply) {
+            return Ok(());
+        }
+        match tenant {
+            Some(tenant) => self.check_inbox(reply, tenant, "reply subject").map(drop),
+            None if self == Inboxes::Shared
+                && reply.starts_with(INBOX_PREFIX)
+                && reply.len() > INBOX_PREFIX.len()
+                && publishable(reply) =>
+            {
+                Ok(())
+            }
+            None => Err(ActionError::new(
+                ErrorCode::Forbidden,
+                format!("reply subject {reply:?} is not an inbox this request may be answered on"),
+            )),
+        }
+    }
+
+    /// Checks an inbox a result of `tenant`'s action is to be published to.
+    fn check_inbox(
+        self,
+        subject: &str,
+        tenant: &TenantId,
+        what: &str,
+    ) -> Result<CallbackSubject, ActionError> {
+        let own = tenant_inbox_prefix(tenant);
+        let allowed = (subject.starts_with(&own) && subject.len() > own.len())
+            || (self == Inboxes::Shared
+                && subject.starts_with(INBOX_PREFIX)
+                && subject.len() > INBOX_PREFIX.len());
+        if allowed && publishable(subject) {
+            return Ok(CallbackSubject(subject.to_owned()));
+        }
+        let inboxes = match self {
+            Inboxes::Tenant => format!("{own}…"),
+            Inboxes::Shared => format!("{own}… or {INBOX_PREFIX}…"),
+        };
+        Err(ActionError::new(
+            ErrorCode::Forbidden,
+            format!(
+                "{what} {subject:?} is not one of {tenant}'s: results go to {inboxes} or <domain>.{tenant}.callbacks"
+            ),
+        ))
+    }
+}
+
+/// Whether every token of `subject` is one a message can be published to: no wildcard, no
+/// whitespace or control character (a tab passed an earlier check, then every result
+/// publish failed and the action was retried to its last delivery; found by
+/// `fuzz/fuzz_targets/names.rs`).
+fn publishable(subject: &str) -> bool {
+    subject.split('.').all(|t| {
+        !t.is_empty()
+            && !t.contains(['*', '>'])
+            && !t.chars().any(|c| c.is_whitespace() || c.is_control())
+    })
+}
+
 /// A callback subject that has been checked to stay inside its action's tenant: either
-/// `<domain>.<same tenant>.callbacks` (durable) or an `_INBOX.` reply subject.
+/// `<domain>.<same tenant>.callbacks` (durable) or one of the tenant's reply inboxes
+/// ([`Inboxes`]).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct CallbackSubject(String);
 
@@ -199,20 +318,13 @@ impl CallbackSubject {
         Self(callbacks(domain, tenant))
     }
 
-    /// An inbox subject, e.g. from `Client::new_inbox()`. Each token must be one a result
-    /// can be published to: no wildcard, no whitespace or control character (a tab passed
-    /// this check once, then every result publish failed and the action was retried to
-    /// its last delivery; found by `fuzz/fuzz_targets/names.rs`).
+    /// An inbox subject this process made for itself (e.g. `Client::new_inbox()` or
+    /// [`tenant_inbox`]): `_INBOX.…` or `_INBOX_<tenant>.…`, every token publishable.
     pub fn inbox(subject: String) -> Result<Self, ActionError> {
-        let publishable = |t: &str| {
-            !t.is_empty()
-                && !t.contains(['*', '>'])
-                && !t.chars().any(|c| c.is_whitespace() || c.is_control())
-        };
-        let valid = subject.starts_with(INBOX_PREFIX)
-            && subject.len() > INBOX_PREFIX.len()
-            && subject.split('.').all(publishable);
-        if valid {
+        let prefixed = subject.split_once('.').is_some_and(|(first, rest)| {
+            (first == "_INBOX" || first.starts_with("_INBOX_")) && !rest.is_empty()
+        });
+        if prefixed && publishable(&subject) {
             Ok(Self(subject))
         } else {
             Err(ActionError::invalid(format!(
@@ -221,11 +333,12 @@ impl CallbackSubject {
         }
     }
 
-    /// Checks a callback subject read from an action of `tenant`. Anything but this
-    /// tenant's callbacks or an inbox is `forbidden`: one tenant cannot aim results at another.
-    pub fn parse(subject: &str, tenant: &TenantId) -> Result<Self, ActionError> {
-        if subject.starts_with(INBOX_PREFIX) {
-            return Self::inbox(subject.to_owned());
+    /// Checks a callback subject read from an action of `tenant`: this tenant's
+    /// `<domain>.<tenant>.callbacks`, or an inbox `inboxes` allows. Anything else is
+    /// `forbidden`: one tenant cannot aim results at another, or at any other subject.
+    pub fn parse(subject: &str, tenant: &TenantId, inboxes: Inboxes) -> Result<Self, ActionError> {
+        if subject.starts_with("_INBOX") {
+            return inboxes.check_inbox(subject, tenant, "callback subject");
         }
         match ActionSubject::parse(subject) {
             Ok(s) if s.channel == Channel::Callbacks && &s.tenant == tenant => {
@@ -234,7 +347,7 @@ impl CallbackSubject {
             _ => Err(ActionError::new(
                 ErrorCode::Forbidden,
                 format!(
-                    "callback subject {subject:?} is neither {tenant}'s <domain>.{tenant}.callbacks nor an _INBOX. subject"
+                    "callback subject {subject:?} is neither {tenant}'s <domain>.{tenant}.callbacks nor one of its inboxes"
                 ),
             )),
         }
@@ -242,7 +355,7 @@ impl CallbackSubject {
 
     /// Whether results sent here are stored (JetStream) rather than delivered live.
     pub fn is_durable(&self) -> bool {
-        !self.0.starts_with(INBOX_PREFIX)
+        !self.0.starts_with("_INBOX")
     }
 
     /// The subject string.
@@ -317,32 +430,70 @@ mod tests {
     #[test]
     fn callbacks_stay_inside_the_tenant() {
         let acme = t("acme");
-        assert!(
-            CallbackSubject::parse("orchestrator.acme.callbacks", &acme)
-                .unwrap()
-                .is_durable()
-        );
-        assert!(
-            !CallbackSubject::parse("_INBOX.abc.def", &acme)
-                .unwrap()
-                .is_durable()
-        );
-        for bad in [
-            "orchestrator.globex.callbacks",
-            "orchestrator.acme.actions",
-            "dlq.echo.acme",
-            "anything",
-            "_INBOX.>",
-            "_INBOX.",
-        ] {
-            assert!(CallbackSubject::parse(bad, &acme).is_err(), "{bad}");
+        for inboxes in [Inboxes::Shared, Inboxes::Tenant] {
+            let parse = |s: &str| CallbackSubject::parse(s, &acme, inboxes);
+            assert!(parse("orchestrator.acme.callbacks").unwrap().is_durable());
+            assert!(!parse("_INBOX_acme.abc.def").unwrap().is_durable());
+            for bad in [
+                "orchestrator.globex.callbacks",
+                "orchestrator.acme.actions",
+                "dlq.echo.acme",
+                "anything",
+                "_INBOX.>",
+                "_INBOX.",
+                "_INBOX_acme.",
+                "_INBOX_globex.abc",
+                "_INBOX_acmex.abc",
+                "_INBOX_acme.*",
+                "_R_.abc.def",
+                "$KV.sessions.globex.s1",
+                "$JS.API.STREAM.DELETE.ECHO",
+            ] {
+                let err = parse(bad).unwrap_err();
+                assert_eq!(err.code, ErrorCode::Forbidden, "{bad}");
+            }
         }
-        assert_eq!(
-            CallbackSubject::parse("echo.globex.callbacks", &acme)
-                .unwrap_err()
-                .code,
-            ErrorCode::Forbidden
+        let shared = CallbackSubject::parse("_INBOX.abc.def", &acme, Inboxes::Shared).unwrap();
+        assert!(!shared.is_durable());
+        assert!(CallbackSubject::parse("_INBOX.abc.def", &acme, Inboxes::Tenant).is_err());
+    }
+
+    #[test]
+    fn rpc_replies_stay_inside_the_tenant() {
+        let acme = t("acme");
+        for inboxes in [Inboxes::Shared, Inboxes::Tenant] {
+            for good in ["_INBOX_acme.x.1", "_R_.Bz6h.idOk"] {
+                assert!(inboxes.check_reply(good, Some(&acme)).is_ok(), "{good}");
+            }
+            for bad in [
+                "$KV.sessions.globex.s1",
+                "$KV.api_keys.abc",
+                "$JS.API.STREAM.DELETE.ECHO",
+                "dlq.echo.acme",
+                "echo.globex.callbacks",
+                "orchestrator.globex.events.session.s1",
+                "_INBOX_globex.x.1",
+                "_R_.>",
+                "_INBOX_acme.>",
+            ] {
+                assert!(inboxes.check_reply(bad, Some(&acme)).is_err(), "{bad}");
+            }
+        }
+        assert!(
+            Inboxes::Shared
+                .check_reply("_INBOX.x.1", Some(&acme))
+                .is_ok()
         );
+        assert!(
+            Inboxes::Tenant
+                .check_reply("_INBOX.x.1", Some(&acme))
+                .is_err()
+        );
+        assert!(Inboxes::Shared.check_reply("_INBOX.x.1", None).is_ok());
+        assert!(Inboxes::Tenant.check_reply("_INBOX.x.1", None).is_err());
+        assert!(Inboxes::Tenant.check_reply("_INBOX_acme.x", None).is_err());
+        assert!(Inboxes::Tenant.check_reply("_R_.a.b", None).is_ok());
+        assert!(tenant_inbox(&acme).as_str().starts_with("_INBOX_acme."));
     }
 
     /// Regression inputs of `fuzz/fuzz_targets/names.rs`: inboxes with a byte NATS cannot
@@ -359,7 +510,10 @@ mod tests {
             "_INBOX.a.",
             "_INBOX.\u{85}",
         ] {
-            assert!(CallbackSubject::parse(bad, &acme).is_err(), "{bad:?}");
+            assert!(
+                CallbackSubject::parse(bad, &acme, Inboxes::Shared).is_err(),
+                "{bad:?}"
+            );
             assert!(CallbackSubject::inbox(bad.to_owned()).is_err(), "{bad:?}");
         }
         assert!(CallbackSubject::inbox("_INBOX.Ab3.x-y_z".to_owned()).is_ok());
@@ -379,7 +533,7 @@ mod tests {
         #[test]
         fn accepted_callbacks_never_leave_the_tenant(subject in "[a-z_.*>A-Z0-9-]{0,40}", tenant in "[a-z]{1,5}") {
             let tenant = t(&tenant);
-            if let Ok(cb) = CallbackSubject::parse(&subject, &tenant) {
+            if let Ok(cb) = CallbackSubject::parse(&subject, &tenant, Inboxes::Shared) {
                 prop_assert!(!cb.as_str().contains(['*', '>']));
                 if cb.is_durable() {
                     let parsed = ActionSubject::parse(cb.as_str()).unwrap();

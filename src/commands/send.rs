@@ -4,7 +4,6 @@
 use std::io::Read;
 use std::time::Duration;
 
-use futures::StreamExt;
 use serde_json::Value;
 use shared::{Action, ActionType, CallbackSubject, Publisher, TenantId};
 
@@ -89,8 +88,12 @@ pub async fn publish(url: &str, args: PublishArgs) -> Outcome {
     let publisher = Publisher::new(connect(url).await?);
     if args.no_wait || args.callback.is_some() {
         if let Some(callback) = &args.callback {
-            let callback = CallbackSubject::parse(callback, &action.tenant_id)
-                .map_err(|e| Failure::usage(e.message))?;
+            let callback = CallbackSubject::parse(
+                callback,
+                &action.tenant_id,
+                shared::subject::Inboxes::Shared,
+            )
+            .map_err(|e| Failure::usage(e.message))?;
             action = action.with_callback(&callback);
         }
         let stored = publisher.enqueue(&action).await.map_err(Failure::runtime)?;
@@ -101,26 +104,18 @@ pub async fn publish(url: &str, args: PublishArgs) -> Outcome {
         println!("{out}");
         return Ok(());
     }
-    let inbox = CallbackSubject::inbox(publisher.client().new_inbox()).map_err(Failure::runtime)?;
-    let mut results = publisher
-        .client()
-        .subscribe(inbox.as_str().to_owned())
+    let timeout = args.action.timeout;
+    let domain = action.action_type.domain().to_owned();
+    let (_, result) = publisher
+        .enqueue_and_wait(action, timeout)
         .await
         .map_err(Failure::runtime)?;
-    action = action.with_callback(&inbox);
-    publisher.enqueue(&action).await.map_err(Failure::runtime)?;
-    let message = tokio::time::timeout(args.action.timeout, results.next())
-        .await
-        .map_err(|_| {
-            Failure::runtime(format!(
-                "no result within {:?} (the action is stored; is a {} worker running?)",
-                args.action.timeout,
-                action.action_type.domain()
-            ))
-        })?
-        .ok_or_else(|| Failure::runtime("connection closed while waiting"))?;
-    let result: Value = serde_json::from_slice(&message.payload)
-        .map_err(|e| Failure::runtime(format!("result is not JSON: {e}")))?;
+    let result = result.ok_or_else(|| {
+        Failure::runtime(format!(
+            "no result within {timeout:?} (the action is stored; is a {domain} worker running?)"
+        ))
+    })?;
+    let result = serde_json::to_value(&result).map_err(Failure::runtime)?;
     print_result(&result)
 }
 

@@ -7,7 +7,7 @@ use futures::future::try_join_all;
 use shared::{Settings, Worker, WorkerConfig};
 use tokio_util::sync::CancellationToken;
 
-use crate::exit::{Failure, Outcome, connect};
+use crate::exit::{Failure, Outcome, connect, credentials};
 use crate::services;
 
 /// Flags of `worker`.
@@ -43,7 +43,12 @@ pub async fn run(url: &str, args: Args) -> Outcome {
 /// Runs the named services until `shutdown` is cancelled; used by `dev` too.
 pub async fn run_until(url: &str, names: &[String], shutdown: CancellationToken) -> Outcome {
     let settings = Settings::from_env().map_err(Failure::usage)?;
-    let config = WorkerConfig::from_settings(&settings);
+    let mut config = WorkerConfig::from_settings(&settings);
+    config.inboxes = credentials(&settings, url)?.inboxes(&settings);
+    tracing::info!(
+        inboxes = config.inboxes.as_str(),
+        "results and rpc replies go only to the tenant's callbacks and these inboxes"
+    );
     let client = connect(url).await?;
     let mut workers = Vec::new();
     for name in names {

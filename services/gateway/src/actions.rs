@@ -15,11 +15,9 @@ use std::time::Duration;
 
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
-use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use shared::http::{ApiError, ApiJson, Authenticated};
-use shared::subject::CallbackSubject;
 use shared::{Action, ActionError, ActionType};
 
 use crate::Gateway;
@@ -106,23 +104,14 @@ pub async fn create(
             ApiJson(json!({"action_id": id, "status": "accepted"})),
         ));
     };
-    let inbox = gateway.client.new_inbox();
-    let mut results = gateway
-        .client
-        .subscribe(inbox.clone())
-        .await
-        .map_err(|err| ApiError::unavailable(format!("subscribing to a reply inbox: {err}")))?;
-    action.callback_subject = Some(CallbackSubject::inbox(inbox)?.as_str().to_owned());
-    gateway
+    let (_, result) = gateway
         .publisher
-        .enqueue(&action)
+        .enqueue_and_wait(action, wait)
         .await
         .map_err(ActionError::from)?;
-    match tokio::time::timeout(wait, results.next()).await {
-        Ok(Some(message)) => {
-            let result: Value = serde_json::from_slice(&message.payload)
-                .map_err(|err| ApiError::internal(format!("unreadable result: {err}")))?;
-            let data = &result["data"];
+    match result {
+        Some(result) => {
+            let data = &result.data;
             Ok((
                 StatusCode::OK,
                 ApiJson(json!({

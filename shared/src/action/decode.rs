@@ -19,7 +19,7 @@ use super::{
     Action, ActionError, ActionType, Domain, ErrorCode, RawAction, ResultAddress, TenantId,
 };
 use crate::headers;
-use crate::subject::{ActionSubject, CallbackSubject};
+use crate::subject::{ActionSubject, CallbackSubject, Inboxes};
 use crate::telemetry::TraceParent;
 
 /// A message that decoded and validated.
@@ -110,24 +110,27 @@ pub fn unreadable_type(domain: &Domain) -> ActionType {
     ActionType::new(&format!("{domain}.invalid")).unwrap_or_else(|_| unreachable!())
 }
 
-/// Decodes a message received on `subject`. `fallback_id` names an action that came
-/// without an `action_id`; pass an id derived from its stream sequence so redeliveries
-/// agree on it.
+/// Decodes a message received on `subject`, as stored actions are read back by tools:
+/// callbacks checked with [`Inboxes::Shared`] (workers pass their own rule to
+/// [`decode_or`]). `fallback_id` names an action that came without an `action_id`; pass an
+/// id derived from its stream sequence so redeliveries agree on it.
 pub fn decode(
     subject: &str,
     headers: Option<&HeaderMap>,
     body: &[u8],
     fallback_id: Uuid,
 ) -> Result<Received, Rejection> {
-    decode_or(subject, headers, body, || fallback_id)
+    decode_or(subject, headers, body, Inboxes::Shared, || fallback_id)
 }
 
 /// [`decode`] with the fallback id made only when it is needed: almost every action
 /// carries its own id, and making one (a hash, or a clock read) costs on every message.
+/// `inboxes` says which reply inboxes a callback may name.
 pub fn decode_or(
     subject: &str,
     headers: Option<&HeaderMap>,
     body: &[u8],
+    inboxes: Inboxes,
     fallback_id: impl FnOnce() -> Uuid,
 ) -> Result<Received, Rejection> {
     let subject = match ActionSubject::parse(subject) {
@@ -151,16 +154,25 @@ pub fn decode_or(
     };
     let body = match body {
         Ok(body) => body,
-        Err(error) => return Err(reject(&subject, &wire, None, fallback_id, error)),
+        Err(error) => return Err(reject(&subject, &wire, None, inboxes, fallback_id, error)),
     };
     let Checked {
         callback,
         action_type,
         action_id,
         created_at,
-    } = match check(&subject, &wire, &body) {
+    } = match check(&subject, &wire, &body, inboxes) {
         Ok(checked) => checked,
-        Err(error) => return Err(reject(&subject, &wire, Some(&body), fallback_id, error)),
+        Err(error) => {
+            return Err(reject(
+                &subject,
+                &wire,
+                Some(&body),
+                inboxes,
+                fallback_id,
+                error,
+            ));
+        }
     };
     let action_id = action_id.unwrap_or_else(fallback_id);
     let created_at = created_at.unwrap_or_else(OffsetDateTime::now_utc);
@@ -199,6 +211,7 @@ fn check(
     subject: &ActionSubject,
     wire: &WireHeaders<'_>,
     body: &WireBody<'_>,
+    inboxes: Inboxes,
 ) -> Result<Checked, ActionError> {
     let tenant = &subject.tenant;
     let callback = match (wire.callback, body.callback_subject.as_deref()) {
@@ -207,7 +220,7 @@ fn check(
                 "callback_subject header {h:?} disagrees with body {b:?}"
             )));
         }
-        (Some(cb), _) | (None, Some(cb)) => Some(CallbackSubject::parse(cb, tenant)?),
+        (Some(cb), _) | (None, Some(cb)) => Some(CallbackSubject::parse(cb, tenant, inboxes)?),
         (None, None) => None,
     };
     let action_type = match (wire.action_type, body.action_type.as_deref()) {
@@ -319,12 +332,13 @@ fn reject(
     subject: &ActionSubject,
     wire: &WireHeaders<'_>,
     body: Option<&WireBody<'_>>,
+    inboxes: Inboxes,
     fallback_id: impl FnOnce() -> Uuid,
     error: ActionError,
 ) -> Rejection {
     let tenant = &subject.tenant;
     let valid_callback =
-        |cb: Option<&str>| cb.and_then(|cb| CallbackSubject::parse(cb, tenant).ok());
+        |cb: Option<&str>| cb.and_then(|cb| CallbackSubject::parse(cb, tenant, inboxes).ok());
     let callback = valid_callback(wire.callback)
         .or_else(|| valid_callback(body.and_then(|b| b.callback_subject.as_deref())));
     let action_type = [

@@ -37,6 +37,7 @@ use crate::metrics::WorkerMetrics;
 use crate::publish::Publisher;
 use crate::settings::Settings;
 use crate::streams::{Definitions, StreamsError};
+use crate::subject::Inboxes;
 pub(crate) use inflight::InFlight;
 use outcome::Lane;
 use pull::PullLoop;
@@ -86,6 +87,9 @@ pub struct WorkerConfig {
     pub rpc: bool,
     /// Version reported by `$SRV.INFO`.
     pub version: String,
+    /// Which reply inboxes results and rpc replies may go to; anything else is refused
+    /// (`forbidden`) and dead-lettered, nothing published.
+    pub inboxes: Inboxes,
 }
 
 impl Default for WorkerConfig {
@@ -104,6 +108,7 @@ impl Default for WorkerConfig {
             pull_expires: Duration::from_secs(30),
             rpc: true,
             version: env!("CARGO_PKG_VERSION").to_owned(),
+            inboxes: Inboxes::default(),
         }
     }
 }
@@ -118,6 +123,7 @@ impl WorkerConfig {
             max_deliver: settings.max_deliver,
             replicas: settings.stream_replicas,
             drain_timeout: settings.drain_timeout,
+            inboxes: settings.inboxes.unwrap_or_default(),
             ..Self::default()
         }
     }

@@ -65,6 +65,7 @@ pub(crate) async fn handle(shared: Arc<Shared>, lane: Arc<Lane>, msg: Message) {
         &msg.subject,
         msg.headers.as_ref(),
         &msg.payload,
+        shared.config.inboxes,
         fallback_id,
     ) {
         Ok(received) => received,
