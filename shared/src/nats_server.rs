@@ -17,6 +17,110 @@ pub fn single_node_config() -> PathBuf {
     repo_root().join("nats/server.conf")
 }
 
+/// The secured config (`nats/accounts.conf`): the services in account `DA`, each tenant
+/// in an account of its own that imports only its own subjects. Its passwords come from
+/// the environment ([`SecuredLogins::env`]).
+pub fn secured_config() -> PathBuf {
+    repo_root().join("nats/accounts.conf")
+}
+
+/// The tenants `nats/accounts.conf` has accounts for.
+pub const SECURED_TENANTS: [&str; 2] = ["acme", "globex"];
+
+/// The passwords of the secured config's users: `services` and one per tenant of
+/// [`SECURED_TENANTS`], handed to nats-server through its environment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SecuredLogins {
+    /// `(user, password)`, the services first.
+    pub users: Vec<(String, String)>,
+}
+
+impl SecuredLogins {
+    /// Fresh random passwords.
+    pub fn generate() -> Self {
+        use rand::Rng;
+        let password = || {
+            rand::rng()
+                .sample_iter(rand::distr::Alphanumeric)
+                .take(24)
+                .map(char::from)
+                .collect::<String>()
+        };
+        let users = std::iter::once("services")
+            .chain(SECURED_TENANTS)
+            .map(|user| (user.to_owned(), password()))
+            .collect();
+        Self { users }
+    }
+
+    /// The logins kept in `path` (`user=password` lines), made and kept there (owner-only)
+    /// on first use, so a restarted `dev --secure` keeps its tenants' passwords.
+    pub fn load_or_create(path: &Path) -> std::io::Result<Self> {
+        if let Ok(text) = std::fs::read_to_string(path) {
+            let users: Vec<(String, String)> = text
+                .lines()
+                .filter_map(|line| line.split_once('='))
+                .map(|(u, p)| (u.trim().to_owned(), p.trim().to_owned()))
+                .collect();
+            let complete = std::iter::once("services")
+                .chain(SECURED_TENANTS)
+                .all(|user| users.iter().any(|(u, _)| u == user));
+            if complete {
+                return Ok(Self { users });
+            }
+        }
+        let logins = Self::generate();
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let text: String = logins
+            .users
+            .iter()
+            .map(|(u, p)| format!("{u}={p}\n"))
+            .collect();
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(path)?;
+        file.write_all(text.as_bytes())?;
+        Ok(logins)
+    }
+
+    /// The password of `user`.
+    pub fn password(&self, user: &str) -> Option<&str> {
+        self.users
+            .iter()
+            .find(|(u, _)| u == user)
+            .map(|(_, p)| p.as_str())
+    }
+
+    /// `url` with `user`'s login in it (`nats://user:password@host:port`).
+    pub fn url_for(&self, user: &str, url: &str) -> String {
+        let password = self.password(user).unwrap_or_default();
+        match url.split_once("://") {
+            Some((scheme, rest)) => format!("{scheme}://{user}:{password}@{rest}"),
+            None => format!("{user}:{password}@{url}"),
+        }
+    }
+
+    /// The variables `nats/accounts.conf` reads: `DA_NATS_<USER>_PASSWORD`.
+    pub fn env(&self) -> Vec<(String, String)> {
+        self.users
+            .iter()
+            .map(|(user, password)| {
+                (
+                    format!("DA_NATS_{}_PASSWORD", user.to_uppercase()),
+                    password.clone(),
+                )
+            })
+            .collect()
+    }
+}
+
 /// The three node configs of the local cluster (`nats/cluster/n1.conf` … `n3.conf`): what
 /// `compose.yaml` runs and `testkit::Cluster` starts, so a test of one is a test
 /// of the other. Their ports and peers come from the environment (see `cluster.conf`).
@@ -88,6 +192,16 @@ impl ServerOptions {
             port,
             run_dir: dir.to_path_buf(),
             env: Vec::new(),
+        }
+    }
+
+    /// The secured config ([`secured_config`]) with `logins`' passwords, otherwise as
+    /// [`ServerOptions::single_node`].
+    pub fn secured(dir: &Path, port: Option<u16>, logins: &SecuredLogins) -> Self {
+        Self {
+            config: secured_config(),
+            env: logins.env(),
+            ..Self::single_node(dir, port)
         }
     }
 }
@@ -203,10 +317,19 @@ fn read_ports_file(path: &Path) -> Option<String> {
     ports["nats"].get(0)?.as_str().map(str::to_owned)
 }
 
-/// Whether something answers at `url` (a NATS connect within `wait`).
+/// Whether a NATS server answers at `url` (a connect within `wait`); one that refuses to
+/// let us in without a login answers too.
 pub async fn answers(url: &str, wait: Duration) -> bool {
     let connect = async_nats::ConnectOptions::new()
         .connection_timeout(wait)
         .connect(crate::settings::server_urls(url));
-    matches!(tokio::time::timeout(wait, connect).await, Ok(Ok(_)))
+    match tokio::time::timeout(wait, connect).await {
+        Ok(Ok(_)) => true,
+        Ok(Err(err)) => matches!(
+            err.kind(),
+            async_nats::ConnectErrorKind::AuthorizationViolation
+                | async_nats::ConnectErrorKind::Authentication
+        ),
+        Err(_) => false,
+    }
 }

@@ -16,7 +16,7 @@ use tempfile::TempDir;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::nats_server::{LocalServer, ServerOptions};
+use crate::nats_server::{LocalServer, SecuredLogins, ServerOptions};
 use crate::{Dispatcher, Worker, WorkerConfig};
 
 mod cluster;
@@ -27,6 +27,8 @@ pub use cluster::Cluster;
 pub struct TestServer {
     server: Option<LocalServer>,
     options: ServerOptions,
+    /// The logins of a secured server ([`TestServer::start_secured`]).
+    logins: Option<SecuredLogins>,
     _dir: TempDir,
 }
 
@@ -40,22 +42,76 @@ impl TestServer {
     /// `nats/server-always.conf` (fsync before every acknowledgement), so a test can prove
     /// what that profile promises. It keeps that config across [`TestServer::restart`].
     pub async fn start_with_config(config: &Path) -> Self {
+        let config = config.to_path_buf();
+        Self::start_in_temp_dir(move |dir| {
+            let options = ServerOptions {
+                config,
+                ..ServerOptions::single_node(dir, None)
+            };
+            (options, None)
+        })
+        .await
+    }
+
+    /// Starts a server running the secured config (`nats/accounts.conf`: the services'
+    /// account and one account per tenant) with fresh passwords. [`TestServer::client`]
+    /// logs in as `services`; [`TestServer::client_as`] as a tenant.
+    pub async fn start_secured() -> Self {
+        Self::start_in_temp_dir(|dir| {
+            let logins = SecuredLogins::generate();
+            (ServerOptions::secured(dir, None, &logins), Some(logins))
+        })
+        .await
+    }
+
+    /// Starts the server `options_in` describes for a fresh temporary directory.
+    async fn start_in_temp_dir(
+        options_in: impl FnOnce(&Path) -> (ServerOptions, Option<SecuredLogins>),
+    ) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("da-nats-")
             .tempdir()
             .unwrap_or_else(|err| panic!("temp dir: {err}"));
-        let options = ServerOptions {
-            config: config.to_path_buf(),
-            ..ServerOptions::single_node(dir.path(), None)
-        };
+        let (options, logins) = options_in(dir.path());
         let server = LocalServer::start(options.clone())
             .await
             .unwrap_or_else(|err| panic!("{err}"));
         Self {
             server: Some(server),
             options,
+            logins,
             _dir: dir,
         }
+    }
+
+    /// The logins of a secured server.
+    pub fn logins(&self) -> Option<&SecuredLogins> {
+        self.logins.as_ref()
+    }
+
+    /// The URL with `user`'s login in it on a secured server (else the plain URL), as a
+    /// process would get it in `NATS_URL`.
+    pub fn url_as(&self, user: &str) -> String {
+        match &self.logins {
+            Some(logins) => logins.url_for(user, &self.url()),
+            None => self.url(),
+        }
+    }
+
+    /// A plain async-nats client logged in as `user` (its password from the secured
+    /// server's logins), with the default `_INBOX.` prefix: in a tenant's own account,
+    /// inboxes are its own.
+    pub async fn client_as(&self, user: &str) -> Client {
+        let password = self
+            .logins
+            .as_ref()
+            .and_then(|l| l.password(user))
+            .unwrap_or_else(|| panic!("no login {user} on this server"));
+        async_nats::ConnectOptions::with_user_and_password(user.into(), password.into())
+            .connection_timeout(Duration::from_secs(5))
+            .connect(self.url())
+            .await
+            .unwrap_or_else(|err| panic!("log in to {} as {user}: {err}", self.url()))
     }
 
     /// The client URL.
@@ -66,8 +122,11 @@ impl TestServer {
             .unwrap_or_default()
     }
 
-    /// A plain async-nats client connected to this server.
+    /// A plain async-nats client connected to this server (as `services` on a secured one).
     pub async fn client(&self) -> Client {
+        if self.logins.is_some() {
+            return self.client_as("services").await;
+        }
         async_nats::ConnectOptions::new()
             .connection_timeout(Duration::from_secs(5))
             .connect(self.url())

@@ -256,6 +256,16 @@ async fn redrive(
         .header(dlq::SUBJECT)
         .ok_or("it has no dlq_subject header: its original subject is unknown")?;
     let parsed = ActionSubject::parse(to).map_err(|err| err.to_string())?;
+    // A letter is stored under the tenant and domain it came from; one claiming to come
+    // from elsewhere was not written by a worker (anyone who may publish to `dlq.…` could
+    // otherwise have it republished, by us, as another tenant).
+    let stored_under = subject::dead_letters(&parsed.domain, Some(&parsed.tenant));
+    if letter.subject != stored_under {
+        return Err(format!(
+            "refused: it is stored on {} but claims to come from {to} (a letter of {} would be on {stored_under}); not sent",
+            letter.subject, parsed.tenant
+        ));
+    }
     if parsed.channel == Channel::Rpc {
         return Err(format!(
             "it was an rpc request on {to}: nobody waits for its reply any more"

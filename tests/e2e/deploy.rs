@@ -280,3 +280,57 @@ fn the_dockerfile_ships_the_model_scripts_setup_installs() {
         ".dockerignore keeps target/ out of the build context"
     );
 }
+
+/// compose.yaml is secured by default: every node runs the tenant accounts, the services
+/// log in, their secrets come from the environment (compose refuses to start without them),
+/// Qdrant asks for an API key, and neither the monitoring port nor Qdrant is published.
+#[test]
+fn compose_is_secured_by_default() {
+    let compose = compose();
+    let services = compose["services"].as_mapping().expect("services");
+    let required = |value: &str, variable: &str| {
+        assert!(
+            value.starts_with(&format!("${{{variable}:?")),
+            "{value:?} is not taken from ${variable} (required)"
+        );
+    };
+    for node in ["n1", "n2", "n3"] {
+        let service = &compose["services"][node];
+        let config = repo_root().join(format!("nats/cluster/{node}.conf"));
+        let variables = config_variables(&config);
+        for password in ["DA_NATS_SERVICES_PASSWORD", "DA_NATS_ACME_PASSWORD"] {
+            assert!(
+                variables.contains(password),
+                "{node} runs the tenant accounts"
+            );
+            required(&environment(service)[password], password);
+        }
+        for port in strings(&service["ports"]) {
+            assert!(
+                !port.contains("8222"),
+                "{node} publishes monitoring: {port}"
+            );
+        }
+    }
+    assert!(
+        compose["services"]["qdrant"]["ports"].is_null(),
+        "Qdrant is not published"
+    );
+    required(
+        &environment(&compose["services"]["qdrant"])["QDRANT__SERVICE__API_KEY"],
+        "QDRANT_API_KEY",
+    );
+    for (name, service) in services {
+        if service["build"].is_null() {
+            continue;
+        }
+        let env = environment(service);
+        assert_eq!(
+            env.get("NATS_USER").map(String::as_str),
+            Some("services"),
+            "{name:?}"
+        );
+        required(&env["NATS_PASSWORD"], "DA_NATS_SERVICES_PASSWORD");
+        required(&env["QDRANT_API_KEY"], "QDRANT_API_KEY");
+    }
+}

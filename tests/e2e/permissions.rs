@@ -1,174 +1,49 @@
-//! Tenant permissions (`nats/accounts.conf`): a tenant's user cannot publish to another
-//! tenant's actions or rpc subjects, nor read its callbacks or replies, while its own
-//! durable actions, results and rpc requests work through a real echo worker logged in as
-//! `services`.
+//! Tenant isolation of the secured server (`nats/accounts.conf`: the services in account
+//! `DA`, each tenant in an account of its own importing only its own subjects): a tenant
+//! cannot publish to another tenant's actions or rpc subjects, nor read its callbacks or
+//! replies, while its own durable actions, results and rpc requests work through a real
+//! echo worker logged in as `services`. The attacks of a hostile tenant are in `hostile.rs`.
 
-use async_nats::{Client, ConnectOptions, Event};
+use async_nats::{Client, ConnectOptions, Subscriber};
 use bytes::Bytes;
-use serde_json::json;
-use shared::nats_server::{LocalServer, ServerOptions, repo_root};
-use shared::testkit;
-use tempfile::TempDir;
-use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
+use serde_json::{Value, json};
+use shared::WorkerConfig;
+use shared::subject::Inboxes;
+use shared::testkit::{self, TestServer};
 use tokio::time::timeout;
 
 use crate::harness::*;
 
-/// A server running the example accounts file.
-struct Accounts {
-    server: LocalServer,
-    _dir: TempDir,
-}
-
-impl Accounts {
-    async fn start() -> Self {
-        let dir = tempfile::Builder::new()
-            .prefix("da-accounts-")
-            .tempdir()
-            .expect("temp dir");
-        let options = ServerOptions {
-            config: repo_root().join("nats/accounts.conf"),
-            ..ServerOptions::single_node(dir.path(), None)
-        };
-        let server = LocalServer::start(options).await.expect("nats-server");
-        Self { server, _dir: dir }
-    }
-
-    /// A client logged in as `user` (password from the example file), with replies on the
-    /// tenant's own inbox prefix unless it is the services user; the server's errors (such
-    /// as permissions violations) arrive on the returned channel.
-    async fn login(&self, user: &str) -> (Client, UnboundedReceiver<String>) {
-        let (errors, received) = unbounded_channel();
-        let mut options =
-            ConnectOptions::with_user_and_password(user.into(), format!("{user}-example-password"))
-                .event_callback(move |event| report(errors.clone(), event));
-        if user != "services" {
-            options = options.custom_inbox_prefix(format!("_INBOX_{user}"));
-        }
-        let client = options
-            .connect(self.server.url())
-            .await
-            .unwrap_or_else(|err| panic!("log in as {user}: {err}"));
-        (client, received)
+/// A worker configuration for the secured server: results only to tenant inboxes.
+pub fn secured_config() -> WorkerConfig {
+    WorkerConfig {
+        inboxes: Inboxes::Tenant,
+        ..testkit::quick_config()
     }
 }
 
-async fn report(errors: UnboundedSender<String>, event: Event) {
-    if let Event::ServerError(err) = event {
-        let _ = errors.send(err.to_string());
-    }
-}
-
-/// Waits (bounded) for the server to report a permissions violation about `subject`.
-async fn expect_violation(errors: &mut UnboundedReceiver<String>, what: &str, subject: &str) {
-    let wanted = format!("Permissions Violation for {what} to \"{subject}\"");
-    loop {
-        let error = timeout(WAIT, errors.recv())
-            .await
-            .unwrap_or_else(|_| panic!("no error {wanted:?} within {WAIT:?}"))
-            .expect("error channel open");
-        if error.contains(&wanted) {
-            return;
-        }
-    }
-}
-
-/// A core subscription the server knows about when this returns.
-async fn subscribe(client: &Client, subject: &str) -> async_nats::Subscriber {
-    let subscription = client
-        .subscribe(subject.to_owned())
-        .await
-        .expect("subscribe");
-    client.flush().await.expect("flush");
-    subscription
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn a_tenant_cannot_reach_another_tenants_subjects() {
-    let accounts = Accounts::start().await;
-    let (services, _) = accounts.login("services").await;
-    let (globex, mut globex_errors) = accounts.login("globex").await;
-    let (acme, mut acme_errors) = accounts.login("acme").await;
-    let mut actions = subscribe(&services, ACTIONS).await;
-    let mut rpc = subscribe(&services, RPC).await;
-
-    // globex publishing acme's actions or rpc requests: refused, never delivered.
-    for subject in [ACTIONS, RPC] {
-        globex
-            .publish(subject, Bytes::from_static(b"{}"))
-            .await
-            .expect("publish");
-        globex.flush().await.expect("flush");
-        expect_violation(&mut globex_errors, "Publish", subject).await;
-    }
-    expect_nothing(&mut actions, "globex's publish to acme's actions").await;
-    expect_nothing(&mut rpc, "globex's publish to acme's rpc").await;
-
-    // globex subscribing to acme's results or replies: refused, nothing delivered.
-    let mut stolen_results = globex.subscribe(CALLBACKS).await.expect("subscribe sent");
-    expect_violation(&mut globex_errors, "Subscription", CALLBACKS).await;
-    let mut stolen_replies = globex
-        .subscribe("_INBOX_acme.>")
-        .await
-        .expect("subscribe sent");
-    expect_violation(&mut globex_errors, "Subscription", "_INBOX_acme.>").await;
-
-    // acme's own subjects work, with the same subscriptions in place.
-    acme.publish(ACTIONS, Bytes::from_static(b"{\"mine\":1}"))
-        .await
-        .expect("publish");
-    acme.flush().await.expect("flush");
-    let (_, own) = next_json(&mut actions).await;
-    assert_eq!(own, json!({"mine": 1}));
-    let mut results = subscribe(&acme, CALLBACKS).await;
-    services
-        .publish(CALLBACKS, Bytes::from_static(b"{\"result\":1}"))
-        .await
-        .expect("publish");
-    services
-        .publish("_INBOX_acme.reply", Bytes::from_static(b"{}"))
-        .await
-        .expect("publish");
-    services.flush().await.expect("flush");
-    let (_, result) = next_json(&mut results).await;
-    assert_eq!(result, json!({"result": 1}));
-    expect_nothing(&mut stolen_results, "acme's result at globex").await;
-    expect_nothing(&mut stolen_replies, "acme's reply at globex").await;
-    assert!(
-        acme_errors.try_recv().is_err(),
-        "acme's own subjects are allowed"
-    );
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn a_tenant_publishes_durably_and_requests_through_a_services_worker() {
-    let accounts = Accounts::start().await;
-    let (services, _) = accounts.login("services").await;
-    let worker = testkit::spawn_worker(services, echo::dispatcher(), testkit::quick_config()).await;
-    let (acme, mut acme_errors) = accounts.login("acme").await;
-
-    // A durable action: the stream's acknowledgement comes back on acme's own inbox.
-    let mut results = subscribe(&acme, CALLBACKS).await;
-    let js = async_nats::jetstream::new(acme.clone());
+/// acme's `echo.ping` with `data` through JetStream, its result sent to `callback` and read
+/// from `results` (subscribed to `callback`): checks it succeeded.
+pub async fn ping_durably(acme: &Client, callback: &str, results: &mut Subscriber, data: &Value) {
     let id = new_id();
-    let data = json!({"tenant": "acme"});
-    timeout(WAIT, async {
-        js.publish_with_headers(
+    let stored = async_nats::jetstream::new(acme.clone())
+        .publish_with_headers(
             ACTIONS,
-            action_headers("echo.ping", &id, CALLBACKS),
+            action_headers("echo.ping", &id, callback),
             Bytes::from(action_body(&id, "echo.ping", data.clone())),
         )
         .await
-        .expect("publish")
+        .expect("publish");
+    timeout(WAIT, stored)
         .await
-        .expect("acknowledged on _INBOX_acme")
-    })
-    .await
-    .expect("an acknowledgement");
-    let (_, result) = next_json(&mut results).await;
-    assert_success(&result, &id, &data);
+        .expect("an acknowledgement in time")
+        .expect("stored");
+    let (_, result) = next_json(results).await;
+    assert_success(&result, &id, data);
+}
 
-    // rpc: the worker's reply comes back on acme's own inbox.
+/// acme's `echo.ping` with `data` over rpc, on the client's own inbox: checks it succeeded.
+pub async fn ping_rpc(acme: &Client, data: &Value) {
     let id = new_id();
     let reply = timeout(
         WAIT,
@@ -181,24 +56,105 @@ async fn a_tenant_publishes_durably_and_requests_through_a_services_worker() {
     .await
     .expect("a reply in time")
     .expect("a reply");
+    assert_success(&json_of(&reply), &id, data);
+}
+
+/// A core subscription the server knows about when this returns.
+async fn subscribe(client: &Client, subject: &str) -> Subscriber {
+    let subscription = client
+        .subscribe(subject.to_owned())
+        .await
+        .expect("subscribe");
+    client.flush().await.expect("flush");
+    subscription
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tenant_cannot_reach_another_tenants_subjects() {
+    let server = TestServer::start_secured().await;
+    let services = server.client().await;
+    let globex = server.client_as("globex").await;
+    let acme = server.client_as("acme").await;
+    let mut actions = subscribe(&services, ACTIONS).await;
+    let mut rpc = subscribe(&services, RPC).await;
+
+    // globex publishing acme's actions or rpc requests: they stay in globex's account.
+    for subject in [ACTIONS, RPC] {
+        globex
+            .publish(subject, Bytes::from_static(b"{}"))
+            .await
+            .expect("publish");
+    }
+    globex.flush().await.expect("flush");
+    expect_nothing(&mut actions, "globex's publish to acme's actions").await;
+    expect_nothing(&mut rpc, "globex's publish to acme's rpc").await;
+    let refused = timeout(WAIT, globex.request(RPC, Bytes::from_static(b"{}")))
+        .await
+        .expect("an answer in time");
     assert!(
-        reply.subject.starts_with("_INBOX_acme."),
-        "{}",
-        reply.subject
+        matches!(&refused, Err(err) if err.kind() == async_nats::RequestErrorKind::NoResponders),
+        "globex's request to acme's rpc: {refused:?}"
     );
-    assert_success(&json_of(&reply), &id, &data);
-    assert!(
-        acme_errors.try_recv().is_err(),
-        "acme's own subjects are allowed"
-    );
+
+    // globex subscribing to acme's results or replies: nothing delivered.
+    let mut stolen_results = subscribe(&globex, CALLBACKS).await;
+    let mut stolen_replies = subscribe(&globex, "_INBOX_acme.>").await;
+    let mut stolen_anything = subscribe(&globex, ">").await;
+
+    // acme's own subjects work, with the same subscriptions in place.
+    acme.publish(ACTIONS, Bytes::from_static(b"{\"mine\":1}"))
+        .await
+        .expect("publish");
+    acme.flush().await.expect("flush");
+    let (_, own) = next_json(&mut actions).await;
+    assert_eq!(own, json!({"mine": 1}));
+    let mut results = subscribe(&acme, CALLBACKS).await;
+    let mut replies = subscribe(&acme, "_INBOX_acme.>").await;
+    services
+        .publish(CALLBACKS, Bytes::from_static(b"{\"result\":1}"))
+        .await
+        .expect("publish");
+    services
+        .publish("_INBOX_acme.reply", Bytes::from_static(b"{\"reply\":1}"))
+        .await
+        .expect("publish");
+    services.flush().await.expect("flush");
+    let (_, result) = next_json(&mut results).await;
+    assert_eq!(result, json!({"result": 1}));
+    let (_, reply) = next_json(&mut replies).await;
+    assert_eq!(reply, json!({"reply": 1}));
+    expect_nothing(&mut stolen_results, "acme's result at globex").await;
+    expect_nothing(&mut stolen_replies, "acme's reply at globex").await;
+    expect_nothing(&mut stolen_anything, "anything of acme's at globex").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tenant_publishes_durably_and_requests_through_a_services_worker() {
+    let server = TestServer::start_secured().await;
+    let worker =
+        testkit::spawn_worker(server.client().await, echo::dispatcher(), secured_config()).await;
+    let acme = server.client_as("acme").await;
+
+    // A durable action: the stream's acknowledgement comes back on acme's own inbox.
+    let data = json!({"tenant": "acme"});
+    let mut results = subscribe(&acme, CALLBACKS).await;
+    ping_durably(&acme, CALLBACKS, &mut results, &data).await;
+
+    // rpc with the client's default inbox: the reply crosses back into acme's account.
+    ping_rpc(&acme, &data).await;
+
+    // A durable result on acme's own inbox prefix, which the services publish in their account.
+    let inbox = format!("_INBOX_acme.{}", new_id());
+    let mut inbox_results = subscribe(&acme, &inbox).await;
+    ping_durably(&acme, &inbox, &mut inbox_results, &data).await;
     worker.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_wrong_password_is_refused() {
-    let accounts = Accounts::start().await;
+    let server = TestServer::start_secured().await;
     let refused = ConnectOptions::with_user_and_password("acme".into(), "guess".into())
-        .connect(accounts.server.url())
+        .connect(server.url())
         .await;
     assert!(refused.is_err(), "logged in with a wrong password");
 }

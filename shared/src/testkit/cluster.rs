@@ -1,12 +1,13 @@
 //! [`Cluster`]: three real nats-server nodes on loopback, clustered with JetStream, started
-//! from the same `nats/cluster/n*.conf` files `compose.yaml` runs.
+//! from the same `nats/cluster/n*.conf` files `compose.yaml` runs: secured, with the
+//! services' account and one per tenant (`nats/tenants.conf`), passwords made per cluster.
 
 use std::time::Duration;
 
 use async_nats::Client;
 use tempfile::TempDir;
 
-use crate::nats_server::{LocalServer, ServerOptions, cluster_configs};
+use crate::nats_server::{LocalServer, SecuredLogins, ServerOptions, cluster_configs};
 
 /// How long the nodes get to form a cluster and elect a JetStream meta leader.
 const FORM_WAIT: Duration = Duration::from_secs(30);
@@ -18,6 +19,7 @@ const FORM_WAIT: Duration = Duration::from_secs(30);
 pub struct Cluster {
     nodes: Vec<(String, Option<LocalServer>)>,
     urls: Vec<String>,
+    logins: SecuredLogins,
     _dir: TempDir,
 }
 
@@ -41,6 +43,7 @@ impl Cluster {
                 )
             })
             .collect();
+        let logins = SecuredLogins::generate();
         let mut nodes = Vec::new();
         let mut urls = Vec::new();
         for (config, port) in configs.iter().zip(&route_ports) {
@@ -50,6 +53,7 @@ impl Cluster {
                 .unwrap_or_default();
             let node_dir = dir.path().join(&name);
             let mut env = routes.clone();
+            env.extend(logins.env());
             env.push((
                 "NATS_CLUSTER_LISTEN".to_owned(),
                 format!("127.0.0.1:{port}"),
@@ -68,6 +72,7 @@ impl Cluster {
         let cluster = Self {
             nodes,
             urls,
+            logins,
             _dir: dir,
         };
         cluster.wait_for_meta_leader().await;
@@ -80,18 +85,30 @@ impl Cluster {
         &self.urls
     }
 
-    /// The client URLs joined by commas, the way `NATS_URL` names a cluster.
+    /// The client URLs joined by commas, the way `NATS_URL` names a cluster, each with the
+    /// services' login in it.
     pub fn url(&self) -> String {
-        self.urls.join(",")
+        let urls: Vec<String> = self
+            .urls
+            .iter()
+            .map(|url| self.logins.url_for("services", url))
+            .collect();
+        urls.join(",")
     }
 
-    /// An async-nats client given all three URLs.
+    /// The logins of the cluster's users (`services` and the tenants).
+    pub fn logins(&self) -> &SecuredLogins {
+        &self.logins
+    }
+
+    /// An async-nats client given all three URLs, logged in as `services`.
     pub async fn client(&self) -> Client {
-        async_nats::ConnectOptions::new()
+        let password = self.logins.password("services").unwrap_or_default();
+        async_nats::ConnectOptions::with_user_and_password("services".into(), password.into())
             .connection_timeout(Duration::from_secs(5))
             .connect(self.urls.as_slice())
             .await
-            .unwrap_or_else(|err| panic!("connect to {}: {err}", self.url()))
+            .unwrap_or_else(|err| panic!("connect to {}: {err}", self.urls.join(",")))
     }
 
     /// Kills node `name` (`n1`, `n2` or `n3`) without warning (SIGKILL), as a crash would.
