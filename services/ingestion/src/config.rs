@@ -8,8 +8,10 @@
 //! | `DA_CHUNK_OVERLAP` | `32` | tokens shared by neighbouring chunks |
 //! | `DA_INGEST_BATCH` | `32` | chunks per embedding batch |
 //! | `DA_MINILM_DIR` | the model in `.venv` | where the tokenizer used to count tokens is |
+//! | `DA_INGEST_URL_ALLOW` | unset: public addresses only | hosts, IP addresses and CIDR ranges URL ingestion may reach although not public (`127.0.0.1,10.0.0.0/8,intranet.example`); cloud metadata never |
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use async_nats::jetstream;
 use shared::Settings;
@@ -18,6 +20,7 @@ use shared::settings::SettingsError;
 use crate::IngestionService;
 use crate::bucket::StateError;
 use crate::chunker::Chunker;
+use crate::extract::url::Allowlist;
 use crate::service::Limits;
 
 /// The ingestion settings.
@@ -30,6 +33,9 @@ pub struct IngestionConfig {
     /// `DA_STREAM_REPLICAS`: copies of the buckets and the object store when they are
     /// created, so on a cluster they survive losing a node like the streams do.
     pub replicas: usize,
+    /// `DA_INGEST_URL_ALLOW`: the non-public hosts and ranges URL ingestion may reach
+    /// (an intranet, a test's loopback server); empty means public addresses only.
+    pub url_allow: Allowlist,
 }
 
 /// Why the service could not start.
@@ -68,6 +74,7 @@ impl IngestionConfig {
             },
             tokenizer_dir: settings.var("DA_MINILM_DIR").map(PathBuf::from),
             replicas: settings.stream_replicas,
+            url_allow: url_allow(settings)?,
         })
     }
 
@@ -77,6 +84,57 @@ impl IngestionConfig {
         let chunker = tokio::task::spawn_blocking(move || Chunker::load(&dir))
             .await
             .map_err(|err| embedding::minilm::ModelError::Run(err.to_string()))??;
-        Ok(IngestionService::open(js, chunker, self.limits, self.replicas).await?)
+        let mut service = IngestionService::open(js, chunker, self.limits, self.replicas).await?;
+        service.url_allow = Arc::new(self.url_allow);
+        Ok(service)
+    }
+}
+
+/// Reads `DA_INGEST_URL_ALLOW`; an entry that is not a host, address or range is an error
+/// naming it, never silently ignored.
+fn url_allow(settings: &Settings) -> Result<Allowlist, SettingsError> {
+    const KEY: &str = "DA_INGEST_URL_ALLOW";
+    let Some(value) = settings.var(KEY) else {
+        return Ok(Allowlist::default());
+    };
+    value
+        .parse()
+        .map_err(|err: crate::extract::url::AllowlistError| SettingsError {
+            key: KEY.to_owned(),
+            value: value.to_owned(),
+            reason: err.to_string(),
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(pairs: &[(&str, &str)]) -> Settings {
+        Settings::from_pairs(pairs).expect("settings")
+    }
+
+    #[test]
+    fn the_url_allowlist_is_read_and_checked() {
+        let config = IngestionConfig::from_settings(&settings(&[])).expect("defaults");
+        assert!(config.url_allow.is_empty());
+
+        let config = IngestionConfig::from_settings(&settings(&[(
+            "DA_INGEST_URL_ALLOW",
+            "127.0.0.1, 10.0.0.0/8, intranet.example",
+        )]))
+        .expect("allowlist");
+        assert!(
+            config
+                .url_allow
+                .lists_address("10.1.2.3".parse().expect("ip"))
+        );
+        assert!(config.url_allow.lists_host("intranet.example"));
+
+        let err =
+            IngestionConfig::from_settings(&settings(&[("DA_INGEST_URL_ALLOW", "127.0.0.1:8080")]))
+                .expect_err("a port is not an entry");
+        assert_eq!(err.key, "DA_INGEST_URL_ALLOW");
+        assert!(err.reason.contains("127.0.0.1:8080"), "{err}");
     }
 }

@@ -1,5 +1,6 @@
 //! [`IngestionService`]: what the ingestion handlers and HTTP routes share.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream;
@@ -8,6 +9,7 @@ use crate::bucket::StateError;
 use crate::chunker::Chunker;
 use crate::collections::Collections;
 use crate::documents::Documents;
+use crate::extract::url::Allowlist;
 use crate::task::Tasks;
 
 /// Sizes and limits of the pipeline.
@@ -55,6 +57,9 @@ pub struct IngestionService {
     pub chunker: Chunker,
     /// Sizes and limits.
     pub limits: Limits,
+    /// The non-public hosts and ranges URL ingestion may reach (`DA_INGEST_URL_ALLOW`);
+    /// empty from [`IngestionService::open`]: public addresses only.
+    pub url_allow: Arc<Allowlist>,
 }
 
 impl IngestionService {
@@ -72,6 +77,7 @@ impl IngestionService {
             collections: Collections::open(js, replicas).await?,
             chunker,
             limits,
+            url_allow: Arc::default(),
         })
     }
 }
