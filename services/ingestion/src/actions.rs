@@ -40,16 +40,43 @@ pub struct IngestDocument {
     /// A title; else the document's own (HTML title, first heading) or the file name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub title: Option<String>,
-    /// Kept with every chunk; searches can filter on it.
+    /// Kept with every chunk; searches can filter on it. At most 64 KiB of JSON.
     #[serde(default, skip_serializing_if = "Map::is_empty")]
     pub metadata: Map<String, Value>,
-    /// Tokens per chunk (default: the collection's setting, else `DA_CHUNK_TOKENS`).
+    /// Tokens per chunk, 16 to 8192 (default: the collection's setting, else
+    /// `DA_CHUNK_TOKENS`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chunk_tokens: Option<usize>,
-    /// Tokens shared by neighbouring chunks (default: the collection's setting, else
-    /// `DA_CHUNK_OVERLAP`).
+    /// Tokens shared by neighbouring chunks, fewer than the chunk's (default: the
+    /// collection's setting, else `DA_CHUNK_OVERLAP`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chunk_overlap: Option<usize>,
+}
+
+/// The largest `metadata` a request may carry, as compact JSON: it is copied into every
+/// chunk's payload, so a megabyte of it would be stored thousands of times.
+pub const MAX_METADATA_BYTES: usize = 64 * 1024;
+
+impl IngestDocument {
+    /// Checks the request's own knobs before anything is stored or enqueued: chunk sizes by
+    /// the same rule as collection settings
+    /// ([`crate::collections::validate_request_chunking`]) and the size of `metadata`. The
+    /// error is `invalid_action` (HTTP 400).
+    pub fn validate(&self) -> Result<(), shared::ActionError> {
+        crate::collections::validate_request_chunking(self.chunk_tokens, self.chunk_overlap)?;
+        check_metadata(&self.metadata)
+    }
+}
+
+/// Refuses `metadata` past [`MAX_METADATA_BYTES`] of compact JSON.
+pub fn check_metadata(metadata: &Map<String, Value>) -> Result<(), shared::ActionError> {
+    let size = serde_json::to_vec(metadata).map_or(0, |json| json.len());
+    if size > MAX_METADATA_BYTES {
+        return Err(shared::ActionError::invalid(format!(
+            "metadata is {size} bytes of JSON; the limit is {MAX_METADATA_BYTES} (it is copied into every chunk)"
+        )));
+    }
+    Ok(())
 }
 
 impl ActionPayload for IngestDocument {

@@ -11,6 +11,7 @@ use text_splitter::{ChunkConfig, ChunkSizer, TextSplitter};
 use tokenizers::Tokenizer;
 
 use crate::extract::Extracted;
+use crate::extract::limits::{MAX_HEADING_BYTES, MAX_TITLE_BYTES, truncate};
 
 /// Why text could not be chunked.
 #[derive(Debug, thiserror::Error)]
@@ -64,7 +65,9 @@ impl Chunker {
     }
 
     /// The chunks of `document`, in reading order; `tokens` per chunk at most, `overlap`
-    /// tokens shared by neighbours.
+    /// tokens shared by neighbours. The title and headings copied into every chunk's
+    /// metadata are cut to [`MAX_TITLE_BYTES`] and [`MAX_HEADING_BYTES`] first, whatever
+    /// their source, so one long title is not repeated in thousands of chunks.
     pub fn chunk(
         &self,
         document: &Extracted,
@@ -81,14 +84,19 @@ impl Chunker {
             })?
             .with_sizer(TokenCount(&self.tokenizer));
         let splitter = TextSplitter::new(config);
+        let title = title.map(|title| truncate(title, MAX_TITLE_BYTES));
         let mut chunks = Vec::new();
         for section in &document.sections {
+            let heading = section
+                .heading
+                .as_deref()
+                .map(|heading| truncate(heading, MAX_HEADING_BYTES));
             for text in splitter.chunks(&section.text) {
                 let mut metadata = Map::new();
-                if let Some(title) = title {
-                    metadata.insert("title".into(), title.into());
+                if let Some(title) = &title {
+                    metadata.insert("title".into(), title.clone().into());
                 }
-                if let Some(heading) = &section.heading {
+                if let Some(heading) = &heading {
                     metadata.insert("heading".into(), heading.clone().into());
                 }
                 if let Some(page) = section.page {
@@ -144,6 +152,27 @@ mod tests {
         assert_eq!(last.text, "Short section.");
         assert_eq!(last.metadata["title"], "Cats");
         assert!(last.metadata.get("heading").is_none());
+    }
+
+    #[test]
+    fn long_titles_and_headings_are_cut_before_they_are_copied() {
+        let document = Extracted {
+            title: None,
+            sections: vec![Section {
+                text: "Some words to index. ".repeat(200),
+                heading: Some("h".repeat(10 * 1024 * 1024)),
+                page: None,
+            }],
+        };
+        let title = "t".repeat(900 * 1024);
+        let chunks = chunker().chunk(&document, Some(&title), 32, 0).unwrap();
+        assert!(chunks.len() > 10, "{}", chunks.len());
+        for chunk in &chunks {
+            let title = chunk.metadata["title"].as_str().unwrap_or_default();
+            let heading = chunk.metadata["heading"].as_str().unwrap_or_default();
+            assert!(title.len() <= MAX_TITLE_BYTES && title.starts_with("ttt"));
+            assert!(heading.len() <= MAX_HEADING_BYTES && heading.starts_with("hhh"));
+        }
     }
 
     #[test]

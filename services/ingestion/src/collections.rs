@@ -43,16 +43,38 @@ impl CollectionSettings {
     /// Checks the sizes, so a bad setting is refused when stored rather than failing every
     /// later ingestion into the collection.
     pub fn validate(&self) -> Result<(), InvalidSettings> {
-        if !CHUNK_TOKENS.contains(&self.chunk_tokens) {
-            return Err(InvalidSettings::Tokens(self.chunk_tokens));
-        }
-        if self.chunk_overlap >= self.chunk_tokens {
-            return Err(InvalidSettings::Overlap {
-                overlap: self.chunk_overlap,
-                tokens: self.chunk_tokens,
-            });
-        }
-        Ok(())
+        validate_chunking(self.chunk_tokens, self.chunk_overlap)
+    }
+}
+
+/// The one rule for chunk sizes, wherever they come from (a collection's settings, a
+/// request, the service's defaults): `chunk_tokens` in [`CHUNK_TOKENS`] and an overlap
+/// smaller than the chunk. Absurd sizes would otherwise make the chunker cut a document
+/// into millions of pieces or into one unembeddable block.
+pub fn validate_chunking(chunk_tokens: usize, chunk_overlap: usize) -> Result<(), InvalidSettings> {
+    if !CHUNK_TOKENS.contains(&chunk_tokens) {
+        return Err(InvalidSettings::Tokens(chunk_tokens));
+    }
+    if chunk_overlap >= chunk_tokens {
+        return Err(InvalidSettings::Overlap {
+            overlap: chunk_overlap,
+            tokens: chunk_tokens,
+        });
+    }
+    Ok(())
+}
+
+/// A request's own sizes, checked by [`validate_chunking`] before anything is stored: a
+/// lone `chunk_overlap` is held to the largest chunk allowed, since the collection's or the
+/// default size it will pair with is only known later (and checked again then).
+pub fn validate_request_chunking(
+    chunk_tokens: Option<usize>,
+    chunk_overlap: Option<usize>,
+) -> Result<(), InvalidSettings> {
+    match (chunk_tokens, chunk_overlap) {
+        (Some(tokens), overlap) => validate_chunking(tokens, overlap.unwrap_or(0)),
+        (None, Some(overlap)) => validate_chunking(*CHUNK_TOKENS.end(), overlap),
+        (None, None) => Ok(()),
     }
 }
 
@@ -215,6 +237,43 @@ mod tests {
             })
         );
         assert!(settings(64, 100).validate().is_err());
+    }
+
+    #[test]
+    fn request_knobs_follow_the_collection_rules() {
+        assert_eq!(validate_request_chunking(None, None), Ok(()));
+        assert_eq!(validate_request_chunking(Some(128), Some(16)), Ok(()));
+        assert_eq!(validate_request_chunking(Some(128), None), Ok(()));
+        assert_eq!(validate_request_chunking(None, Some(100)), Ok(()));
+        assert_eq!(
+            validate_request_chunking(Some(0), None),
+            Err(InvalidSettings::Tokens(0))
+        );
+        assert_eq!(
+            validate_request_chunking(Some(usize::MAX), Some(1)),
+            Err(InvalidSettings::Tokens(usize::MAX))
+        );
+        assert_eq!(
+            validate_request_chunking(None, Some(1_000_000)),
+            Err(InvalidSettings::Overlap {
+                overlap: 1_000_000,
+                tokens: 8192
+            })
+        );
+        assert_eq!(
+            validate_request_chunking(Some(64), Some(64)),
+            Err(InvalidSettings::Overlap {
+                overlap: 64,
+                tokens: 64
+            })
+        );
+        // The same function as collection settings: same answers.
+        for (tokens, overlap) in [(15, 0), (16, 15), (8193, 0), (300, 299), (300, 300)] {
+            assert_eq!(
+                validate_request_chunking(Some(tokens), Some(overlap)),
+                settings(tokens, overlap).validate()
+            );
+        }
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! text runs (`w:t`) and their style (`w:pStyle`) are all that text extraction uses.
 
 use std::collections::HashMap;
-use std::io::{Cursor, Read};
+use std::io::Cursor;
 
 use quick_xml::escape::resolve_predefined_entity;
 use quick_xml::events::{BytesRef, BytesStart, Event};
@@ -11,12 +11,19 @@ use quick_xml::{Reader, XmlVersion};
 use zip::ZipArchive;
 use zip::result::ZipError;
 
+use super::inflate::{Budget, Permits, ReadError, read_capped};
+use super::limits::{MAX_CONCURRENT_DOCX, MAX_STREAM_BYTES};
 use super::sections::SectionBuilder;
 use super::{DocumentKind, ExtractError, Extracted};
 
-/// The most XML we inflate from one archive entry: a few MB is a long book, and the cap
-/// keeps a zip bomb from exhausting memory.
-const MAX_XML_BYTES: u64 = 64 * 1024 * 1024;
+/// The most XML inflated from one document's entries together (each entry also stops at
+/// [`MAX_STREAM_BYTES`]): a few MB is a long book, and the caps keep a zip bomb from
+/// exhausting memory.
+pub const MAX_DOCX_XML_BYTES: u64 = 96 * 1024 * 1024;
+
+/// DOCX extractions running at once in this process (inflating and parsing): with the
+/// caps above, at most this many times [`MAX_DOCX_XML_BYTES`] of XML is in memory.
+static INFLATING: Permits = Permits::new(MAX_CONCURRENT_DOCX);
 
 /// Reads the body text, starting a new section at each heading-styled paragraph (Word's
 /// "Heading N" styles, or any style or paragraph with an outline level). The title is the
@@ -24,15 +31,18 @@ const MAX_XML_BYTES: u64 = 64 * 1024 * 1024;
 pub(crate) fn extract(bytes: &[u8]) -> Result<Extracted, ExtractError> {
     let mut archive = ZipArchive::new(Cursor::new(bytes))
         .map_err(|err| unreadable(format!("not a valid .docx (zip) file: {err}")))?;
-    let document = read_entry(&mut archive, "word/document.xml")?
+    let _permit = INFLATING.acquire();
+    let budget = Budget::new(MAX_DOCX_XML_BYTES);
+    let document = read_entry(&mut archive, "word/document.xml", &budget)?
         .ok_or_else(|| unreadable("no word/document.xml: not a Word document".to_owned()))?;
-    // Styles and properties only refine the result; a damaged one is not fatal.
-    let styles = read_entry(&mut archive, "word/styles.xml")
+    // Styles and properties only refine the result; a damaged (or oversized) one is not
+    // fatal, and the budget bounds what reading it may cost.
+    let styles = read_entry(&mut archive, "word/styles.xml", &budget)
         .ok()
         .flatten()
         .map(|xml| parse_styles(&xml))
         .unwrap_or_default();
-    let property_title = read_entry(&mut archive, "docProps/core.xml")
+    let property_title = read_entry(&mut archive, "docProps/core.xml", &budget)
         .ok()
         .flatten()
         .and_then(|xml| core_title(&xml));
@@ -52,27 +62,37 @@ fn unreadable(reason: String) -> ExtractError {
     }
 }
 
-/// One archive entry as UTF-8 text, or `None` when the archive does not have it.
+fn refused(reason: String) -> ExtractError {
+    ExtractError::Limit {
+        kind: DocumentKind::Docx,
+        reason,
+    }
+}
+
+/// One archive entry as UTF-8 text, or `None` when the archive does not have it; inflated
+/// under [`MAX_STREAM_BYTES`] and `budget` (the declared size is checked first, but not
+/// trusted: inflation itself stops at the caps).
 fn read_entry(
     archive: &mut ZipArchive<Cursor<&[u8]>>,
     name: &str,
+    budget: &Budget,
 ) -> Result<Option<String>, ExtractError> {
     let entry = match archive.by_name(name) {
         Ok(entry) => entry,
         Err(ZipError::FileNotFound) => return Ok(None),
         Err(err) => return Err(unreadable(format!("cannot open {name}: {err}"))),
     };
-    let mut xml = Vec::new();
-    entry
-        .take(MAX_XML_BYTES + 1)
-        .read_to_end(&mut xml)
-        .map_err(|err| unreadable(format!("cannot inflate {name}: {err}")))?;
-    if xml.len() as u64 > MAX_XML_BYTES {
-        return Err(unreadable(format!(
-            "{name} is larger than {} MiB uncompressed",
-            MAX_XML_BYTES / (1024 * 1024)
+    if entry.size() > MAX_STREAM_BYTES {
+        return Err(refused(format!(
+            "{name} declares {} MiB uncompressed; the per-entry cap is {} MiB",
+            entry.size() / (1024 * 1024),
+            MAX_STREAM_BYTES / (1024 * 1024)
         )));
     }
+    let xml = read_capped(entry, budget).map_err(|err| match err {
+        ReadError::Limit(limit) => refused(format!("{name}: {limit}")),
+        ReadError::Io(err) => unreadable(format!("cannot inflate {name}: {err}")),
+    })?;
     String::from_utf8(xml)
         .map(Some)
         .map_err(|_| unreadable(format!("{name} is not UTF-8")))
@@ -363,6 +383,68 @@ mod tests {
         assert_eq!(body.sections.len(), 1);
         assert_eq!(body.sections[0].heading.as_deref(), Some("Fish & Chips"));
         assert_eq!(body.sections[0].text, "Price: €5boxed");
+    }
+
+    /// A .docx whose document.xml is `size` bytes of one repeated paragraph (compresses
+    /// about 1000:1).
+    fn zip_bomb(size: usize) -> Vec<u8> {
+        use std::io::Write;
+        let mut buffer = Cursor::new(Vec::new());
+        {
+            let mut writer = zip::ZipWriter::new(&mut buffer);
+            let options = zip::write::SimpleFileOptions::default()
+                .compression_method(zip::CompressionMethod::Deflated);
+            writer
+                .start_file("word/document.xml", options)
+                .expect("entry");
+            let chunk = "<w:p><w:r><w:t>bomb</w:t></w:r></w:p>".repeat(30_000);
+            let mut written = 0;
+            while written < size {
+                writer.write_all(chunk.as_bytes()).expect("write");
+                written += chunk.len();
+            }
+            writer.finish().expect("zip");
+        }
+        buffer.into_inner()
+    }
+
+    #[test]
+    fn a_zip_bomb_is_refused_naming_the_cap() {
+        let bomb = zip_bomb(70 * 1024 * 1024);
+        assert!(bomb.len() < 2 * 1024 * 1024, "{} bytes", bomb.len());
+        match extract(&bomb) {
+            Err(ExtractError::Limit { kind, reason }) => {
+                assert_eq!(kind, DocumentKind::Docx);
+                assert!(reason.contains("64 MiB"), "{reason}");
+            }
+            other => panic!("expected a limit, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_lying_entry_size_still_stops_at_the_cap() {
+        let mut bomb = zip_bomb(70 * 1024 * 1024);
+        // Patch the uncompressed sizes the archive declares (local header and central
+        // directory) to 1 KiB; inflation must stop at the cap regardless.
+        for signature in [&b"PK\x03\x04"[..], b"PK\x01\x02"] {
+            let offset = if signature == b"PK\x03\x04" { 22 } else { 24 };
+            let mut at = 0;
+            while let Some(found) = bomb[at..].windows(4).position(|window| window == signature) {
+                let field = at + found + offset;
+                if let Some(size) = bomb.get_mut(field..field + 4) {
+                    size.copy_from_slice(&1024u32.to_le_bytes());
+                }
+                at += found + 4;
+            }
+        }
+        let result = extract(&bomb);
+        assert!(
+            matches!(
+                &result,
+                Err(ExtractError::Limit { .. } | ExtractError::Unreadable { .. })
+            ),
+            "{result:?}"
+        );
     }
 
     #[test]

@@ -4,6 +4,7 @@
 use ego_tree::NodeRef;
 use scraper::{Html, Node};
 
+use super::limits::MAX_HTML_DEPTH;
 use super::sections::SectionBuilder;
 use super::text::decode_utf8;
 use super::{DocumentKind, ExtractError, Extracted, whitespace};
@@ -55,15 +56,14 @@ const BLOCKS: &[&str] = &[
 /// section per `h1`–`h3`; the title is `<title>` or else the first `h1`.
 ///
 /// Only UTF-8 pages are read: a `<meta charset>` naming another encoding is not honoured.
+/// The tree is walked with an explicit stack (no recursion on input), and a page nesting
+/// elements deeper than [`MAX_HTML_DEPTH`] is refused with [`ExtractError::Limit`].
 pub(crate) fn extract(bytes: &[u8]) -> Result<Extracted, ExtractError> {
     let source = decode_utf8(bytes, DocumentKind::Html)?;
     let document = Html::parse_document(source);
 
-    let mut walker = Walker {
-        builder: SectionBuilder::default(),
-        first_h1: None,
-    };
-    walker.walk(document.tree.root(), false);
+    let mut builder = SectionBuilder::default();
+    let first_h1 = walk(document.tree.root(), &mut builder)?;
 
     let title = document
         .tree
@@ -74,63 +74,104 @@ pub(crate) fn extract(bytes: &[u8]) -> Result<Extracted, ExtractError> {
         .filter(|title| !title.is_empty());
 
     Ok(Extracted {
-        title: title.or(walker.first_h1),
-        sections: walker.builder.finish(),
+        title: title.or(first_h1),
+        sections: builder.finish(),
     })
 }
 
-struct Walker {
-    builder: SectionBuilder,
-    first_h1: Option<String>,
+/// One step of the walk: a node to visit (inside `pre` or not, at a depth), or what to do
+/// once an element's children are done.
+enum Step<'a> {
+    Visit {
+        node: NodeRef<'a, Node>,
+        in_pre: bool,
+        depth: usize,
+    },
+    ParagraphBreak,
+    Space,
 }
 
-impl Walker {
-    fn walk(&mut self, node: NodeRef<'_, Node>, in_pre: bool) {
+/// Feeds the readable text below `root` to `builder` in document order; the first `h1`.
+fn walk<'a>(
+    root: NodeRef<'a, Node>,
+    builder: &mut SectionBuilder,
+) -> Result<Option<String>, ExtractError> {
+    let mut first_h1 = None;
+    let mut stack: Vec<Step<'a>> = vec![Step::Visit {
+        node: root,
+        in_pre: false,
+        depth: 0,
+    }];
+    while let Some(step) = stack.pop() {
+        let (node, in_pre, depth) = match step {
+            Step::ParagraphBreak => {
+                builder.paragraph_break();
+                continue;
+            }
+            Step::Space => {
+                builder.push(" ");
+                continue;
+            }
+            Step::Visit {
+                node,
+                in_pre,
+                depth,
+            } => (node, in_pre, depth),
+        };
+        if depth > MAX_HTML_DEPTH {
+            return Err(ExtractError::Limit {
+                kind: DocumentKind::Html,
+                reason: format!("elements nest deeper than {MAX_HTML_DEPTH} levels"),
+            });
+        }
+        let children = |stack: &mut Vec<Step<'a>>, in_pre: bool| {
+            // Reversed, so the first child is popped first.
+            stack.extend(node.children().rev().map(|child| Step::Visit {
+                node: child,
+                in_pre,
+                depth: depth + 1,
+            }));
+        };
         match node.value() {
             Node::Text(text) => {
                 if in_pre {
-                    self.builder.push(text);
+                    builder.push(text);
                 } else {
                     // Source line breaks are just spaces in rendered HTML.
-                    self.builder.push(&text.replace(['\n', '\r'], " "));
+                    builder.push(&text.replace(['\n', '\r'], " "));
                 }
             }
             Node::Element(element) => {
                 let name = element.name();
                 if is_hidden(element) || SKIPPED.contains(&name) {
-                    return;
+                    continue;
                 }
                 match name {
                     "h1" | "h2" | "h3" => {
                         let heading = whitespace::normalize_inline(&readable_text(node));
-                        if name == "h1" && self.first_h1.is_none() && !heading.is_empty() {
-                            self.first_h1 = Some(heading.clone());
+                        if name == "h1" && first_h1.is_none() && !heading.is_empty() {
+                            first_h1 = Some(heading.clone());
                         }
-                        self.builder.start_section(&heading);
+                        builder.start_section(&heading);
                     }
-                    "br" => self.builder.line_break(),
+                    "br" => builder.line_break(),
                     "td" | "th" => {
-                        self.walk_children(node, in_pre);
-                        self.builder.push(" ");
+                        stack.push(Step::Space);
+                        children(&mut stack, in_pre);
                     }
                     _ if BLOCKS.contains(&name) => {
-                        self.builder.paragraph_break();
-                        self.walk_children(node, in_pre || name == "pre");
-                        self.builder.paragraph_break();
+                        builder.paragraph_break();
+                        stack.push(Step::ParagraphBreak);
+                        children(&mut stack, in_pre || name == "pre");
                     }
-                    _ => self.walk_children(node, in_pre),
+                    _ => children(&mut stack, in_pre),
                 }
             }
-            Node::Document | Node::Fragment => self.walk_children(node, in_pre),
+            Node::Document | Node::Fragment => children(&mut stack, in_pre),
             _ => {}
         }
     }
-
-    fn walk_children(&mut self, node: NodeRef<'_, Node>, in_pre: bool) {
-        for child in node.children() {
-            self.walk(child, in_pre);
-        }
-    }
+    Ok(first_h1)
 }
 
 /// Content the author hid from readers (`hidden`, `aria-hidden="true"`, navigation roles).
@@ -154,21 +195,32 @@ fn collect_text(node: NodeRef<'_, Node>) -> String {
         .collect()
 }
 
-/// The readable text below `node` (a heading), skipping hidden and non-content elements.
+/// The readable text below `node` (a heading), skipping hidden and non-content elements;
+/// iterative like [`walk`], so a deep heading cannot exhaust the stack.
 fn readable_text(node: NodeRef<'_, Node>) -> String {
+    enum Part<'a> {
+        Node(NodeRef<'a, Node>),
+        Space,
+    }
     let mut out = String::new();
-    for child in node.children() {
+    let mut stack: Vec<Part<'_>> = node.children().rev().map(Part::Node).collect();
+    while let Some(part) = stack.pop() {
+        let child = match part {
+            Part::Space => {
+                out.push(' ');
+                continue;
+            }
+            Part::Node(child) => child,
+        };
         match child.value() {
             Node::Text(text) => out.push_str(text),
             Node::Element(element) if !is_hidden(element) && !SKIPPED.contains(&element.name()) => {
                 let breaks = element.name() == "br" || BLOCKS.contains(&element.name());
                 if breaks {
                     out.push(' ');
+                    stack.push(Part::Space);
                 }
-                out.push_str(&readable_text(child));
-                if breaks {
-                    out.push(' ');
-                }
+                stack.extend(child.children().rev().map(Part::Node));
             }
             _ => {}
         }
@@ -250,6 +302,50 @@ mod tests {
             Some("Only Heading")
         );
         assert_eq!(extracted.sections[0].text, "Body text.");
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_without_recursion() {
+        let depth = 200_000;
+        let html = format!(
+            "<html><body>{}deep text</body></html>",
+            "<span>".repeat(depth)
+        );
+        // A small stack: the walk must not recurse per level.
+        let result = std::thread::Builder::new()
+            .stack_size(256 * 1024)
+            .spawn(move || extract_any(html.as_bytes(), DocumentKind::Html))
+            .map(|handle| handle.join());
+        match result {
+            Ok(Ok(Err(ExtractError::Limit { kind, reason }))) => {
+                assert_eq!(kind, DocumentKind::Html);
+                assert!(reason.contains("512"), "{reason}");
+            }
+            other => panic!("expected a depth limit, got {other:?}"),
+        }
+        // Within the cap, nesting reads as usual.
+        let html = format!("<html><body>{}ok text</body></html>", "<div>".repeat(400));
+        let extracted = extract_any(html.as_bytes(), DocumentKind::Html).expect("html");
+        assert_eq!(extracted.sections[0].text, "ok text");
+    }
+
+    #[test]
+    fn long_titles_and_headings_are_capped() {
+        let long = "word ".repeat(200_000);
+        let html = format!(
+            "<html><head><title>{long}</title></head><body><h2>{long}</h2><p>Body.</p></body></html>"
+        );
+        let extracted = extract_any(html.as_bytes(), DocumentKind::Html).expect("html");
+        let title = extracted.title.unwrap_or_default();
+        assert!(
+            title.len() <= crate::extract::limits::MAX_TITLE_BYTES,
+            "{}",
+            title.len()
+        );
+        assert!(title.starts_with("word word"));
+        let heading = extracted.sections[0].heading.clone().unwrap_or_default();
+        assert!(heading.len() <= crate::extract::limits::MAX_HEADING_BYTES);
+        assert_eq!(extracted.sections[0].text, "Body.");
     }
 
     #[test]

@@ -7,6 +7,11 @@ use super::sections::SectionBuilder;
 use super::text::decode_utf8;
 use super::{DocumentKind, ExtractError, Extracted};
 
+/// Raw heading text read before whitespace is collapsed and the heading is cut to
+/// [`super::limits::MAX_HEADING_BYTES`]: ample for any heading, and a 10 MB one is not
+/// copied around whole.
+const HEADING_SCAN_BYTES: usize = 64 * 1024;
+
 /// Splits at every heading (any level); the title is the YAML front matter's `title:` or
 /// else the first level-1 heading. Raw HTML blocks are dropped (they are markup, and
 /// scripts in them must not reach the index).
@@ -44,7 +49,11 @@ pub(crate) fn extract(bytes: &[u8]) -> Result<Extracted, ExtractError> {
                 title = title.or_else(|| front_matter_title(&text));
             }
             Event::Text(text) | Event::Code(text) => match heading.as_mut() {
-                Some((heading_text, _)) => heading_text.push_str(&text),
+                // Past the scan window the rest cannot survive the heading cap anyway.
+                Some((heading_text, _)) if heading_text.len() < HEADING_SCAN_BYTES => {
+                    heading_text.push_str(&text)
+                }
+                Some(_) => {}
                 None => builder.push(&text),
             },
             Event::SoftBreak => match heading.as_mut() {
@@ -131,6 +140,39 @@ mod tests {
         assert_eq!(extracted.title.as_deref(), Some("From Front Matter"));
         assert_eq!(extracted.sections.len(), 1);
         assert_eq!(extracted.sections[0].text, "Body.");
+    }
+
+    #[test]
+    fn a_giant_heading_is_capped() {
+        let source = format!("# {}\n\nBody text.\n", "x".repeat(10 * 1024 * 1024));
+        let extracted = extract_any(source.as_bytes(), DocumentKind::Markdown).expect("md");
+        let limits = (
+            crate::extract::limits::MAX_HEADING_BYTES,
+            crate::extract::limits::MAX_TITLE_BYTES,
+        );
+        let heading = extracted.sections[0].heading.clone().unwrap_or_default();
+        assert!(heading.len() <= limits.0, "{}", heading.len());
+        assert!(extracted.title.unwrap_or_default().len() <= limits.1);
+        assert_eq!(extracted.sections[0].text, "Body text.");
+    }
+
+    #[test]
+    fn deep_nesting_does_not_exhaust_the_stack() {
+        let sources = [
+            ">".repeat(100_000) + " quoted",
+            (0..1_000)
+                .map(|i| format!("{}- item\n", "  ".repeat(i)))
+                .collect(),
+            "[".repeat(100_000) + "x" + &"]".repeat(100_000),
+            "*".repeat(100_000) + "x" + &"*".repeat(100_000),
+        ];
+        for source in sources {
+            let result = std::thread::Builder::new()
+                .stack_size(256 * 1024)
+                .spawn(move || extract_any(source.as_bytes(), DocumentKind::Markdown).is_ok())
+                .map(|handle| handle.join());
+            assert!(matches!(result, Ok(Ok(_))), "{result:?}");
+        }
     }
 
     #[test]

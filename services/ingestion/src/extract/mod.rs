@@ -5,16 +5,28 @@
 //! [`DocumentKind::detect`] decides the format, [`extract`] does the work synchronously
 //! (callers run it on the blocking pool: PDF parsing is CPU-bound), and [`url::fetch`]
 //! brings a document in from the web with size and time limits.
+//!
+//! Documents are untrusted: [`limits`] holds every cap on what one may cost (nesting depth,
+//! decompressed bytes per stream and per document, repeated PDF content, heading and title
+//! lengths), and a document past one fails with [`ExtractError::Limit`] naming it. No
+//! extractor recurses on the input's structure without a depth cap. [`precheck`] is the
+//! cheap look the HTTP upload path takes instead of extracting.
 
 mod detect;
 mod docx;
 mod html;
+mod inflate;
+pub mod limits;
 mod markdown;
 mod pdf;
+mod pdf_guard;
 mod sections;
+mod sniff;
 mod text;
 pub mod url;
 mod whitespace;
+
+pub use sniff::precheck;
 
 use serde::{Deserialize, Serialize};
 
@@ -107,6 +119,15 @@ pub enum ExtractError {
         /// What went wrong, for the user.
         reason: String,
     },
+    /// The file is past one of the safety caps in [`limits`] (nesting, decompressed size,
+    /// repeated content): refused rather than read, so it cannot exhaust the process.
+    #[error("{kind} document refused: {reason}")]
+    Limit {
+        /// The format the document was read as.
+        kind: DocumentKind,
+        /// Which cap, with its value.
+        reason: String,
+    },
     /// The file was read but holds no text.
     #[error("no text could be extracted (a scanned PDF, an image-only or empty document?)")]
     Empty,
@@ -117,7 +138,7 @@ pub enum ExtractError {
 pub fn error_status(error: &ExtractError) -> u16 {
     match error {
         ExtractError::Unsupported(_) => 415,
-        ExtractError::Unreadable { .. } | ExtractError::Empty => 422,
+        ExtractError::Unreadable { .. } | ExtractError::Limit { .. } | ExtractError::Empty => 422,
     }
 }
 
@@ -142,9 +163,15 @@ pub fn extract(bytes: &[u8], kind: DocumentKind) -> Result<Extracted, ExtractErr
     }
     extracted.title = extracted
         .title
-        .map(|title| whitespace::normalize_inline(&title))
+        .map(|title| cap_title(&whitespace::normalize_inline(&title)))
         .filter(|title| !title.is_empty());
     Ok(extracted)
+}
+
+/// A title as kept with a document and copied into its chunks: at most
+/// [`limits::MAX_TITLE_BYTES`], cut at a character boundary (user-given titles included).
+pub fn cap_title(title: &str) -> String {
+    limits::truncate(title, limits::MAX_TITLE_BYTES)
 }
 
 /// Detects the format and extracts in one step, so upload handlers get
@@ -166,6 +193,16 @@ pub fn detect_and_extract(
     })?;
     Ok((kind, extract(bytes, kind)?))
 }
+
+/// One good sample of every format in the fixture directory, with its kind.
+#[cfg(test)]
+pub(crate) const SAMPLES: [(&str, DocumentKind); 5] = [
+    ("sample.txt", DocumentKind::Text),
+    ("sample.md", DocumentKind::Markdown),
+    ("sample.html", DocumentKind::Html),
+    ("sample.pdf", DocumentKind::Pdf),
+    ("sample.docx", DocumentKind::Docx),
+];
 
 /// The fixture directory shared by the per-format unit tests.
 #[cfg(test)]
@@ -235,13 +272,7 @@ mod tests {
 
     #[test]
     fn every_fixture_extracts_through_detection() {
-        for (name, kind) in [
-            ("sample.txt", DocumentKind::Text),
-            ("sample.md", DocumentKind::Markdown),
-            ("sample.html", DocumentKind::Html),
-            ("sample.pdf", DocumentKind::Pdf),
-            ("sample.docx", DocumentKind::Docx),
-        ] {
+        for (name, kind) in SAMPLES {
             let bytes = fixture(name);
             let (detected, extracted) =
                 detect_and_extract(Some(name), None, &bytes).expect("extracts");

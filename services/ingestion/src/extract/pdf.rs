@@ -3,24 +3,33 @@
 //! pdf-extract is known to panic on malformed fonts and content streams, so every call into
 //! it runs under `catch_unwind`: a bad page is skipped, a bad file is `Unreadable`, and the
 //! worker thread survives. The default panic hook still prints the panic to stderr.
+//!
+//! What pdf-extract and lopdf cannot be trusted with at all (stack depth, decompression
+//! without limits) is checked first by [`super::pdf_guard`]: such a file is refused with
+//! [`ExtractError::Limit`] before they see it.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use pdf_extract::{Document, Object, PlainTextOutput};
 
+use super::inflate::Budget;
+use super::pdf_guard::{self, PdfLimit};
 use super::{DocumentKind, ExtractError, Extracted, Section, whitespace};
 
 /// Reads each page's text layer; pages with no text (scans) are left out, and a PDF with
 /// none at all becomes [`ExtractError::Empty`] in the caller. The title is the document
 /// information dictionary's `/Title`.
 pub(crate) fn extract(bytes: &[u8]) -> Result<Extracted, ExtractError> {
-    let document = guarded(|| Document::load_mem(bytes))?
+    pdf_guard::check_raw(bytes, &Budget::document()).map_err(refused)?;
+    let document = guarded(|| Document::load_mem_with_options(bytes, pdf_guard::load_options()))?
         .map_err(|err| unreadable(format!("not a readable PDF: {err}")))?;
     if document.is_encrypted() {
         return Err(unreadable(
             "the PDF is password-protected; upload an unencrypted copy".to_owned(),
         ));
     }
+
+    guarded(|| pdf_guard::check_loaded(&document))?.map_err(refused)?;
 
     let pages = document.get_pages();
     if pages.is_empty() {
@@ -57,6 +66,13 @@ fn unreadable(reason: String) -> ExtractError {
     ExtractError::Unreadable {
         kind: DocumentKind::Pdf,
         reason,
+    }
+}
+
+fn refused(limit: PdfLimit) -> ExtractError {
+    ExtractError::Limit {
+        kind: DocumentKind::Pdf,
+        reason: limit.to_string(),
     }
 }
 
@@ -220,6 +236,105 @@ mod tests {
         assert_eq!(extracted.sections.len(), 1);
         assert_eq!(extracted.sections[0].page, Some(2));
         assert_eq!(extracted.sections[0].text, "Hello");
+    }
+
+    fn zlib(data: &[u8]) -> Vec<u8> {
+        use std::io::Write;
+        let mut encoder = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
+        let _ = encoder.write_all(data);
+        encoder.finish().unwrap_or_default()
+    }
+
+    /// A stream object with `dictionary` entries and ASCII `data`, for build_pdf.
+    fn stream_object(dictionary: &str, data: &[u8]) -> String {
+        format!(
+            "<< {dictionary} /Length {} >>\nstream\n{}\nendstream",
+            data.len(),
+            String::from_utf8_lossy(data)
+        )
+    }
+
+    fn refusal(bytes: &[u8]) -> String {
+        match extract_any(bytes, DocumentKind::Pdf) {
+            Err(ExtractError::Limit { kind, reason }) => {
+                assert_eq!(kind, DocumentKind::Pdf);
+                reason
+            }
+            other => panic!("expected a limit, got {other:?}"),
+        }
+    }
+
+    /// A one-page PDF whose page has `contents` and `resources`, plus `extra` objects
+    /// numbered from 5.
+    fn one_page(contents: &str, resources: &str, extra: &[&str]) -> Vec<u8> {
+        let page = format!(
+            "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] \
+             /Resources << /Font << /F1 3 0 R >> {resources} >> /Contents {contents} >>"
+        );
+        let mut objects = vec![
+            "<< /Type /Catalog /Pages 2 0 R >>",
+            "<< /Type /Pages /Kids [4 0 R] /Count 1 >>",
+            "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+            &page,
+        ];
+        objects.extend_from_slice(extra);
+        build_pdf(&objects)
+    }
+
+    #[test]
+    fn a_nested_flate_bomb_is_refused_before_parsing() {
+        // Inflates to 256 MiB through two layers, from a few KB of binary zlib.
+        let inner = zlib(&vec![b' '; 256 * 1024 * 1024]);
+        let outer = zlib(&inner);
+        let mut pdf = one_page("5 0 R", "", &[]);
+        // Object 5 is appended by hand (binary data): the raw scan, which runs before any
+        // parsing, finds it wherever it is.
+        pdf.extend_from_slice(b"5 0 obj\n<< /Filter [/FlateDecode /FlateDecode] >>\nstream\n");
+        pdf.extend_from_slice(&outer);
+        pdf.extend_from_slice(b"\nendstream\nendobj\n");
+        let reason = refusal(&pdf);
+        assert!(reason.contains("per-stream cap"), "{reason}");
+    }
+
+    #[test]
+    fn one_stream_used_thousands_of_times_is_refused() {
+        // 114 KB of content drawn 5,000 times: 570 MB for pdf-extract to process.
+        let content = "BT /F1 12 Tf 72 712 Td (Hello again) Tj ET\n".repeat(2_600);
+        let stream = stream_object("", content.as_bytes());
+        let contents = format!("[{}]", "5 0 R ".repeat(5_000));
+        let reason = refusal(&one_page(&contents, "", &[&stream]));
+        assert!(reason.contains("at every use"), "{reason}");
+    }
+
+    #[test]
+    fn a_form_that_draws_itself_is_refused() {
+        let page_content = stream_object("", b"/X1 Do");
+        let form = stream_object(
+            "/Type /XObject /Subtype /Form /BBox [0 0 10 10] /Resources << /XObject << /X1 6 0 R >> >>",
+            b"/X1 Do",
+        );
+        let pdf = one_page("5 0 R", "/XObject << /X1 6 0 R >>", &[&page_content, &form]);
+        let reason = refusal(&pdf);
+        assert!(
+            reason.contains("form XObjects nest deeper than"),
+            "{reason}"
+        );
+    }
+
+    #[test]
+    fn a_parent_cycle_is_refused() {
+        let content = stream_object("", b"BT /F1 12 Tf 72 712 Td (Hi) Tj ET");
+        // The page has no MediaBox and its parent chain loops through object 6.
+        let pdf = build_pdf(&[
+            "<< /Type /Catalog /Pages 2 0 R >>",
+            "<< /Type /Pages /Kids [4 0 R] /Count 1 /Parent 6 0 R >>",
+            "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+            "<< /Type /Page /Parent 2 0 R /Resources << /Font << /F1 3 0 R >> >> /Contents 5 0 R >>",
+            &content,
+            "<< /Type /Pages /Kids [] /Count 0 /Parent 2 0 R >>",
+        ]);
+        let reason = refusal(&pdf);
+        assert!(reason.contains("page tree"), "{reason}");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Accumulates text into heading-delimited sections while a format's parser walks its
 //! document, so markdown, HTML and DOCX split the same way.
 
+use super::limits::{MAX_HEADING_BYTES, truncate};
 use super::{Section, whitespace};
 
 /// Collects raw text for the current section and starts a new one at each heading.
@@ -27,10 +28,11 @@ impl SectionBuilder {
         self.text.push('\n');
     }
 
-    /// Closes the current section and makes `heading` the heading of the text that follows.
+    /// Closes the current section and makes `heading` the heading of the text that follows,
+    /// cut to [`MAX_HEADING_BYTES`]: every chunk of the section carries a copy of it.
     pub(crate) fn start_section(&mut self, heading: &str) {
         self.close();
-        let heading = whitespace::normalize_inline(heading);
+        let heading = truncate(&whitespace::normalize_inline(heading), MAX_HEADING_BYTES);
         self.heading = (!heading.is_empty()).then_some(heading);
     }
 
@@ -71,5 +73,17 @@ mod tests {
         assert_eq!(sections[0].text, "preface text");
         assert_eq!(sections[1].heading.as_deref(), Some("Real Heading"));
         assert_eq!(sections[1].text, "body\n\nmore");
+    }
+
+    #[test]
+    fn a_giant_heading_is_cut_before_it_is_copied() {
+        let mut builder = SectionBuilder::default();
+        builder.start_section(&"Heading ".repeat(1_300_000));
+        builder.push("text");
+        let sections = builder.finish();
+        let heading = sections[0].heading.as_deref().unwrap_or_default();
+        assert!(heading.len() <= MAX_HEADING_BYTES, "{}", heading.len());
+        assert!(heading.starts_with("Heading Heading"));
+        assert!(heading.ends_with('…'));
     }
 }

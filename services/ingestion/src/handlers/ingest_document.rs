@@ -36,6 +36,7 @@ pub async fn ingest_document(
     check_id("document_id", &document_id)?;
     check_id("task_id", &task_id)?;
     query::actions::check_name("collection", &request.collection)?;
+    request.validate()?;
 
     let task = service
         .tasks
@@ -122,9 +123,10 @@ async fn run(
         .map_err(|err| ActionError::invalid(err.to_string()))?;
     let title = request
         .title
-        .clone()
-        .or_else(|| extracted.title.clone())
-        .or_else(|| file_name.clone());
+        .as_deref()
+        .or(extracted.title.as_deref())
+        .or(file_name.as_deref())
+        .map(extract::cap_title);
     let extract_ms = started.elapsed().as_millis() as u64;
 
     service
@@ -164,6 +166,9 @@ async fn run(
         .chunk_overlap
         .or(collection.map(|c| c.chunk_overlap))
         .unwrap_or(service.limits.chunk_overlap);
+    // The pair actually used, by the same rule as each source: a request's lone overlap
+    // may not fit the collection's size, and the defaults come from the environment.
+    crate::collections::validate_chunking(tokens, overlap)?;
     let chunker = service.chunker.clone();
     let chunk_title = title.clone();
     let chunks = tokio::task::spawn_blocking(move || {
@@ -302,6 +307,7 @@ async fn read_original(
                 max_bytes: limit,
                 timeout: service.limits.fetch_timeout,
             },
+            &service.url_allow,
         )
         .await
         .map_err(|err| ActionError::invalid(format!("fetching {url}: {err}")))?;

@@ -8,7 +8,7 @@ use shared::http::{ApiError, ApiJson, Authenticated};
 use shared::{Action, ActionError, TenantId};
 
 use super::{Api, QUERY_TIMEOUT};
-use crate::actions::{DocumentDeleted, IngestDocument};
+use crate::actions::{DocumentDeleted, IngestDocument, check_metadata};
 use crate::documents::DocumentRecord;
 use crate::extract::{self, DocumentKind, ExtractError};
 use crate::handlers::remove_document;
@@ -32,9 +32,9 @@ pub struct NewDocument {
     #[serde(default)]
     #[schema(value_type = Object)]
     pub metadata: Map<String, Value>,
-    /// Tokens per chunk.
+    /// Tokens per chunk (16 to 8192).
     pub chunk_tokens: Option<usize>,
-    /// Tokens shared by neighbours.
+    /// Tokens shared by neighbours (fewer than `chunk_tokens`).
     pub chunk_overlap: Option<usize>,
 }
 
@@ -59,11 +59,13 @@ pub struct NewDocument {
             `{documents: [Accepted]}`", body = Accepted),
         (status = 200, description = "Every file was already in the collection \
             (`duplicate_of` set)", body = Accepted),
-        (status = 400, description = "Bad fields"),
+        (status = 400, description = "Bad fields: chunk_tokens not 16 to 8192, chunk_overlap \
+            not less than chunk_tokens, metadata over 64 KiB, …"),
         (status = 401, description = "No or bad API key"),
         (status = 413, description = "A file is too large"),
         (status = 415, description = "Unsupported file type"),
-        (status = 422, description = "No text could be extracted from a file"),
+        (status = 422, description = "A file is plainly unreadable (not UTF-8, blank, a \
+            truncated PDF, a zip without word/document.xml); deeper problems fail the task"),
         (status = 503, description = "NATS unreachable"),
     ),
     security(("api_key" = [])),
@@ -124,6 +126,7 @@ pub async fn create(
         chunk_tokens: new.chunk_tokens,
         chunk_overlap: new.chunk_overlap,
     };
+    ingest.validate()?;
     let accepted = submit(&api.service, &api.publisher, &auth.tenant, ingest).await?;
     Ok((StatusCode::ACCEPTED, ApiJson(json!(accepted))))
 }
@@ -164,7 +167,8 @@ async fn upload(
             "title" => title = Some(text()),
             "metadata" => {
                 metadata = serde_json::from_slice(&bytes)
-                    .map_err(|err| ApiError::bad_request(format!("metadata: {err}")))?
+                    .map_err(|err| ApiError::bad_request(format!("metadata: {err}")))?;
+                check_metadata(&metadata)?;
             }
             "file" | "files" | "files[]" => files.push(Upload {
                 file_name,
@@ -180,7 +184,7 @@ async fn upload(
         return Err(ApiError::bad_request("no file part"));
     }
     for file in &files {
-        check_file(api, file).await?;
+        check_file(api, file)?;
     }
     let mut accepted = Vec::new();
     for file in files {
@@ -197,9 +201,12 @@ async fn upload(
     Ok(accepted)
 }
 
-/// 413 past the size limit, 415 for a type we cannot read, 422 for a file we cannot
-/// extract text from: answered now, not discovered later in a failed task.
-async fn check_file(api: &Api, file: &Upload) -> Result<(), ApiError> {
+/// 413 past the size limit, 415 for a type we cannot read, 422 for a file that plainly is
+/// not what it claims (not UTF-8, blank, a truncated PDF, a zip without a Word document):
+/// answered now. Only [`extract::precheck`]'s cheap, bounded looks run here; parsing and
+/// decompression happen in the worker, where a hostile file fails its task with a reason
+/// instead of tying up (or crashing) the HTTP server.
+fn check_file(api: &Api, file: &Upload) -> Result<(), ApiError> {
     let name = file.file_name.as_deref().unwrap_or("the file");
     let limit = api.service.limits.max_bytes;
     if file.bytes.len() > limit {
@@ -218,11 +225,7 @@ async fn check_file(api: &Api, file: &Upload) -> Result<(), ApiError> {
             "{name}: unsupported type (expected text, markdown, html, pdf or docx)"
         ))
     })?;
-    let bytes = file.bytes.clone();
-    let checked = tokio::task::spawn_blocking(move || extract::extract(&bytes, kind))
-        .await
-        .map_err(|err| ApiError::internal(format!("extraction task: {err}")))?;
-    match checked {
+    match extract::precheck(&file.bytes, kind) {
         Ok(_) => Ok(()),
         Err(err @ ExtractError::Unsupported(_)) => {
             Err(ApiError::unsupported_media_type(format!("{name}: {err}")))

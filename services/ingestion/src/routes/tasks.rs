@@ -6,7 +6,7 @@ use std::time::Duration;
 use axum::extract::{Path, State};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures::{Stream, StreamExt};
-use shared::http::{ApiError, ApiJson, Authenticated};
+use shared::http::{ApiError, ApiJson, Authenticated, QueryAuthenticated};
 
 use super::Api;
 use crate::task::{TaskState, check_id};
@@ -42,13 +42,18 @@ pub async fn get(
 }
 
 /// The task now and at every change, as server-sent `progress` events; the stream ends
-/// after the task completes or fails.
+/// after the task completes or fails. The key may come as `?api_key=`, because a browser's
+/// `EventSource` cannot send headers.
 #[utoipa::path(
     get,
     path = "/v1/tasks/{task_id}/events",
     tag = "tasks",
     operation_id = "tasks_events",
-    params(("task_id" = String, Path, description = "From the upload's answer")),
+    params(
+        ("task_id" = String, Path, description = "From the upload's answer"),
+        ("api_key" = Option<String>, Query,
+            description = "An API key, for clients that cannot set headers (`EventSource`)"),
+    ),
     responses(
         (status = 200, description = "Server-sent events named `progress`, each a `TaskState` \
             as JSON; the stream ends after `completed` or `failed`",
@@ -61,7 +66,7 @@ pub async fn get(
 )]
 pub async fn events(
     State(api): State<Api>,
-    auth: Authenticated,
+    auth: QueryAuthenticated,
     Path(task_id): Path<String>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     check_id("task_id", &task_id)?;
