@@ -194,6 +194,9 @@ try {
   check(/^\[\d+\] .+, part \d+$/m.test(citationsText), `the citations are not "[n] name, part k": "${citationsText}"`);
 
   check(pageErrors.length === 0, `the page threw: ${pageErrors.join('; ')}`);
+  // The gateway's Content-Security-Policy must allow everything the page really does.
+  const blocked = consoleLines.filter((line) => /Content Security Policy/i.test(line));
+  check(blocked.length === 0, `the Content-Security-Policy blocked: ${blocked.join('; ')}`);
   begin('all checks passed');
 } catch (err) {
   code = 1;

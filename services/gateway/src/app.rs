@@ -12,7 +12,7 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 
 use tokio_util::sync::CancellationToken;
 
-use crate::{actions, agents, health, metrics, openapi, page};
+use crate::{actions, agents, headers, health, metrics, openapi, page, query_keys, trace};
 
 /// The gateway's state.
 #[derive(Clone)]
@@ -51,7 +51,6 @@ fn own_routes(gateway: Gateway) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/openapi.json", get(openapi::document))
-        .route("/metrics", get(metrics::render))
         .route("/v1/actions", post(actions::create))
         .route("/v1/agents", get(agents::list))
         .route(
@@ -63,9 +62,13 @@ fn own_routes(gateway: Gateway) -> Router {
 }
 
 /// Every route: the gateway's own, ingestion's documents and tasks, the orchestrator's chat
-/// WebSocket and sessions (each service's router keeps its own state and body limits).
-/// Requests get an `x-request-id` (kept if the client sent one), echoed on the response.
-/// `shutdown` closes open chat sockets as "going away" when the server stops.
+/// WebSocket and sessions (each service's router keeps its own state and body limits), and
+/// `/metrics` only if `DA_METRICS_TOKEN` is set (behind that token: [`metrics`]).
+/// Requests get an `x-request-id` (kept if the client sent one), echoed on the response,
+/// and a tracing span with the `api_key` redacted from the URL ([`trace`]); `?api_key=` is
+/// refused except on the chat WebSocket and task events ([`query_keys`]); every response
+/// says `nosniff` ([`headers`]). `shutdown` closes open chat sockets as "going away" when
+/// the server stops.
 pub async fn router(
     client: Client,
     settings: &Settings,
@@ -95,10 +98,17 @@ pub async fn router(
         shutdown,
     });
     let request_id = HeaderName::from_static("x-request-id");
+    // The last layer added runs first: the request id is set before the span is made.
     Ok(own_routes(gateway)
         .merge(documents)
         .merge(chat)
+        .merge(metrics::routes(metrics::MetricsToken::from_settings(
+            settings,
+        )))
+        .layer(axum::middleware::from_fn(query_keys::refuse))
         .layer(axum::middleware::from_fn(metrics::track))
+        .layer(axum::middleware::map_response(headers::nosniff))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .layer(trace::layer())
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid)))
 }

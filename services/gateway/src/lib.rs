@@ -9,9 +9,13 @@
 //! - [`agents`]: `/v1/agents`, the tenant's agents (kept by the execution service).
 //! - [`health`]: `/healthz` (the process answers) and `/readyz` (NATS reachable).
 //! - [`openapi`]: `/openapi.json`, the API as an OpenAPI 3.1 document built from the code.
-//! - [`metrics`]: `/metrics` in the Prometheus text format, and the middleware recording
-//!   every request's count and duration by route template.
+//! - [`metrics`]: `/metrics` in the Prometheus text format, behind the bearer token
+//!   `DA_METRICS_TOKEN` (not served without it), and the middleware recording every
+//!   request's count and duration by route template.
 //! - [`page`]: the web page at `/`, built into the binary.
+//! - [`headers`]: `nosniff` everywhere; CSP, no framing and no referrer on the page.
+//! - [`query_keys`]: `?api_key=` refused except where browsers cannot send headers.
+//! - [`trace`]: a span per request, with the `api_key` redacted from its URL.
 //! - [`serve`]: running the app until shutdown.
 //!
 //! Routes mounted from services: ingestion's `/v1/documents` and `/v1/tasks`
@@ -20,10 +24,13 @@
 pub mod actions;
 pub mod agents;
 pub mod app;
+pub mod headers;
 pub mod health;
 pub mod metrics;
 pub mod openapi;
 pub mod page;
+pub mod query_keys;
 pub mod serve;
+pub mod trace;
 
 pub use app::{Gateway, router};

@@ -33,6 +33,8 @@ use utoipa::{Modify, OpenApi, ToSchema};
 
 /// The name of the security scheme every authenticated operation requires.
 pub const SECURITY_SCHEME: &str = "api_key";
+/// The security scheme of `/metrics`: the gateway's metrics token, not an API key.
+pub const METRICS_SCHEME: &str = "metrics_token";
 
 /// The document's definition; [`spec`] builds it.
 #[derive(OpenApi)]
@@ -42,7 +44,9 @@ pub const SECURITY_SCHEME: &str = "api_key";
         description = "The HTTP front door of Domain Actions: actions over HTTP, agents, \
             documents and their ingestion tasks, chat over a WebSocket, health and metrics. \
             Authenticate with an API key (`da_…`) as `Authorization: Bearer <key>`; the key's \
-            tenant is the tenant of everything a request does. Errors are JSON \
+            tenant is the tenant of everything a request does. Only the chat WebSocket and \
+            task events (which browsers open without headers) accept `?api_key=`; elsewhere a \
+            key in the query string is refused with 401. Errors are JSON \
             `{\"error\": {\"code\", \"message\"}}`; every response carries `x-request-id`."
     ),
     paths(
@@ -125,7 +129,7 @@ pub async fn document() -> Result<Response, ApiError> {
     }
 }
 
-/// Adds the `api_key` scheme: `Authorization: Bearer da_…`.
+/// Adds the `api_key` scheme (`Authorization: Bearer da_…`) and the `metrics_token` one.
 struct BearerKey;
 
 impl Modify for BearerKey {
@@ -137,10 +141,15 @@ impl Modify for BearerKey {
                 "An API key from `domain-actions keys create`; its tenant is the request's.",
             ))
             .build();
-        openapi
-            .components
-            .get_or_insert_with(Default::default)
-            .add_security_scheme(SECURITY_SCHEME, SecurityScheme::Http(scheme));
+        let metrics = HttpBuilder::new()
+            .scheme(HttpAuthScheme::Bearer)
+            .description(Some(
+                "The gateway's `DA_METRICS_TOKEN`, for Prometheus; `/metrics` is not served without it.",
+            ))
+            .build();
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(SECURITY_SCHEME, SecurityScheme::Http(scheme));
+        components.add_security_scheme(METRICS_SCHEME, SecurityScheme::Http(metrics));
     }
 }
 

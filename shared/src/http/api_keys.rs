@@ -223,19 +223,28 @@ impl ApiKeys {
         Ok(true)
     }
 
-    /// Every key's record, oldest first; never the keys themselves.
+    /// Every key's record, oldest first; never the keys themselves. A record that does not
+    /// parse is skipped with a warning naming the bucket and its hash prefix, so one bad
+    /// record does not hide every other key from `keys ls`.
     pub async fn list(&self) -> Result<Vec<KeyInfo>, ApiKeysError> {
         let mut keys = Vec::new();
         for hash in self.hashes().await? {
-            // A key revoked between listing and reading is simply not shown.
-            if let Some(record) = self.record(&hash).await? {
-                keys.push(KeyInfo {
-                    hash_prefix: hash_prefix(&hash).to_owned(),
-                    tenant_id: record.tenant_id,
-                    created_at: record.created_at,
-                    label: record.label,
-                });
-            }
+            let record = match self.record(&hash).await {
+                Ok(Some(record)) => record,
+                // A key revoked between listing and reading is simply not shown.
+                Ok(None) => continue,
+                Err(err @ ApiKeysError::Corrupt { .. }) => {
+                    tracing::warn!(bucket = BUCKET, key = hash_prefix(&hash), error = %err, "skipping an unreadable API key record");
+                    continue;
+                }
+                Err(err) => return Err(err),
+            };
+            keys.push(KeyInfo {
+                hash_prefix: hash_prefix(&hash).to_owned(),
+                tenant_id: record.tenant_id,
+                created_at: record.created_at,
+                label: record.label,
+            });
         }
         keys.sort_by_key(|info| info.created_at);
         Ok(keys)
@@ -572,6 +581,22 @@ mod nats_tests {
             .expect("globex listed");
         assert_eq!(globex_info.label.as_deref(), Some("ops"));
         assert_eq!(globex_info.hash_prefix, hash_prefix(&hash(&globex)));
+    }
+
+    #[tokio::test]
+    async fn a_corrupt_record_is_skipped_by_list() {
+        let server = TestServer::start().await;
+        let keys = keys(&server).await;
+        keys.create(&tenant("acme"), Some("good"))
+            .await
+            .expect("create");
+        keys.store
+            .put("f".repeat(64), Bytes::from_static(b"not json"))
+            .await
+            .expect("put garbage");
+        let listed = keys.list().await.expect("list");
+        assert_eq!(listed.len(), 1, "{listed:?}");
+        assert_eq!(listed[0].label.as_deref(), Some("good"));
     }
 
     #[tokio::test]

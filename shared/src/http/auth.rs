@@ -1,33 +1,36 @@
-//! [`Authenticated`]: the tenant of a request, from its API key.
+//! [`Authenticated`] and [`QueryAuthenticated`]: the tenant of a request, from its API key.
 //!
-//! A route that takes `Authenticated` cannot run for an anonymous caller, and it gets the
+//! A route that takes one of them cannot run for an anonymous caller, and it gets the
 //! tenant from the key, never from a body or query field: a client cannot choose another
 //! tenant by writing its name.
 //!
-//! The key is read from `Authorization: Bearer <key>`, or else from the `api_key` query
-//! parameter, because a browser cannot set headers on a WebSocket (or `EventSource`)
-//! connection. Query strings end up in access logs and browser history, so clients that
-//! can send the header should.
+//! The key is read from `Authorization: Bearer <key>`. Only [`QueryAuthenticated`], for the
+//! routes a browser opens without being able to set headers (a WebSocket, an
+//! `EventSource`), also takes it from the `api_key` query parameter; [`Authenticated`]
+//! refuses a request that puts its key there ([`QUERY_KEY_REFUSED`]), because query
+//! strings end up in proxy and access logs and in browser history.
 
-use axum::extract::{FromRef, FromRequestParts, Query};
+use axum::extract::{FromRef, FromRequestParts};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
-use serde::Deserialize;
 
 use crate::action::TenantId;
 use crate::http::api_keys::ApiKeys;
 use crate::http::error::ApiError;
+pub use crate::http::query_key::QUERY_KEY_REFUSED;
+use crate::http::query_key::query_key;
 
 /// What a caller without a key is told.
 pub const MISSING_KEY: &str = "missing API key: send Authorization: Bearer <key>";
 /// What a caller with an unknown or revoked key is told.
 pub const INVALID_KEY: &str = "invalid API key";
 
-/// A request whose API key is valid; its tenant is the one every handler must act for.
+/// A request whose API key, sent as `Authorization: Bearer`, is valid; its tenant is the
+/// one every handler must act for.
 ///
 /// Needs [`ApiKeys`] in the router's state (the state itself, or a field with a
-/// [`FromRef`] impl). Rejects with 401 if the key is missing, unknown or revoked, and 503
-/// if the key store cannot be reached.
+/// [`FromRef`] impl). Rejects with 401 if the key is missing, unknown or revoked, or sent
+/// in the query string, and 503 if the key store cannot be reached.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Authenticated {
     /// The key's tenant.
@@ -42,25 +45,69 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let key = presented_key(parts)?;
-        let keys = ApiKeys::from_ref(state);
-        match keys.verify(&key).await {
-            Ok(Some(tenant)) => Ok(Self { tenant }),
-            Ok(None) => Err(ApiError::unauthorized(INVALID_KEY)),
-            // The store did not answer: 503, so the client retries rather than drops its key.
-            Err(err) => Err(err.into()),
+        let key = presented_key(parts, QueryKey::Refused)?;
+        let tenant = verify(&ApiKeys::from_ref(state), &key).await?;
+        Ok(Self { tenant })
+    }
+}
+
+/// [`Authenticated`] for the routes a browser opens without headers (the chat WebSocket,
+/// task events over `EventSource`): the key may also come as `?api_key=`. Use it nowhere
+/// else; the gateway logs such URLs with the key redacted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueryAuthenticated {
+    /// The key's tenant.
+    pub tenant: TenantId,
+}
+
+impl<S> FromRequestParts<S> for QueryAuthenticated
+where
+    S: Send + Sync,
+    ApiKeys: FromRef<S>,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let key = presented_key(parts, QueryKey::Accepted)?;
+        let tenant = verify(&ApiKeys::from_ref(state), &key).await?;
+        Ok(Self { tenant })
+    }
+}
+
+impl From<QueryAuthenticated> for Authenticated {
+    fn from(auth: QueryAuthenticated) -> Self {
+        Self {
+            tenant: auth.tenant,
         }
     }
 }
 
-/// The `api_key` query parameter; other parameters are the route's business.
-#[derive(Deserialize)]
-struct KeyParam {
-    api_key: Option<String>,
+/// The tenant of `key`, or why the request is refused.
+async fn verify(keys: &ApiKeys, key: &str) -> Result<TenantId, ApiError> {
+    match keys.verify(key).await {
+        Ok(Some(tenant)) => Ok(tenant),
+        Ok(None) => Err(ApiError::unauthorized(INVALID_KEY)),
+        // The store did not answer: 503, so the client retries rather than drops its key.
+        Err(err) => Err(err.into()),
+    }
 }
 
-/// The key the request presents: the bearer token, else the `api_key` query parameter.
-fn presented_key(parts: &Parts) -> Result<String, ApiError> {
+/// Whether a route takes the key from the query string.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum QueryKey {
+    /// Only where a browser cannot send headers.
+    Accepted,
+    /// Everywhere else: a key there is refused, even next to a header.
+    Refused,
+}
+
+/// The key the request presents: the bearer token, else (where `query` allows it) the
+/// `api_key` query parameter.
+fn presented_key(parts: &Parts, query: QueryKey) -> Result<String, ApiError> {
+    let in_query = query_key(&parts.uri);
+    if query == QueryKey::Refused && in_query.is_some() {
+        return Err(ApiError::unauthorized(QUERY_KEY_REFUSED));
+    }
     if let Some(header) = parts.headers.get(AUTHORIZATION) {
         // A header that is there but unusable is refused rather than silently replaced by
         // the query parameter: the client meant to send it.
@@ -71,10 +118,7 @@ fn presented_key(parts: &Parts) -> Result<String, ApiError> {
             .ok_or_else(|| ApiError::unauthorized(MISSING_KEY))?;
         return Ok(token.to_owned());
     }
-    match Query::<KeyParam>::try_from_uri(&parts.uri) {
-        Ok(Query(KeyParam { api_key: Some(key) })) if !key.is_empty() => Ok(key),
-        _ => Err(ApiError::unauthorized(MISSING_KEY)),
-    }
+    in_query.ok_or_else(|| ApiError::unauthorized(MISSING_KEY))
 }
 
 /// The token of `Bearer <token>` (the scheme is case-insensitive, RFC 9110).
@@ -108,8 +152,10 @@ mod tests {
     }
 
     #[test]
-    fn key_comes_from_the_header_then_the_query() {
-        let key = |uri, auth| presented_key(&parts(uri, auth)).map_err(|err| err.message);
+    fn query_keys_are_taken_only_where_accepted() {
+        let key = |uri, auth| {
+            presented_key(&parts(uri, auth), QueryKey::Accepted).map_err(|err| err.message)
+        };
         assert_eq!(key("/", Some("Bearer da_h")), Ok("da_h".to_owned()));
         assert_eq!(key("/?api_key=da_q", None), Ok("da_q".to_owned()));
         assert_eq!(
@@ -129,6 +175,30 @@ mod tests {
             );
         }
     }
+
+    #[test]
+    fn query_keys_are_refused_everywhere_else() {
+        let key = |uri, auth| {
+            presented_key(&parts(uri, auth), QueryKey::Refused).map_err(|err| err.message)
+        };
+        assert_eq!(key("/", Some("Bearer da_h")), Ok("da_h".to_owned()));
+        assert_eq!(
+            key("/?api_key=", Some("Bearer da_h")),
+            Ok("da_h".to_owned())
+        );
+        for (uri, auth) in [
+            ("/?api_key=da_q", None),
+            ("/?x=1&api%5Fkey=da_q", None),
+            ("/?api_key=da_q", Some("Bearer da_h")),
+        ] {
+            assert_eq!(
+                key(uri, auth),
+                Err(QUERY_KEY_REFUSED.to_owned()),
+                "{uri} {auth:?}"
+            );
+        }
+        assert_eq!(key("/", None), Err(MISSING_KEY.to_owned()));
+    }
 }
 
 #[cfg(all(test, feature = "testkit"))]
@@ -143,7 +213,7 @@ mod http_tests {
     use crate::http::ApiJson;
     use crate::testkit::TestServer;
 
-    /// A server with `GET /whoami` and `POST /echo`, and a key for tenant `acme`.
+    /// A server with `GET /whoami`, `POST /echo` and `GET /stream` (query keys allowed), and a key for tenant `acme`.
     struct App {
         /// NATS, until a test stops it.
         nats: Option<TestServer>,
@@ -153,6 +223,10 @@ mod http_tests {
     }
 
     async fn whoami(auth: Authenticated) -> ApiJson<Value> {
+        ApiJson(json!({"tenant": auth.tenant}))
+    }
+
+    async fn stream(auth: QueryAuthenticated) -> ApiJson<Value> {
         ApiJson(json!({"tenant": auth.tenant}))
     }
 
@@ -179,6 +253,7 @@ mod http_tests {
             let router = Router::new()
                 .route("/whoami", get(whoami))
                 .route("/echo", post(echo))
+                .route("/stream", get(stream))
                 .with_state(keys);
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
                 .await
@@ -245,13 +320,29 @@ mod http_tests {
     }
 
     #[tokio::test]
-    async fn query_key_works() {
+    async fn query_key_is_refused_where_headers_can_be_sent() {
         let app = App::start().await;
         let url = app.url(&format!("/whoami?api_key={}", app.key));
         assert_eq!(
             app.call(app.http.get(url)).await,
+            (
+                401,
+                json!({"error": {"code": "unauthorized", "message": QUERY_KEY_REFUSED}})
+            )
+        );
+    }
+
+    #[tokio::test]
+    async fn query_key_works_where_browsers_need_it() {
+        let app = App::start().await;
+        let url = app.url(&format!("/stream?api_key={}", app.key));
+        assert_eq!(
+            app.call(app.http.get(url)).await,
             (200, json!({"tenant": "acme"}))
         );
+        let url = app.url("/stream?api_key=da_nope");
+        let (status, body) = app.call(app.http.get(url)).await;
+        assert_eq!(status, 401, "{body}");
     }
 
     #[tokio::test]

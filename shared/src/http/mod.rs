@@ -6,7 +6,10 @@
 //! - [`error`]: [`ApiError`], the `{"error": {"code", "message"}}` body, and [`ApiJson`], a
 //!   JSON extractor whose rejection has that shape.
 //! - [`api_keys`]: [`ApiKeys`], keys naming a tenant, stored hashed in the KV bucket `api_keys`.
-//! - [`auth`]: [`Authenticated`], the extractor that turns a request's key into its tenant.
+//! - [`auth`]: [`Authenticated`], the extractor that turns a request's key into its tenant,
+//!   and [`QueryAuthenticated`], which also takes `?api_key=`, for the routes browsers open
+//!   without headers.
+//! - [`query_key`]: the `api_key` query parameter, read and redacted for logs.
 //!
 //! A router authenticates by holding [`ApiKeys`] in its state:
 //!
@@ -27,9 +30,10 @@
 pub mod api_keys;
 pub mod auth;
 pub mod error;
+pub mod query_key;
 
 pub use api_keys::{ApiKeys, ApiKeysError, KeyInfo};
-pub use auth::Authenticated;
+pub use auth::{Authenticated, QueryAuthenticated};
 pub use error::{ApiError, ApiJson};
 
 /// Key store failures as HTTP answers: a store that does not answer is worth retrying

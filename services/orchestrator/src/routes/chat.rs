@@ -1,13 +1,13 @@
 //! `GET /v1/chat`: the WebSocket upgrade.
 
 use axum::extract::ws::WebSocketUpgrade;
-use axum::extract::{FromRef, FromRequestParts, Query, State};
+use axum::extract::{FromRef, FromRequestParts, State};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use axum::response::Response;
-use serde::Deserialize;
 use shared::TenantId;
-use shared::http::{ApiError, ApiKeys, Authenticated};
+use shared::http::query_key::query_key;
+use shared::http::{ApiError, ApiKeys, QueryAuthenticated};
 
 use super::Api;
 use crate::socket;
@@ -77,24 +77,17 @@ where
         if !presents_key(parts) {
             return Ok(Self(None));
         }
-        let auth = Authenticated::from_request_parts(parts, state).await?;
+        // A browser cannot set headers on a WebSocket: this route takes `?api_key=` too.
+        let auth = QueryAuthenticated::from_request_parts(parts, state).await?;
         Ok(Self(Some(auth.tenant)))
     }
-}
-
-/// The `api_key` query parameter; the only one this route reads.
-#[derive(Deserialize)]
-struct KeyParam {
-    api_key: Option<String>,
 }
 
 /// Whether the request carries a key at all (header or non-empty `api_key`): then that
 /// key decides, and a bad one is refused rather than silently downgraded to an `auth`
 /// frame the client does not mean to send.
 fn presents_key(parts: &Parts) -> bool {
-    parts.headers.contains_key(AUTHORIZATION)
-        || Query::<KeyParam>::try_from_uri(&parts.uri)
-            .is_ok_and(|Query(param)| param.api_key.is_some_and(|key| !key.is_empty()))
+    parts.headers.contains_key(AUTHORIZATION) || query_key(&parts.uri).is_some()
 }
 
 #[cfg(test)]
