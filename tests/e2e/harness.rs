@@ -214,6 +214,34 @@ impl Env {
         (reply, value)
     }
 
+    /// `query.search` over rpc as `tenant` in `collection`: the hits (the search must succeed).
+    pub async fn search(
+        &self,
+        tenant: &str,
+        collection: &str,
+        query: &str,
+        top_k: usize,
+    ) -> Vec<Value> {
+        let body = tenant_action_body(
+            tenant,
+            &new_id(),
+            "query.search",
+            json!({"query": query, "collections": [collection], "top_k": top_k}),
+        );
+        let (_, result) = self
+            .request(
+                &format!("query.{tenant}.rpc"),
+                headers(&[("action_type", "query.search")]),
+                &body,
+            )
+            .await;
+        assert_eq!(result["data"]["status"], "success", "{result}");
+        result["data"]["result"]["hits"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
     /// The state of the shared `echo-actions` consumer.
     pub async fn consumer_info(&self) -> consumer::Info {
         let stream = self.js.get_stream(ECHO).await.expect("ECHO stream");
@@ -340,6 +368,55 @@ impl Env {
         self.dead_letters(subject, 1).await.remove(0)
     }
 
+    /// A new API key of `tenant`.
+    pub async fn api_key(&self, tenant: &str) -> String {
+        shared::http::ApiKeys::open(&self.js, 1)
+            .await
+            .expect("api keys")
+            .create(&shared::TenantId::new(tenant).expect("tenant"), None)
+            .await
+            .expect("key")
+    }
+
+    /// The ingestion HTTP routes alone (what the gateway mounts for `/v1/documents`,
+    /// `/v1/tasks` and `/v1/collections`) built from `settings`, on a free loopback port:
+    /// their base URL and the API keys they accept.
+    pub async fn serve_ingestion(
+        &self,
+        settings: &shared::Settings,
+    ) -> (String, shared::http::ApiKeys) {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let keys = shared::http::ApiKeys::open(&self.js, 1)
+            .await
+            .expect("api keys");
+        let service = ingestion::IngestionConfig::from_settings(settings)
+            .expect("settings")
+            .build(&self.js)
+            .await
+            .expect("ingestion state");
+        let api = ingestion::routes::Api {
+            service,
+            publisher: shared::Publisher::new(self.client.clone()),
+            keys: keys.clone(),
+        };
+        (serve_router(ingestion::routes::router(api)).await, keys)
+    }
+
+    /// The gateway built from `settings` on a free loopback port, served until the test
+    /// ends; its base URL (`http://127.0.0.1:PORT`).
+    pub async fn serve_gateway(&self, settings: &shared::Settings) -> String {
+        let stop = tokio_util::sync::CancellationToken::new();
+        let app = gateway::router(self.client.clone(), settings, stop.clone())
+            .await
+            .expect("gateway");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("address"));
+        tokio::spawn(gateway::serve::serve(listener, app, stop));
+        base
+    }
+
     /// Checks the worker still serves: an `echo.ping` gets its success result.
     pub async fn assert_serving(&self) {
         let (inbox, mut results) = self.inbox().await;
@@ -348,6 +425,16 @@ impl Env {
         let (_, result) = next_json(&mut results).await;
         assert_success(&result, &sent.id, &data);
     }
+}
+
+/// Serves `router` on a free loopback port until the test ends; its base URL.
+pub async fn serve_router(router: axum::Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("address"));
+    tokio::spawn(axum::serve(listener, router).into_future());
+    base
 }
 
 /// Probes until `probe` gives a value; panics after [`WAIT`].
@@ -570,7 +657,7 @@ fn binary() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_domain-actions"));
     // Only the settings a test gives apply, whatever the developer's shell has.
     for (key, _) in std::env::vars() {
-        if key.starts_with("DA_") {
+        if key.starts_with("DA_") || (key.starts_with("NATS_") && key != "NATS_SERVER_BIN") {
             command.env_remove(key);
         }
     }
@@ -581,10 +668,16 @@ fn binary() -> Command {
 /// Runs `domain-actions ARGS` against `url` (ARGS split on whitespace, as a shell would
 /// without quotes) and waits for it (bounded).
 pub async fn cli(url: &str, args: &str) -> Output {
+    cli_with(url, args, &[]).await
+}
+
+/// [`cli`] with the variables `env` set too.
+pub async fn cli_with(url: &str, args: &str, env: &[(&str, &str)]) -> Output {
     let mut command = binary();
     command
         .args(args.split_whitespace())
         .env("NATS_URL", url)
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     timeout(WAIT, command.output())

@@ -10,8 +10,6 @@ use futures::StreamExt;
 use reqwest::StatusCode;
 use reqwest::multipart::{Form, Part};
 use serde_json::{Value, json};
-use shared::http::ApiKeys;
-use shared::publish::Publisher;
 use tempfile::TempDir;
 use tokio::time::{Instant, sleep};
 
@@ -40,25 +38,9 @@ impl Ingest {
 
     /// Serves the ingestion routes for `env` on a free loopback port.
     async fn serve(env: Env, data: TempDir, settings: &shared::Settings) -> Self {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let keys = ApiKeys::open(&env.js, 1).await.expect("api keys");
+        let (base, keys) = env.serve_ingestion(settings).await;
         let acme = keys.create(&tenant("acme"), None).await.expect("key");
         let globex = keys.create(&tenant("globex"), None).await.expect("key");
-        let service = ingestion::IngestionConfig::from_settings(settings)
-            .expect("settings")
-            .build(&env.js)
-            .await
-            .expect("ingestion state");
-        let api = ingestion::routes::Api {
-            service,
-            publisher: Publisher::new(env.client.clone()),
-            keys,
-        };
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let base = format!("http://{}", listener.local_addr().expect("address"));
-        tokio::spawn(axum::serve(listener, ingestion::routes::router(api)).into_future());
         Self {
             env,
             base,
@@ -126,25 +108,7 @@ impl Ingest {
 
     /// `query.search` over rpc as `tenant`: the hits.
     async fn search(&self, tenant: &str, query: &str, top_k: usize) -> Vec<Value> {
-        let body = tenant_action_body(
-            tenant,
-            &new_id(),
-            "query.search",
-            json!({"query": query, "collections": ["manual"], "top_k": top_k}),
-        );
-        let (_, result) = self
-            .env
-            .request(
-                &format!("query.{tenant}.rpc"),
-                headers(&[("action_type", "query.search")]),
-                &body,
-            )
-            .await;
-        assert_eq!(result["data"]["status"], "success", "{result}");
-        result["data"]["result"]["hits"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
+        self.env.search(tenant, "manual", query, top_k).await
     }
 }
 
