@@ -1,5 +1,5 @@
 //! The AsyncAPI 3.0 document of the registered action types: what a client in any language
-//! needs to generate code that speaks the wire contract (WIRE.md) with our services.
+//! needs to generate code that speaks the wire contract (docs/wire.md) with our services.
 //!
 //! ```
 //! # use serde::{Deserialize, Serialize};
@@ -360,7 +360,7 @@ fn add_message(
     };
     payload.insert(
         "description".into(),
-        "The action envelope (WIRE.md, \"Action body\"); a hand-written publish may leave out \
+        "The action envelope (docs/wire.md, \"Action envelope\"); a hand-written publish may leave out \
          action_id and created_at (filled in on receipt) and carry action_type in its header."
             .into(),
     );
@@ -383,7 +383,7 @@ fn strip_result(action_type: &ActionType) -> &str {
     name.strip_suffix(".result").unwrap_or(name)
 }
 
-/// The headers of an action or result of `action_type` (WIRE.md, "Headers").
+/// The headers of an action or result of `action_type` (docs/wire.md, "Headers").
 fn action_headers(action_type: &ActionType) -> Value {
     let mut properties = Map::new();
     let mut add = |name: &str, schema: Value| {

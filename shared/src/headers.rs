@@ -23,7 +23,7 @@ pub const REDRIVEN_FROM: &str = "redriven_from";
 
 /// Dead-letter headers: why, and where the original came from.
 pub mod dlq {
-    /// An error code (WIRE.md, "Error codes").
+    /// An error code (docs/wire.md, "Error codes").
     pub const REASON: &str = "dlq_reason";
     /// The error message.
     pub const ERROR: &str = "dlq_error";

@@ -1,7 +1,7 @@
 //! # Domain Actions framework
 //!
 //! Multi-tenant services that talk through one message shape, the *domain action*, over
-//! NATS JetStream. `../WIRE.md` in the design notes is the contract; this crate implements it.
+//! NATS JetStream. The wire contract is `docs/wire.md` in this repository; this crate implements it.
 //!
 //! ```no_run
 //! use shared::{Action, ActionError, ActionPayload, Ctx, Dispatcher, Worker};

@@ -273,12 +273,18 @@ impl Inboxes {
         tenant: &TenantId,
         what: &str,
     ) -> Result<CallbackSubject, ActionError> {
+        // A subject nothing can be published to is malformed, whoever it names.
+        if !publishable(subject) {
+            return Err(ActionError::invalid(format!(
+                "{what} {subject:?} is not a subject a result can be published to"
+            )));
+        }
         let own = tenant_inbox_prefix(tenant);
         let allowed = (subject.starts_with(&own) && subject.len() > own.len())
             || (self == Inboxes::Shared
                 && subject.starts_with(INBOX_PREFIX)
                 && subject.len() > INBOX_PREFIX.len());
-        if allowed && publishable(subject) {
+        if allowed {
             return Ok(CallbackSubject(subject.to_owned()));
         }
         let inboxes = match self {
@@ -450,7 +456,13 @@ mod tests {
                 "$JS.API.STREAM.DELETE.ECHO",
             ] {
                 let err = parse(bad).unwrap_err();
-                assert_eq!(err.code, ErrorCode::Forbidden, "{bad}");
+                let malformed = bad.contains(['*', '>']) || bad.ends_with('.');
+                let code = if malformed {
+                    ErrorCode::InvalidAction
+                } else {
+                    ErrorCode::Forbidden
+                };
+                assert_eq!(err.code, code, "{bad}");
             }
         }
         let shared = CallbackSubject::parse("_INBOX.abc.def", &acme, Inboxes::Shared).unwrap();

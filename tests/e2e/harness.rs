@@ -694,8 +694,13 @@ pub struct WorkerProcess {
 }
 
 impl WorkerProcess {
-    /// Starts a worker process against `url` with `settings` (DA_* variables).
+    /// Starts an echo worker process against `url` with `settings` (DA_* variables).
     pub fn spawn(url: &str, settings: &[(&str, &str)]) -> Self {
+        Self::spawn_service("echo", url, settings)
+    }
+
+    /// Starts `domain-actions worker SERVICE` against `url` with `settings`.
+    pub fn spawn_service(service: &str, url: &str, settings: &[(&str, &str)]) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("da-worker-")
             .tempdir()
@@ -704,7 +709,7 @@ impl WorkerProcess {
         let file = std::fs::File::create(&log).expect("log file");
         let mut command = binary();
         command
-            .args(["worker", "echo"])
+            .args(["worker", service])
             .env("NATS_URL", url)
             .envs(settings.iter().copied())
             .stdout(Stdio::null())
@@ -715,6 +720,30 @@ impl WorkerProcess {
             log,
             _dir: dir,
         }
+    }
+
+    /// The process's peak resident memory (VmHWM of /proc/PID/status), in MiB.
+    pub fn peak_rss_mib(&self) -> u64 {
+        let pid = self.child.id().expect("worker still running");
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmHWM:"))
+            .and_then(|value| {
+                value
+                    .trim()
+                    .trim_end_matches("kB")
+                    .trim()
+                    .parse::<u64>()
+                    .ok()
+            })
+            .map(|kib| kib / 1024)
+            .expect("VmHWM in /proc/PID/status")
+    }
+
+    /// Whether the process is still running (it neither exited nor crashed).
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
     }
 
     /// What the process logged so far.

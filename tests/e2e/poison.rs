@@ -46,7 +46,7 @@ struct Case {
     /// no body (the original stays in its stream, at `dlq_sequence`).
     #[serde(default)]
     letter_without_body: bool,
-    /// The expected `dlq_reason` (a WIRE.md error code).
+    /// The expected `dlq_reason` (an error code of docs/wire.md).
     dlq_reason: String,
     /// Where the dead letter goes; `dlq.echo.acme` when absent.
     #[serde(default = "default_dlq")]

@@ -43,7 +43,7 @@ pub trait ActionPayload: Serialize + DeserializeOwned + Send + Sync + 'static {
     }
 }
 
-/// The action envelope (WIRE.md, "Action body"), generic over its `data`.
+/// The action envelope (docs/wire.md, "Action envelope"), generic over its `data`.
 ///
 /// `Action<T>` is what handlers receive; [`RawAction`] is the same envelope whose data has
 /// not been decoded yet, as the dispatcher sees it before routing.
@@ -83,7 +83,7 @@ pub struct Action<T> {
 }
 
 /// Takes `action_id` and `created_at` out of the schema's required fields: a hand-written
-/// publish may leave them out and the receiver fills them in (WIRE.md, "Action body"), so a
+/// publish may leave them out and the receiver fills them in (docs/wire.md, "Action envelope"), so a
 /// schema requiring them would refuse bodies the contract accepts.
 fn filled_in_on_receipt(schema: &mut schemars::Schema) {
     if let Some(Value::Array(required)) = schema.get_mut("required") {

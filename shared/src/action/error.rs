@@ -1,6 +1,6 @@
 //! [`ErrorCode`] and [`ActionError`]: how a failure is named on the wire.
 //!
-//! Every error a sender can hear about carries one of WIRE.md's codes, a human message
+//! Every error a sender can hear about carries one of the codes of docs/wire.md, a human message
 //! and whether trying again may help. Workers decide between retrying and dead-lettering
 //! from `retryable` alone.
 
@@ -37,7 +37,7 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    /// Every code, in the order WIRE.md lists them.
+    /// Every code, in the order docs/wire.md lists them.
     pub const ALL: [ErrorCode; 11] = [
         ErrorCode::InvalidAction,
         ErrorCode::UnknownActionType,

@@ -23,7 +23,7 @@ pub enum ResultStatus {
     Error,
 }
 
-/// The `data` of a result action (WIRE.md, "Result body").
+/// The `data` of a result action (docs/wire.md, "Results").
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(bound(deserialize = "R: Deserialize<'de>"))]
 #[schemars(rename = "ActionResult_for_{R}", transform = one_shape_per_status)]

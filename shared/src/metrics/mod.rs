@@ -6,7 +6,7 @@
 //! | metric | type | labels | counts |
 //! |---|---|---|---|
 //! | `da_actions_handled_total` | counter | `domain`, `tenant`, `action_type`, `outcome` | messages a worker finished with, by [`Outcome`] |
-//! | `da_action_errors_total` | counter | `domain`, `tenant`, `code` | errors, by WIRE.md error code (retried ones too) |
+//! | `da_action_errors_total` | counter | `domain`, `tenant`, `code` | errors, by error code of docs/wire.md (retried ones too) |
 //! | `da_handler_duration_seconds` | histogram | `domain`, `action_type` | time in the handler |
 //! | `da_actions_in_flight` | gauge | `domain` | messages being handled now |
 //! | `da_redeliveries_total` | counter | `domain`, `tenant` | deliveries after the first |
@@ -51,7 +51,7 @@ pub const DEAD_LETTERS: &str = "da_dead_letters_total";
 /// tenant, so a sender inventing names cannot add series.
 pub const UNKNOWN: &str = "_unknown";
 
-/// How a worker finished with one message: the rows of WIRE.md's outcome table.
+/// How a worker finished with one message: the rows of the outcome table in docs/wire.md ("Durable path").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
     /// Handled, result sent, acknowledged.

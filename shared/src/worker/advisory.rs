@@ -17,7 +17,8 @@ use tokio_util::sync::CancellationToken;
 use super::Shared;
 use super::dead_letter::{DeadLetter, Origin};
 use super::outcome::send_error;
-use crate::action::{ActionError, ErrorCode, decode, derived_id};
+use crate::action::decode::decode_or;
+use crate::action::{ActionError, ErrorCode, derived_id};
 use crate::streams::ADVISORIES_STREAM;
 
 /// The part of `io.nats.jetstream.advisory.v1.max_deliver` we need.
@@ -99,8 +100,13 @@ async fn dead_letter(shared: &Shared, advisory: MaxDeliveries) -> Result<(), asy
         &advisory.stream_seq.to_be_bytes(),
     ]);
     let headers = Some(&original.headers).filter(|h| !h.is_empty());
-    let (domain, tenant) = match decode(&original.subject, headers, &original.payload, fallback_id)
-    {
+    let (domain, tenant) = match decode_or(
+        &original.subject,
+        headers,
+        &original.payload,
+        shared.config.inboxes,
+        || fallback_id,
+    ) {
         Ok(received) => {
             if let Some(to) = &received.callback {
                 let address = (&received.action).into();

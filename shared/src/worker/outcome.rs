@@ -1,4 +1,4 @@
-//! What a worker does with each message: WIRE.md's outcome table.
+//! What a worker does with each message: the outcome table of docs/wire.md ("Durable path").
 //!
 //! | outcome | ack | result | dead letter |
 //! |---|---|---|---|
