@@ -13,6 +13,14 @@ pub const ALL: &[&str] = &[
     "orchestrator",
 ];
 
+/// The domains of every service this binary runs: what `streams apply` sets up.
+pub fn domains() -> Vec<shared::Domain> {
+    ALL.iter()
+        .filter_map(|name| registrations(name))
+        .map(|dispatcher| dispatcher.domain().clone())
+        .collect()
+}
+
 /// Why a service could not be set up.
 pub type SetupError = Box<dyn std::error::Error + Send + Sync>;
 

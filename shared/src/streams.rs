@@ -5,6 +5,15 @@
 //! the `nats` CLI too. They are compiled into the binary, so a service started anywhere
 //! applies exactly the definitions it was built with.
 //!
+//! The framework knows no application domain. It defines its own streams (`DLQ`,
+//! `ADVISORIES`: `nats/streams/`) and one template for every domain (`nats/template/`):
+//! the stream `<DOMAIN>` on `<domain>.*.actions` and `<domain>.*.callbacks`, the shared
+//! durable consumers `<domain>-actions` and `<domain>-callbacks`, and `<domain>-max-deliveries`
+//! on `ADVISORIES`, with `{domain}` and `{STREAM}` filled in. A domain that needs other
+//! limits overrides its stream or consumers with files of those names in a directory laid
+//! out like `nats/` ([`Definitions::from_dir`], `streams apply --dir`), or in code
+//! ([`Definitions::with_stream`]). A new service is a new crate: nothing here changes.
+//!
 //! Applying is create-or-update: running it twice changes nothing, and a changed file
 //! updates the live stream or consumer (the server refuses changes it cannot make, such as
 //! renaming subjects of a consumer in flight, with an error naming the field).
@@ -16,66 +25,31 @@ use async_nats::jetstream::{self, consumer, stream};
 
 use crate::action::Domain;
 
-/// A stream definition compiled in from `nats/streams/<NAME>.json`.
-macro_rules! stream_file {
-    ($name:literal) => {
-        (
-            concat!($name, ".json"),
-            include_str!(concat!("../../nats/streams/", $name, ".json")),
-        )
-    };
-}
-
-/// A consumer definition compiled in from `nats/consumers/<STREAM>/<name>.json`.
-macro_rules! consumer_file {
-    ($stream:literal, $name:literal) => {
-        (
-            $stream,
-            concat!($name, ".json"),
-            include_str!(concat!(
-                "../../nats/consumers/",
-                $stream,
-                "/",
-                $name,
-                ".json"
-            )),
-        )
-    };
-}
-
-/// The built-in stream definitions: `nats/streams/*.json`.
+/// The framework's own streams, compiled in from `nats/streams/<NAME>.json`.
 const STREAMS: &[(&str, &str)] = &[
-    stream_file!("ECHO"),
-    stream_file!("EMBEDDING"),
-    stream_file!("QUERY"),
-    stream_file!("INGESTION"),
-    stream_file!("EXECUTION"),
-    stream_file!("ORCHESTRATOR"),
-    stream_file!("DLQ"),
-    stream_file!("ADVISORIES"),
+    ("DLQ.json", include_str!("../../nats/streams/DLQ.json")),
+    (
+        "ADVISORIES.json",
+        include_str!("../../nats/streams/ADVISORIES.json"),
+    ),
 ];
 
-/// The built-in consumer definitions: `nats/consumers/<STREAM>/*.json`.
-const CONSUMERS: &[(&str, &str, &str)] = &[
-    consumer_file!("ECHO", "echo-actions"),
-    consumer_file!("ECHO", "echo-callbacks"),
-    consumer_file!("EMBEDDING", "embedding-actions"),
-    consumer_file!("EMBEDDING", "embedding-callbacks"),
-    consumer_file!("QUERY", "query-actions"),
-    consumer_file!("QUERY", "query-callbacks"),
-    consumer_file!("INGESTION", "ingestion-actions"),
-    consumer_file!("INGESTION", "ingestion-callbacks"),
-    consumer_file!("EXECUTION", "execution-actions"),
-    consumer_file!("EXECUTION", "execution-callbacks"),
-    consumer_file!("ORCHESTRATOR", "orchestrator-actions"),
-    consumer_file!("ORCHESTRATOR", "orchestrator-callbacks"),
-    consumer_file!("ADVISORIES", "echo-max-deliveries"),
-    consumer_file!("ADVISORIES", "embedding-max-deliveries"),
-    consumer_file!("ADVISORIES", "query-max-deliveries"),
-    consumer_file!("ADVISORIES", "ingestion-max-deliveries"),
-    consumer_file!("ADVISORIES", "execution-max-deliveries"),
-    consumer_file!("ADVISORIES", "orchestrator-max-deliveries"),
-];
+/// The per-domain template, compiled in from `nats/template/`.
+const TEMPLATE: Template = Template {
+    stream: include_str!("../../nats/template/stream.json"),
+    actions: include_str!("../../nats/template/actions.json"),
+    callbacks: include_str!("../../nats/template/callbacks.json"),
+    max_deliveries: include_str!("../../nats/template/max-deliveries.json"),
+};
+
+/// The definitions every domain gets, with `{domain}` and `{STREAM}` to fill in.
+#[derive(Debug, Clone)]
+struct Template<S = &'static str> {
+    stream: S,
+    actions: S,
+    callbacks: S,
+    max_deliveries: S,
+}
 
 /// The stream holding every dead letter.
 pub const DLQ_STREAM: &str = "DLQ";
@@ -101,9 +75,6 @@ pub enum StreamsError {
         /// The I/O error.
         source: std::io::Error,
     },
-    /// The domain has no stream definition.
-    #[error("no stream definition for domain {0} (expected nats/streams/{1}.json)")]
-    UnknownDomain(Domain, String),
     /// The server refused a definition.
     #[error("applying {what}: {message}")]
     Apply {
@@ -123,11 +94,13 @@ pub struct StreamDefinition {
     pub consumers: Vec<consumer::pull::Config>,
 }
 
-/// A set of stream definitions.
+/// A set of stream definitions: the framework's streams, any per-domain overrides, and the
+/// template every other domain is made from.
 #[derive(Debug, Clone)]
 pub struct Definitions {
     /// The streams, in the order they are applied.
     pub streams: Vec<StreamDefinition>,
+    template: Template<String>,
 }
 
 fn parse<T: serde::de::DeserializeOwned>(file: &str, json: &str) -> Result<T, StreamsError> {
@@ -137,8 +110,23 @@ fn parse<T: serde::de::DeserializeOwned>(file: &str, json: &str) -> Result<T, St
     })
 }
 
+impl Template<String> {
+    /// `file` of the template with `domain` filled in, parsed.
+    fn fill<T: serde::de::DeserializeOwned>(
+        file: &str,
+        json: &str,
+        domain: &Domain,
+    ) -> Result<T, StreamsError> {
+        let json = json
+            .replace("{domain}", domain.as_str())
+            .replace("{STREAM}", &domain.stream_name());
+        parse(&format!("template/{file} for {domain}"), &json)
+    }
+}
+
 impl Definitions {
-    /// The definitions compiled into this binary from `nats/`.
+    /// The definitions compiled into this binary from `nats/`: the framework's streams and
+    /// the per-domain template.
     pub fn built_in() -> Result<Self, StreamsError> {
         let mut streams = Vec::new();
         for (file, json) in STREAMS {
@@ -147,15 +135,19 @@ impl Definitions {
                 consumers: Vec::new(),
             });
         }
-        let mut definitions = Self { streams };
-        for (stream, file, json) in CONSUMERS {
-            definitions.add_consumer(stream, parse(file, json)?);
-        }
-        Ok(definitions)
+        let template = Template {
+            stream: TEMPLATE.stream.to_owned(),
+            actions: TEMPLATE.actions.to_owned(),
+            callbacks: TEMPLATE.callbacks.to_owned(),
+            max_deliveries: TEMPLATE.max_deliveries.to_owned(),
+        };
+        Ok(Self { streams, template })
     }
 
     /// Reads definitions from a directory laid out like `nats/` (`streams/*.json`,
-    /// `consumers/<STREAM>/*.json`), for operators who edit them without rebuilding.
+    /// `consumers/<STREAM>/*.json`, `template/*.json`), for operators who edit them without
+    /// rebuilding. A stream or consumer file named as a domain's would be overrides the
+    /// template for that domain; a missing `template/` file is the built-in one.
     pub fn from_dir(dir: &Path) -> Result<Self, StreamsError> {
         let read_dir = |path: &Path| -> Result<Vec<std::path::PathBuf>, StreamsError> {
             let err = |source| StreamsError::Read {
@@ -175,13 +167,12 @@ impl Definitions {
                 source,
             })
         };
-        let mut definitions = Self {
-            streams: Vec::new(),
-        };
+        let mut definitions = Self::built_in()?;
+        definitions.streams.clear();
         for file in read_dir(&dir.join("streams"))? {
             if file.extension().is_some_and(|e| e == "json") {
                 let stream = parse(&file.display().to_string(), &read(&file)?)?;
-                definitions.streams.push(StreamDefinition {
+                definitions = definitions.with_stream(StreamDefinition {
                     stream,
                     consumers: Vec::new(),
                 });
@@ -202,42 +193,99 @@ impl Definitions {
                 }
             }
         }
+        let template_dir = dir.join("template");
+        let template = &mut definitions.template;
+        for (name, text) in [
+            ("stream.json", &mut template.stream),
+            ("actions.json", &mut template.actions),
+            ("callbacks.json", &mut template.callbacks),
+            ("max-deliveries.json", &mut template.max_deliveries),
+        ] {
+            let file = template_dir.join(name);
+            if file.is_file() {
+                *text = read(&file)?;
+            }
+        }
         Ok(definitions)
+    }
+
+    /// These definitions with `definition` in place of the stream of the same name (a
+    /// domain's override in code, or one more stream of the application's own).
+    pub fn with_stream(mut self, definition: StreamDefinition) -> Self {
+        self.streams
+            .retain(|d| d.stream.name != definition.stream.name);
+        self.streams.push(definition);
+        self
     }
 
     fn add_consumer(&mut self, stream: &str, consumer: consumer::pull::Config) {
         if let Some(def) = self.streams.iter_mut().find(|d| d.stream.name == stream) {
+            def.consumers.retain(|c| durable(c) != durable(&consumer));
             def.consumers.push(consumer);
         }
     }
 
-    /// Only what `domain`'s service needs: its stream and consumers, the DLQ, and its
-    /// max-deliveries advisory consumer.
+    /// What `domain`'s service needs: its stream and consumers (an override of that name,
+    /// else the template's), the DLQ, and its max-deliveries advisory consumer. Any valid
+    /// domain has them: the framework needs no list of domains.
     pub fn for_domain(&self, domain: &Domain) -> Result<Self, StreamsError> {
-        let name = domain.stream_name();
-        if !self.streams.iter().any(|d| d.stream.name == name) {
-            return Err(StreamsError::UnknownDomain(domain.clone(), name));
-        }
-        let prefix = format!("{domain}-");
-        let streams = self
-            .streams
-            .iter()
-            .filter(|d| {
-                [name.as_str(), DLQ_STREAM, ADVISORIES_STREAM].contains(&d.stream.name.as_str())
-            })
-            .map(|d| StreamDefinition {
-                stream: d.stream.clone(),
-                consumers: d
+        self.for_domains(std::slice::from_ref(domain))
+    }
+
+    /// [`Definitions::for_domain`] of several domains at once (`streams apply`).
+    pub fn for_domains(&self, domains: &[Domain]) -> Result<Self, StreamsError> {
+        let template = &self.template;
+        let mut streams: Vec<StreamDefinition> = Vec::new();
+        let mut advisory_consumers = Vec::new();
+        for domain in domains {
+            let name = domain.stream_name();
+            let mut own = match self.streams.iter().find(|d| d.stream.name == name) {
+                Some(overridden) => overridden.clone(),
+                None => StreamDefinition {
+                    stream: Template::fill("stream.json", &template.stream, domain)?,
+                    consumers: Vec::new(),
+                },
+            };
+            for (file, json) in [
+                ("actions.json", &template.actions),
+                ("callbacks.json", &template.callbacks),
+            ] {
+                let consumer: consumer::pull::Config = Template::fill(file, json, domain)?;
+                if !own
                     .consumers
                     .iter()
-                    .filter(|c| {
-                        d.stream.name != ADVISORIES_STREAM || durable(c).starts_with(&prefix)
-                    })
-                    .cloned()
-                    .collect(),
-            })
-            .collect();
-        Ok(Self { streams })
+                    .any(|c| durable(c) == durable(&consumer))
+                {
+                    own.consumers.push(consumer);
+                }
+            }
+            streams.push(own);
+            let advisory = format!("{domain}-max-deliveries");
+            let overridden = self
+                .streams
+                .iter()
+                .filter(|d| d.stream.name == ADVISORIES_STREAM)
+                .flat_map(|d| d.consumers.iter())
+                .find(|c| durable(c) == advisory);
+            advisory_consumers.push(match overridden {
+                Some(consumer) => consumer.clone(),
+                None => Template::fill("max-deliveries.json", &template.max_deliveries, domain)?,
+            });
+        }
+        for def in &self.streams {
+            if def.stream.name == DLQ_STREAM {
+                streams.push(def.clone());
+            } else if def.stream.name == ADVISORIES_STREAM {
+                streams.push(StreamDefinition {
+                    stream: def.stream.clone(),
+                    consumers: advisory_consumers.clone(),
+                });
+            }
+        }
+        Ok(Self {
+            streams,
+            template: template.clone(),
+        })
     }
 
     /// Sets the replica count of every stream (1 on one server, 3 on a cluster).
@@ -311,23 +359,100 @@ pub fn durable(consumer: &consumer::pull::Config) -> &str {
 mod tests {
     use super::*;
 
+    fn domain(name: &str) -> Domain {
+        Domain::new(name).unwrap()
+    }
+
     #[test]
-    fn built_in_definitions_parse_and_match_the_wire_contract() {
+    fn any_domain_gets_its_stream_and_consumers_from_the_template() {
         let defs = Definitions::built_in().unwrap();
-        let echo = defs
+        let billing = defs.for_domain(&domain("billing")).unwrap();
+        let names: Vec<_> = billing
             .streams
             .iter()
-            .find(|d| d.stream.name == "ECHO")
-            .unwrap();
+            .map(|d| d.stream.name.as_str())
+            .collect();
+        assert_eq!(names, ["BILLING", "DLQ", "ADVISORIES"]);
+        let stream = &billing.streams[0].stream;
         assert_eq!(
-            echo.stream.subjects,
-            vec!["echo.*.actions", "echo.*.callbacks"]
+            stream.subjects,
+            vec!["billing.*.actions", "billing.*.callbacks"]
         );
-        assert_eq!(echo.stream.retention, stream::RetentionPolicy::Limits);
-        assert_eq!(echo.stream.duplicate_window, Duration::from_secs(120));
-        let actions = defs.consumer("echo-actions").unwrap();
-        assert_eq!(actions.filter_subject, "echo.*.actions");
+        assert_eq!(stream.retention, stream::RetentionPolicy::Limits);
+        assert_eq!(stream.duplicate_window, Duration::from_secs(120));
+        let actions = billing.consumer("billing-actions").unwrap();
+        assert_eq!(actions.filter_subject, "billing.*.actions");
         assert_eq!(actions.ack_policy, consumer::AckPolicy::Explicit);
+        assert_eq!(
+            billing
+                .consumer("billing-callbacks")
+                .unwrap()
+                .filter_subject,
+            "billing.*.callbacks"
+        );
+        assert_eq!(
+            billing
+                .consumer("billing-max-deliveries")
+                .unwrap()
+                .filter_subject,
+            "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.BILLING.*"
+        );
+        let tuned =
+            billing.with_delivery(&domain("billing"), Some(Duration::from_secs(2)), Some(2));
+        assert_eq!(tuned.consumer("billing-actions").unwrap().max_deliver, 2);
+    }
+
+    #[test]
+    fn several_domains_share_the_dlq_and_advisories() {
+        let defs = Definitions::built_in().unwrap();
+        let both = defs
+            .for_domains(&[domain("echo"), domain("query")])
+            .unwrap();
+        let names: Vec<_> = both
+            .streams
+            .iter()
+            .map(|d| d.stream.name.as_str())
+            .collect();
+        assert_eq!(names, ["ECHO", "QUERY", "DLQ", "ADVISORIES"]);
+        assert!(both.consumer("echo-max-deliveries").is_some());
+        assert!(both.consumer("query-max-deliveries").is_some());
+    }
+
+    #[test]
+    fn a_stream_can_be_overridden_in_code_or_in_a_directory() {
+        let defs = Definitions::built_in().unwrap();
+        let mut big = defs.for_domain(&domain("video")).unwrap().streams.remove(0);
+        big.stream.max_bytes = 10 << 30;
+        let video = defs.with_stream(big).for_domain(&domain("video")).unwrap();
+        assert_eq!(video.streams[0].stream.max_bytes, 10 << 30);
+        assert!(
+            video.consumer("video-actions").is_some(),
+            "template consumers kept"
+        );
+
+        let dir = tempfile::tempdir().unwrap();
+        let nats = Path::new(env!("CARGO_MANIFEST_DIR")).join("../nats");
+        std::fs::create_dir_all(dir.path().join("streams")).unwrap();
+        for file in ["DLQ.json", "ADVISORIES.json"] {
+            std::fs::copy(
+                nats.join("streams").join(file),
+                dir.path().join("streams").join(file),
+            )
+            .unwrap();
+        }
+        let mut echo: serde_json::Value = serde_json::from_str(
+            &TEMPLATE
+                .stream
+                .replace("{domain}", "echo")
+                .replace("{STREAM}", "ECHO"),
+        )
+        .unwrap();
+        echo["max_age"] = serde_json::json!(3_600_000_000_000u64);
+        std::fs::write(dir.path().join("streams/ECHO.json"), echo.to_string()).unwrap();
+        let from_dir = Definitions::from_dir(dir.path()).unwrap();
+        let echo = from_dir.for_domain(&domain("echo")).unwrap();
+        assert_eq!(echo.streams[0].stream.max_age, Duration::from_secs(3600));
+        assert!(echo.consumer("echo-actions").is_some());
     }
 
     #[test]
@@ -335,8 +460,11 @@ mod tests {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../nats");
         let from_disk = Definitions::from_dir(&dir).unwrap();
         let built_in = Definitions::built_in().unwrap();
+        let echo = domain("echo");
         let names = |d: &Definitions| {
             let mut n: Vec<String> = d
+                .for_domain(&echo)
+                .unwrap()
                 .streams
                 .iter()
                 .flat_map(|s| {
@@ -347,29 +475,6 @@ mod tests {
             n.sort();
             n
         };
-        assert_eq!(
-            names(&from_disk),
-            names(&built_in),
-            "every file under nats/ must be listed in streams.rs"
-        );
-    }
-
-    #[test]
-    fn for_domain_keeps_only_its_own() {
-        let defs = Definitions::built_in().unwrap();
-        let echo = defs.for_domain(&Domain::new("echo").unwrap()).unwrap();
-        let names: Vec<_> = echo
-            .streams
-            .iter()
-            .map(|d| d.stream.name.as_str())
-            .collect();
-        assert_eq!(names, ["ECHO", "DLQ", "ADVISORIES"]);
-        assert!(defs.for_domain(&Domain::new("nosuch").unwrap()).is_err());
-        let tuned = echo.with_delivery(
-            &Domain::new("echo").unwrap(),
-            Some(Duration::from_secs(2)),
-            Some(2),
-        );
-        assert_eq!(tuned.consumer("echo-actions").unwrap().max_deliver, 2);
+        assert_eq!(names(&from_disk), names(&built_in));
     }
 }

@@ -42,6 +42,7 @@ pub async fn run(url: &str, command: Command) -> Outcome {
                 Some(dir) => Definitions::from_dir(&dir),
                 None => Definitions::built_in(),
             }
+            .and_then(|d| d.for_domains(&crate::services::domains()))
             .map_err(Failure::usage)?
             .with_replicas(replicas);
             definitions.apply(&js).await.map_err(Failure::runtime)?;

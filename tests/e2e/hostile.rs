@@ -401,7 +401,7 @@ async fn a_reply_that_does_not_answer_the_request_is_refused() {
     });
     let publisher = shared::Publisher::new(env.client.clone());
     let acme = shared::TenantId::new("acme").expect("tenant");
-    let ping = echo::actions::Ping(serde_json::value::to_raw_value(&json!({"n": 1})).expect("raw"));
+    let ping = echo::actions::Ping::new(&json!({"n": 1}));
     let refused = publisher
         .request(&shared::Action::new(acme, ping), WAIT)
         .await

@@ -244,7 +244,10 @@ fn answer(payload: &[u8]) -> Option<(HeaderMap, Vec<u8>)> {
 
 /// The BENCH stream and its consumer: ECHO's and echo-actions' definitions, renamed.
 async fn bench_consumer(js: &jetstream::Context) -> Result<PullConsumer, String> {
-    let definitions = shared::streams::Definitions::built_in().map_err(|e| e.to_string())?;
+    let echo_domain = shared::Domain::new("echo").map_err(|e| e.to_string())?;
+    let definitions = shared::streams::Definitions::built_in()
+        .and_then(|d| d.for_domain(&echo_domain))
+        .map_err(|e| e.to_string())?;
     let echo = definitions
         .streams
         .iter()

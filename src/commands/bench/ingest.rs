@@ -151,6 +151,7 @@ async fn measure(
     let client = connect(url).await?;
     let js = async_nats::jetstream::new(client.clone());
     Definitions::built_in()
+        .and_then(|d| d.for_domains(&crate::services::domains()))
         .map_err(Failure::runtime)?
         .apply(&js)
         .await
