@@ -10,7 +10,7 @@
 //! - The worker sends a result that could not be stored again across the election
 //!   (`shared/src/worker/resend.rs`) rather than naking the action into its 1 s / 5 s / 30 s
 //!   backoff. Before it did, results of actions caught in the election came ~30 s late and
-//!   this test, reading for 30 s, missed them (issue 4: not lost, late).
+//!   this test, reading for 30 s, missed them (not lost, late).
 //! - Actions the old consumer leader had sent that never reached the worker, and acks it
 //!   received but had not replicated, are delivered again one ack wait (30 s) after their
 //!   first delivery; so results are awaited until the kill plus one ack wait and a margin.
@@ -263,7 +263,7 @@ async fn a_result_its_stream_cannot_store_yet_is_sent_again_in_the_same_delivery
 
 /// Buckets and the object store are created at `DA_STREAM_REPLICAS` like the streams, so
 /// on a cluster losing a node loses no API keys, task state, agents, histories or document
-/// originals (issue 4: they used to be created with one replica whatever the setting).
+/// originals (they used to be created with one replica whatever the setting).
 #[tokio::test(flavor = "multi_thread")]
 async fn buckets_and_the_object_store_are_created_at_the_configured_replicas() {
     timeout(OVERALL, buckets_at_r3())
@@ -278,7 +278,7 @@ async fn buckets_at_r3() {
     let js = jetstream::new(cluster.client().await);
     // Each is retried while the cluster still gathers its peers (an R3 bucket needs all three).
     until_created("a JSON bucket", || async {
-        JsonBucket::<String>::open(&js, "replicated", "issue 4", Duration::ZERO, replicas)
+        JsonBucket::<String>::open(&js, "replicated", "replicas test", Duration::ZERO, replicas)
             .await
             .map(drop)
             .map_err(|err| err.to_string())

@@ -57,7 +57,7 @@ pub struct Generated {
     pub dimensions: usize,
     /// Tokens the model read (after truncation), for usage accounting.
     pub total_tokens: u64,
-    /// Indices of the texts that got no vector (the seed's field).
+    /// Indices of the texts that got no vector (as the Python system this replaces named it).
     pub failed_indices: Vec<usize>,
     /// Why each of those failed.
     #[serde(default)]

@@ -1,6 +1,6 @@
 //! # embedding: texts to vectors
 //!
-//! The seed's `embedding_service` on the framework. One action, `embedding.generate`, turns
+//! The Python system's `embedding_service`, rebuilt on the framework. One action, `embedding.generate`, turns
 //! a batch of texts into vectors; a text that cannot be embedded (empty, too long) fails
 //! alone and is reported by index, never the whole batch.
 //!

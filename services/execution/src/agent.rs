@@ -41,7 +41,7 @@ pub struct Agent {
     /// A chat model other than the configured `DA_CHAT_MODEL`.
     #[serde(default)]
     pub model: Option<String>,
-    /// Whether runs search the tenant's documents (the seed's agents always did).
+    /// Whether runs search the tenant's documents (the Python system's agents always did).
     #[serde(default = "yes")]
     pub retrieval: bool,
     /// The collections searched; empty: all of the tenant's.
@@ -53,7 +53,7 @@ pub struct Agent {
     /// Passages scoring below this (cosine, -1 to 1) are not used.
     #[serde(default)]
     pub score_threshold: Option<f32>,
-    /// Model calls a run may make before it stops (the seed's 10; 1 to 50).
+    /// Model calls a run may make before it stops (10 by default, as before; 1 to 50).
     #[serde(default = "default_max_iterations")]
     pub max_iterations: u32,
     /// How long one `knowledge` tool call may take, in milliseconds.

@@ -1,6 +1,6 @@
 //! # execution: agents that answer from the tenant's documents
 //!
-//! The seed's agent executor on the framework. An *agent* is a stored configuration (system
+//! The Python system's agent executor, rebuilt on the framework. An *agent* is a stored configuration (system
 //! prompt, model, which collections it may read, how far a tool loop may go); a *run* answers
 //! one message of a conversation with it: it searches the tenant's documents through the
 //! query service (`query.search` over rpc, so this service never opens the vector store),

@@ -1,6 +1,6 @@
 //! # ingestion: documents in, searchable chunks out
 //!
-//! The seed's `ingestion_service` on the framework. A document arrives (HTTP upload, JSON
+//! The Python system's `ingestion_service`, rebuilt on the framework. A document arrives (HTTP upload, JSON
 //! text or URL, or an `ingestion.ingest_document` action from any NATS client), its original
 //! goes to the JetStream object store, its text is extracted and cut into chunks by the
 //! embedder's tokens, the chunks are embedded in batches on the durable path (results come

@@ -10,7 +10,7 @@ use shared::{ActionError, TenantId};
 
 use crate::bucket::{JsonBucket, StateError};
 
-/// The stages of a task, in order (the seed's statuses).
+/// The stages of a task, in order (the statuses of the Python system this replaces).
 #[derive(
     Debug,
     Clone,

@@ -1,6 +1,6 @@
 //! # query: the vector store's only owner
 //!
-//! The seed's `query_service` on the framework: index chunks, search them, answer from
+//! The query service: index chunks, search them, answer from
 //! them with citations, delete them. Only this service opens the vector store (the
 //! embedded one allows one writer), so ingestion indexes by sending `query.index`.
 //! Every read and delete is confined to the tenant of the action's subject.

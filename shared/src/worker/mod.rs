@@ -1,4 +1,4 @@
-//! [`Worker`]: runs a [`Dispatcher`] against NATS (the seed's BaseWorker).
+//! [`Worker`]: runs a [`Dispatcher`] against NATS: durable pull consumers, the rpc endpoint, dead letters and drain.
 //!
 //! A worker applies its domain's stream definitions, then serves three paths at once with
 //! the same dispatcher:

@@ -8,7 +8,7 @@
 //! it again for a while rather than naking the action straight away. A nak would run the
 //! handler again and use up deliveries: the 1 s and 5 s backoffs pass within one election,
 //! and the next one waits 30 s, so results came half a minute late after a leader kill
-//! (`tests/e2e/cluster.rs`, issue 4).
+//! (`tests/e2e/cluster.rs`).
 
 use std::time::Duration;
 

@@ -30,7 +30,7 @@ pub use sniff::precheck;
 
 use serde::{Deserialize, Serialize};
 
-/// The formats the pipeline can read; the serde names are the ones the seed system and its
+/// The formats the pipeline can read; the serde names are the ones the Python system this replaces and its
 /// clients use in metadata and API payloads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -1,4 +1,4 @@
-//! Answers from any OpenAI-compatible chat API (Groq as in the seed, OpenAI, Ollama, vLLM).
+//! Answers from any OpenAI-compatible chat API (Groq, OpenAI, Ollama, vLLM).
 //!
 //! The passages go into the prompt numbered `[1]…[n]`; the model is told to answer only
 //! from them and cite them by number. The citations returned are the passages the answer

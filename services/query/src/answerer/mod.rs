@@ -2,7 +2,7 @@
 //!
 //! - [`extractive`]: quotes the passage sentences that best match the question
 //!   (deterministic, offline: the default, and what tests use).
-//! - [`chat`]: any OpenAI-compatible chat API (Groq as in the seed, OpenAI, Ollama, vLLM).
+//! - [`chat`]: any OpenAI-compatible chat API (Groq, OpenAI, Ollama, vLLM).
 
 pub mod chat;
 pub mod extractive;

@@ -8,7 +8,7 @@ use crate::handlers::store_chunks;
 
 /// Where the vectors of a durable `embedding.generate` should be indexed: put under
 /// `metadata.index` of that action, with `callback_subject: query.<tenant>.callbacks`. This
-/// is the batch path (the seed's embedding callback handler): the embedding service works
+/// is the batch path: the embedding service works
 /// through a backlog at its own pace and nobody waits on a socket.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct IndexTarget {
