@@ -65,6 +65,26 @@ pub async fn run(
 ) -> Result<Measured, String> {
     let js = jetstream::new(worker_client.clone());
     let worker = match path {
+        Path::RpcLimit => {
+            let requests = worker_client
+                .queue_subscribe("bench.*.rpc", "bench".into())
+                .await
+                .map_err(|e| e.to_string())?;
+            let client = worker_client.clone();
+            let reply_body = bytes::Bytes::from_static(b"{\"data\":{\"status\":\"success\"}}");
+            tokio::spawn(async move {
+                requests
+                    .for_each_concurrent(CONCURRENCY, |msg| {
+                        let (client, body) = (client.clone(), reply_body.clone());
+                        async move {
+                            if let Some(reply) = msg.reply {
+                                let _ = client.publish(reply, body).await;
+                            }
+                        }
+                    })
+                    .await
+            })
+        }
         Path::Rpc => {
             let requests = worker_client
                 .queue_subscribe("bench.*.rpc", "bench".into())
@@ -127,7 +147,8 @@ pub async fn run(
 
     let caller_js = jetstream::new(caller.clone());
     let measured = match path {
-        Path::Rpc => {
+        Path::Rpc | Path::RpcLimit => {
+            let parse = matches!(path, Path::Rpc);
             // The server must have the responder's subscription before measuring starts.
             let mut ready = false;
             for _ in 0..500 {
@@ -155,8 +176,10 @@ pub async fn run(
                         .request_with_headers("bench.bench.rpc", headers, body.into())
                         .await
                         .map_err(|e| e.to_string())?;
-                    serde_json::from_slice::<InAction>(&reply.payload)
-                        .map_err(|e| e.to_string())?;
+                    if parse {
+                        serde_json::from_slice::<InAction>(&reply.payload)
+                            .map_err(|e| e.to_string())?;
+                    }
                     Ok(())
                 }
             })

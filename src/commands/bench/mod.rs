@@ -11,6 +11,7 @@
 //! | durable, inbox | `Publisher::enqueue` (JetStream, ack awaited) → `Worker` + echo dispatcher → result on an inbox | `publish_with_headers` + ack → pull consumer, `for_each_concurrent(64)` → core publish → ack |
 //! | durable, callbacks stream | same, result stored in `echo.bench.callbacks` (JetStream, ack awaited before the request's ack) | same with a JetStream result publish, ack awaited |
 //! | rpc | `Publisher::request` (typed result) → micro service endpoint + echo dispatcher | `request_with_headers` → queue subscription, `for_each_concurrent(64)` → publish to reply |
+//! | rpc against the limit | the same | the wire's limit: `request` → queue subscription answering every request with the same bytes, nothing parsed on either side |
 //!
 //! Every scenario is a closed loop: N lanes each send one action and wait for its result
 //! before sending the next, so "in flight" is exactly N. Both sides parse the action and
@@ -89,6 +90,10 @@ pub enum Path {
     DurableCallbacks,
     /// Core request/reply.
     Rpc,
+    /// Core request/reply against the wire's limit: ours is [`Path::Rpc`]; the other side
+    /// answers every request with the same bytes and the caller reads nothing, so no
+    /// framework could be faster on this server.
+    RpcLimit,
 }
 
 struct Scenario {
@@ -121,6 +126,11 @@ const SCENARIOS: &[Scenario] = &[
     Scenario {
         name: "rpc, 64 in flight",
         path: Path::Rpc,
+        in_flight: 64,
+    },
+    Scenario {
+        name: "rpc against the limit (static-reply request/reply), 64 in flight",
+        path: Path::RpcLimit,
         in_flight: 64,
     },
 ];

@@ -63,7 +63,7 @@ pub async fn run(
             })
             .await
         }
-        Path::Rpc => {
+        Path::Rpc | Path::RpcLimit => {
             closed_loop(in_flight, timing, move |seq| {
                 let (publisher, tenant) = (publisher.clone(), tenant.clone());
                 async move {
