@@ -4,8 +4,9 @@
 //!   `Nats-Msg-Id` set to the action id and waits for the stream's acknowledgement: when it
 //!   returns, the action is stored (and a duplicate publish was dropped).
 //! - [`Publisher::request`] sends to `<domain>.<tenant>.rpc` and waits for the result, on
-//!   the tenant's own reply inbox `_INBOX_<tenant>.…`; a reply that does not answer this
-//!   request (another `correlation_id`) is refused.
+//!   the tenant's own reply inbox `_INBOX_<tenant>.…` where the server has logins (the
+//!   client's `_INBOX.` where it has none); a reply that does not answer this request
+//!   (another `correlation_id`) is refused.
 //! - [`Publisher::send_result`] delivers a result to its callback subject: through JetStream
 //!   (acknowledgement awaited) for a `…callbacks` subject, as a plain publish for an inbox.
 //!
@@ -16,14 +17,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, context::PublishErrorKind};
-use async_nats::{Client, HeaderMap};
+use async_nats::{Client, HeaderMap, RequestErrorKind};
 use bytes::Bytes;
 use serde::Serialize;
 
 use crate::action::{Action, ActionError, ActionPayload, ActionResult, ErrorCode};
 use crate::headers;
 use crate::replies::{Replies, ReplyError};
-use crate::subject::{self, CallbackSubject, Channel};
+use crate::subject::{self, CallbackSubject, Channel, Inboxes};
 use crate::telemetry;
 
 /// Why a publish failed.
@@ -117,18 +118,35 @@ pub struct Publisher {
 struct Connection {
     client: Client,
     jetstream: jetstream::Context,
+    /// Where rpc replies come: the tenant's own inboxes, or the client's `_INBOX.` muxer.
+    inboxes: Inboxes,
     replies: Replies,
 }
 
 impl Publisher {
-    /// A publisher on `client`.
+    /// A publisher on `client`. Its rpc replies come on the tenant's own inboxes
+    /// (`_INBOX_<tenant>.…`) when the server asks for logins, where the workers accept no
+    /// other ([`Inboxes::Tenant`]); on a server without logins, on the client's `_INBOX.`
+    /// inboxes, one hop shorter ([`Publisher::with_inboxes`] decides otherwise).
     pub fn new(client: Client) -> Self {
+        let inboxes = if client.server_info().auth_required {
+            Inboxes::Tenant
+        } else {
+            Inboxes::Shared
+        };
+        Self::with_inboxes(client, inboxes)
+    }
+
+    /// A publisher whose rpc replies come where `inboxes` says: a worker's own publisher
+    /// follows the worker's rule, so its handlers' requests meet it at every other worker.
+    pub fn with_inboxes(client: Client, inboxes: Inboxes) -> Self {
         let jetstream = jetstream::new(client.clone());
         let replies = Replies::new(client.clone());
         Self {
             inner: Arc::new(Connection {
                 client,
                 jetstream,
+                inboxes,
                 replies,
             }),
         }
@@ -241,7 +259,8 @@ impl Publisher {
     }
 
     /// Sends `action` to its rpc subject and returns the reply message, unread. The reply
-    /// comes on the tenant's own inbox ([`Replies`]).
+    /// comes on the tenant's own inbox ([`Replies`]) or the client's, as [`Publisher::new`]
+    /// says.
     async fn request_reply<T: Serialize>(
         &self,
         action: &Action<T>,
@@ -251,14 +270,30 @@ impl Publisher {
         let subject = || subject::for_action(&action.action_type, &action.tenant_id, Channel::Rpc);
         let (headers, body) = encode(action)?;
         self.check_size(&headers, &body)?;
+        if self.inner.inboxes == Inboxes::Tenant {
+            return self
+                .inner
+                .replies
+                .request(&action.tenant_id, subject(), headers, body, timeout)
+                .await
+                .map_err(|err| match err {
+                    ReplyError::NoResponders => PublishError::NoResponders(subject()),
+                    ReplyError::TimedOut => PublishError::Timeout(timeout, subject()),
+                    ReplyError::Nats(err) => PublishError::Nats(err),
+                });
+        }
+        let request = async_nats::Request::new()
+            .headers(headers)
+            .payload(body)
+            .timeout(Some(timeout));
         self.inner
-            .replies
-            .request(&action.tenant_id, subject(), headers, body, timeout)
+            .client
+            .send_request(subject(), request)
             .await
-            .map_err(|err| match err {
-                ReplyError::NoResponders => PublishError::NoResponders(subject()),
-                ReplyError::TimedOut => PublishError::Timeout(timeout, subject()),
-                ReplyError::Nats(err) => PublishError::Nats(err),
+            .map_err(|err| match err.kind() {
+                RequestErrorKind::NoResponders => PublishError::NoResponders(subject()),
+                RequestErrorKind::TimedOut => PublishError::Timeout(timeout, subject()),
+                _ => PublishError::Nats(err.to_string()),
             })
     }
 

@@ -179,7 +179,7 @@ impl Worker {
     /// action has been acknowledged (or the drain timeout passed).
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), WorkerError> {
         let domain = self.dispatcher.domain().clone();
-        let publisher = Publisher::new(self.client.clone());
+        let publisher = Publisher::with_inboxes(self.client.clone(), self.config.inboxes);
         let js = publisher.jetstream().clone();
         Definitions::built_in()?
             .for_domain(&domain)?
