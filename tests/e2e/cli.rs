@@ -149,7 +149,11 @@ async fn bench_writes_both_sides_of_each_scenario() {
     let scenarios: Vec<&str> = rows.iter().filter_map(|r| r["scenario"].as_str()).collect();
     assert_eq!(
         scenarios,
-        ["rpc, 1 in flight", "rpc, 64 in flight"],
+        [
+            "rpc, 1 in flight",
+            "rpc, 64 in flight",
+            "rpc against the limit (static-reply request/reply), 64 in flight"
+        ],
         "{rows:?}"
     );
     for row in &rows {

@@ -277,14 +277,35 @@ fn forged_letter() -> HeaderMap {
     ])
 }
 
-/// A tenant that sends a header with a bare line break (which async-nats 0.51's parser
-/// answered by dropping the connection: every subscriber of the message went offline) does
-/// not knock the workers off NATS: the next actions, rpc and durable, are answered.
+/// A tenant that sends a malformed header block (a bare line break in a value, a line that
+/// is no `name: value`; async-nats 0.51 and 0.52 answered both by dropping the connection,
+/// so every subscriber of the message went offline) does not knock the workers off NATS: a
+/// services connection subscribed to the same subjects stays connected throughout, and the
+/// next actions, rpc and durable, are answered.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_header_with_a_line_break_leaves_the_workers_serving() {
     let server = TestServer::start_secured().await;
     let worker =
         testkit::spawn_worker(server.client().await, echo::dispatcher(), secured_config()).await;
+    let (events, mut observed) = tokio::sync::mpsc::unbounded_channel();
+    let services_password = server
+        .logins()
+        .and_then(|l| l.password("services"))
+        .expect("services' password")
+        .to_owned();
+    let observer =
+        async_nats::ConnectOptions::with_user_and_password("services".into(), services_password)
+            .event_callback(move |event| {
+                let events = events.clone();
+                async move {
+                    let _ = events.send(event.to_string());
+                }
+            })
+            .connect(server.url())
+            .await
+            .expect("observer");
+    let mut copies = observer.subscribe(RPC).await.expect("sub");
+    observer.flush().await.expect("flush");
     let password = server
         .logins()
         .and_then(|l| l.password("acme"))
@@ -302,6 +323,25 @@ async fn a_header_with_a_line_break_leaves_the_workers_serving() {
     }
     // The server may pass these on or close the attacker's connection; either is fine.
     let _ = raw.ping().await;
+    // The observer got the malformed requests (bad lines skipped) and never lost its
+    // connection.
+    for _ in 0..3 {
+        let copy = timeout(WAIT, futures::StreamExt::next(&mut copies))
+            .await
+            .expect("a copy of the malformed request")
+            .expect("subscription open");
+        assert_eq!(
+            header(copy.headers.as_ref(), "action_type"),
+            Some("echo.ping")
+        );
+    }
+    observer.flush().await.expect("flush");
+    while let Ok(event) = observed.try_recv() {
+        assert!(
+            !event.contains("disconnected"),
+            "a malformed header dropped the connection: {event}"
+        );
+    }
 
     let acme = server.client_as("acme").await;
     let data = json!({"after": "the attack"});
