@@ -27,6 +27,11 @@ pub fn secured_config() -> PathBuf {
 /// The tenants `nats/accounts.conf` has accounts for.
 pub const SECURED_TENANTS: [&str; 2] = ["acme", "globex"];
 
+/// Every user of `nats/accounts.conf`: the services and each tenant.
+fn secured_users() -> impl Iterator<Item = &'static str> {
+    std::iter::once("services").chain(SECURED_TENANTS)
+}
+
 /// The passwords of the secured config's users: `services` and one per tenant of
 /// [`SECURED_TENANTS`], handed to nats-server through its environment.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -46,8 +51,7 @@ impl SecuredLogins {
                 .map(char::from)
                 .collect::<String>()
         };
-        let users = std::iter::once("services")
-            .chain(SECURED_TENANTS)
+        let users = secured_users()
             .map(|user| (user.to_owned(), password()))
             .collect();
         Self { users }
@@ -57,14 +61,8 @@ impl SecuredLogins {
     /// on first use, so a restarted `dev --secure` keeps its tenants' passwords.
     pub fn load_or_create(path: &Path) -> std::io::Result<Self> {
         if let Ok(text) = std::fs::read_to_string(path) {
-            let users: Vec<(String, String)> = text
-                .lines()
-                .filter_map(|line| line.split_once('='))
-                .map(|(u, p)| (u.trim().to_owned(), p.trim().to_owned()))
-                .collect();
-            let complete = std::iter::once("services")
-                .chain(SECURED_TENANTS)
-                .all(|user| users.iter().any(|(u, _)| u == user));
+            let users: Vec<(String, String)> = crate::settings::parse_env_file(&text).collect();
+            let complete = secured_users().all(|user| users.iter().any(|(u, _)| u == user));
             if complete {
                 return Ok(Self { users });
             }

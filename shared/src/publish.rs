@@ -83,6 +83,16 @@ struct ResultData<R> {
     data: ActionResult<R>,
 }
 
+/// Refuses a result action that does not answer the request `id` (its body's
+/// `correlation_id` is the id of the request it answers).
+fn result_answers(id: uuid::Uuid, result: &Action<serde_json::Value>) -> Result<(), String> {
+    let correlation = result
+        .correlation_id
+        .as_deref()
+        .and_then(|c| c.parse().ok());
+    answers(id, correlation)
+}
+
 /// Refuses a reply that does not answer the request `id`.
 fn answers(id: uuid::Uuid, correlation: Option<uuid::Uuid>) -> Result<(), String> {
     match correlation {
@@ -118,9 +128,9 @@ pub struct Publisher {
 struct Connection {
     client: Client,
     jetstream: jetstream::Context,
-    /// Where rpc replies come: the tenant's own inboxes, or the client's `_INBOX.` muxer.
-    inboxes: Inboxes,
-    replies: Replies,
+    /// The tenant reply inboxes rpc replies come on ([`Inboxes::Tenant`]); `None`: the
+    /// client's own `_INBOX.` requests ([`Inboxes::Shared`]).
+    replies: Option<Replies>,
 }
 
 impl Publisher {
@@ -141,12 +151,11 @@ impl Publisher {
     /// follows the worker's rule, so its handlers' requests meet it at every other worker.
     pub fn with_inboxes(client: Client, inboxes: Inboxes) -> Self {
         let jetstream = jetstream::new(client.clone());
-        let replies = Replies::new(client.clone());
+        let replies = (inboxes == Inboxes::Tenant).then(|| Replies::new(client.clone()));
         Self {
             inner: Arc::new(Connection {
                 client,
                 jetstream,
-                inboxes,
                 replies,
             }),
         }
@@ -205,11 +214,7 @@ impl Publisher {
                     tracing::warn!(%inbox, "skipped a message that is not a result action");
                     continue;
                 };
-                let correlation = result
-                    .correlation_id
-                    .as_deref()
-                    .and_then(|c| c.parse().ok());
-                match answers(id, correlation) {
+                match result_answers(id, &result) {
                     Ok(()) => return Some(result),
                     Err(why) => tracing::warn!(%inbox, why, "skipped a message on the inbox"),
                 }
@@ -250,11 +255,7 @@ impl Publisher {
         };
         let result: Action<serde_json::Value> =
             serde_json::from_slice(&reply.payload).map_err(|err| bad(err.to_string()))?;
-        let correlation = result
-            .correlation_id
-            .as_deref()
-            .and_then(|c| c.parse().ok());
-        answers(action.action_id, correlation).map_err(bad)?;
+        result_answers(action.action_id, &result).map_err(bad)?;
         Ok(result)
     }
 
@@ -270,10 +271,8 @@ impl Publisher {
         let subject = || subject::for_action(&action.action_type, &action.tenant_id, Channel::Rpc);
         let (headers, body) = encode(action)?;
         self.check_size(&headers, &body)?;
-        if self.inner.inboxes == Inboxes::Tenant {
-            return self
-                .inner
-                .replies
+        if let Some(replies) = &self.inner.replies {
+            return replies
                 .request(&action.tenant_id, subject(), headers, body, timeout)
                 .await
                 .map_err(|err| match err {

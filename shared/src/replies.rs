@@ -19,6 +19,7 @@ use tokio::sync::oneshot;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 use crate::action::TenantId;
+use crate::subject;
 
 /// Requests waiting for their reply, by the reply subject's last token.
 type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Message>>>>;
@@ -83,7 +84,11 @@ impl Replies {
         let token = self.next.fetch_add(1, Ordering::Relaxed);
         let (sender, receiver) = oneshot::channel();
         self.lock().insert(token, sender);
-        let reply = format!("_INBOX_{tenant}.{}.{token}", self.connection);
+        let reply = format!(
+            "{}{}.{token}",
+            subject::tenant_inbox_prefix(tenant),
+            self.connection
+        );
         let waited = async {
             self.client
                 .publish_with_reply_and_headers(subject, reply, headers, body)
@@ -114,7 +119,11 @@ impl Replies {
         if self.is_subscribed(tenant) {
             return Ok(());
         }
-        let filter = format!("_INBOX_{tenant}.{}.*", self.connection);
+        let filter = format!(
+            "{}{}.*",
+            subject::tenant_inbox_prefix(tenant),
+            self.connection
+        );
         let mut subscription = self
             .client
             .subscribe(filter)

@@ -204,8 +204,9 @@ pub fn tenant_inbox_prefix(tenant: &TenantId) -> String {
 
 /// A fresh reply inbox of `tenant`: `_INBOX_<tenant>.<unique id>`.
 pub fn tenant_inbox(tenant: &TenantId) -> CallbackSubject {
-    let id = uuid::Uuid::new_v4().simple().to_string();
-    CallbackSubject(format!("_INBOX_{tenant}.{id}"))
+    let mut inbox = tenant_inbox_prefix(tenant);
+    inbox.push_str(&uuid::Uuid::new_v4().simple().to_string());
+    CallbackSubject(inbox)
 }
 
 /// Which reply inboxes results and rpc replies may go to (setting `DA_INBOXES`).
@@ -252,18 +253,17 @@ impl Inboxes {
         }
         match tenant {
             Some(tenant) => self.check_inbox(reply, tenant, "reply subject").map(drop),
-            None if self == Inboxes::Shared
-                && reply.starts_with(INBOX_PREFIX)
-                && reply.len() > INBOX_PREFIX.len()
-                && publishable(reply) =>
-            {
-                Ok(())
-            }
+            None if publishable(reply) && self.allows_shared(reply) => Ok(()),
             None => Err(ActionError::new(
                 ErrorCode::Forbidden,
                 format!("reply subject {reply:?} is not an inbox this request may be answered on"),
             )),
         }
+    }
+
+    /// Whether `subject` is a shared `_INBOX.…` inbox and this rule allows those.
+    fn allows_shared(self, subject: &str) -> bool {
+        self == Inboxes::Shared && has_prefix(subject, INBOX_PREFIX)
     }
 
     /// Checks an inbox a result of `tenant`'s action is to be published to.
@@ -280,11 +280,7 @@ impl Inboxes {
             )));
         }
         let own = tenant_inbox_prefix(tenant);
-        let allowed = (subject.starts_with(&own) && subject.len() > own.len())
-            || (self == Inboxes::Shared
-                && subject.starts_with(INBOX_PREFIX)
-                && subject.len() > INBOX_PREFIX.len());
-        if allowed {
+        if has_prefix(subject, &own) || self.allows_shared(subject) {
             return Ok(CallbackSubject(subject.to_owned()));
         }
         let inboxes = match self {
@@ -298,6 +294,11 @@ impl Inboxes {
             ),
         ))
     }
+}
+
+/// Whether `subject` starts with `prefix` and has something after it.
+fn has_prefix(subject: &str, prefix: &str) -> bool {
+    subject.len() > prefix.len() && subject.starts_with(prefix)
 }
 
 /// Whether every token of `subject` is one a message can be published to: no wildcard, no
