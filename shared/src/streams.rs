@@ -111,6 +111,16 @@ fn parse<T: serde::de::DeserializeOwned>(file: &str, json: &str) -> Result<T, St
 }
 
 impl Template<String> {
+    /// The template compiled in from `nats/template/`.
+    fn built_in() -> Self {
+        Template {
+            stream: TEMPLATE.stream.to_owned(),
+            actions: TEMPLATE.actions.to_owned(),
+            callbacks: TEMPLATE.callbacks.to_owned(),
+            max_deliveries: TEMPLATE.max_deliveries.to_owned(),
+        }
+    }
+
     /// `file` of the template with `domain` filled in, parsed.
     fn fill<T: serde::de::DeserializeOwned>(
         file: &str,
@@ -135,18 +145,15 @@ impl Definitions {
                 consumers: Vec::new(),
             });
         }
-        let template = Template {
-            stream: TEMPLATE.stream.to_owned(),
-            actions: TEMPLATE.actions.to_owned(),
-            callbacks: TEMPLATE.callbacks.to_owned(),
-            max_deliveries: TEMPLATE.max_deliveries.to_owned(),
-        };
-        Ok(Self { streams, template })
+        Ok(Self {
+            streams,
+            template: Template::built_in(),
+        })
     }
 
     /// Reads definitions from a directory laid out like `nats/` (`streams/*.json`,
     /// `consumers/<STREAM>/*.json`, `template/*.json`), for operators who edit them without
-    /// rebuilding. A stream or consumer file named as a domain's would be overrides the
+    /// rebuilding. A stream or consumer file named as a domain's own overrides the
     /// template for that domain; a missing `template/` file is the built-in one.
     pub fn from_dir(dir: &Path) -> Result<Self, StreamsError> {
         let read_dir = |path: &Path| -> Result<Vec<std::path::PathBuf>, StreamsError> {
@@ -167,8 +174,10 @@ impl Definitions {
                 source,
             })
         };
-        let mut definitions = Self::built_in()?;
-        definitions.streams.clear();
+        let mut definitions = Self {
+            streams: Vec::new(),
+            template: Template::built_in(),
+        };
         for file in read_dir(&dir.join("streams"))? {
             if file.extension().is_some_and(|e| e == "json") {
                 let stream = parse(&file.display().to_string(), &read(&file)?)?;
