@@ -44,8 +44,8 @@ use tokio_util::sync::CancellationToken;
 use crate::action::{
     Action, ActionError, ActionPayload, ActionResult, ActionType, Domain, ErrorCode, RawAction,
 };
-use crate::asyncapi::MessageSchemas;
 use crate::context::{Ctx, State};
+use crate::schema::MessageSchemas;
 
 /// An async function handling one action type: `async fn(Action<T>, Ctx) -> Result<R, ActionError>`.
 pub trait Handler<T, R>: Send + Sync + 'static {

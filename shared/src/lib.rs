@@ -25,7 +25,7 @@
 //! - [`subject`]: the only place subjects are built and parsed.
 //! - [`headers`]: header names of the wire contract.
 //! - [`dispatcher`]: typed handler registration and routing by `action_type`.
-//! - [`asyncapi`]: the AsyncAPI 3 document of the registered action types, for non-Rust clients.
+//! - [`schema`]: the JSON Schemas of each registered action type's messages.
 //! - [`context`]: [`Ctx`], what a handler gets besides its action.
 //! - [`publish`]: [`Publisher`]: enqueue (durable), request (rpc), results.
 //! - `replies`: rpc replies on the requesting tenant's own inboxes (`_INBOX_<tenant>.…`).
@@ -35,41 +35,31 @@
 //! - [`streams`]: stream and consumer definitions from `nats/`, applied idempotently.
 //! - [`metrics`]: the worker metrics (actions handled, errors, handler latency, in flight,
 //!   redeliveries, dead letters); with `prometheus`, the recorder and `GET /metrics`.
-//! - [`kv`]: JSON values in a JetStream KV bucket with compare-and-set updates (service state).
 //! - [`telemetry`]: tracing setup and W3C trace context.
 //! - [`settings`]: the one configuration loader.
 //! - [`shutdown`]: SIGTERM / Ctrl-C as a cancellation token.
-//! - [`nats_server`]: finding and starting a local nats-server.
-//! - `http` (feature): JSON errors, API keys and the authenticating extractor for HTTP routes.
-//! - `openai` (feature): a client for OpenAI-compatible HTTP APIs (embeddings, chat, streaming).
-//! - `openai_stub` (features `openai` + `testkit`): a local server speaking that API for tests.
-//! - `testkit` (feature): a real nats-server per test, workers in the background.
+//!
+//! The framework knows no application domain: a service names its domain in
+//! [`Dispatcher::new`] and its streams come from the per-domain template in `nats/template/`.
+//! What services share beyond the wire (an OpenAI-compatible client, HTTP API keys, KV
+//! state, the AsyncAPI document, starting nats-server) is the `platform` crate; test
+//! support (real nats-servers, a cluster, the OpenAI stand-in) is the `testkit` crate.
 
 pub mod action;
-pub mod asyncapi;
 pub mod connect;
 pub mod context;
 pub mod dispatcher;
 pub mod headers;
-#[cfg(feature = "http")]
-pub mod http;
-pub mod kv;
 pub mod metrics;
-pub mod nats_server;
-#[cfg(feature = "openai")]
-pub mod openai;
-#[cfg(all(feature = "openai", feature = "testkit"))]
-pub mod openai_stub;
 pub mod publish;
 mod replies;
+pub mod schema;
 mod service;
 pub mod settings;
 pub mod shutdown;
 pub mod streams;
 pub mod subject;
 pub mod telemetry;
-#[cfg(feature = "testkit")]
-pub mod testkit;
 pub mod worker;
 
 pub use action::{

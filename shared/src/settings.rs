@@ -186,7 +186,7 @@ fn parse<T>(
 
 /// The `KEY=VALUE` lines of `text` (blank lines and `#` comments skipped, values unquoted):
 /// the format of `DA_SETTINGS_FILE` and of `dev --secure`'s logins file.
-pub(crate) fn parse_env_file(text: &str) -> impl Iterator<Item = (String, String)> + '_ {
+pub fn parse_env_file(text: &str) -> impl Iterator<Item = (String, String)> + '_ {
     text.lines()
         .map(str::trim)
         .filter(|line| !line.is_empty() && !line.starts_with('#'))

@@ -11,8 +11,8 @@
 
 use std::time::Duration;
 
+use platform::nats_server::{self, LocalServer, SECURED_TENANTS, SecuredLogins, ServerOptions};
 use shared::Settings;
-use shared::nats_server::{self, LocalServer, SECURED_TENANTS, SecuredLogins, ServerOptions};
 
 use crate::exit::{Failure, Outcome};
 use crate::services;

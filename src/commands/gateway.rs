@@ -1,7 +1,7 @@
 //! `domain-actions gateway`: the HTTP/WebSocket front door against an existing NATS, on
 //! `--addr` (or `DA_HTTP_ADDR`, default 127.0.0.1:8080). `dev` runs it too.
 
-use shared::http::ApiKeys;
+use platform::http::ApiKeys;
 use shared::{Settings, TenantId};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;

@@ -3,7 +3,7 @@
 //! `create` prints only the key on stdout (`KEY=$(domain-actions keys create --tenant acme)`);
 //! the reminder that it is shown once goes to stderr.
 
-use shared::http::{ApiKeys, ApiKeysError};
+use platform::http::{ApiKeys, ApiKeysError};
 use shared::{Settings, TenantId};
 use time::format_description::well_known::Rfc3339;
 

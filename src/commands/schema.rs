@@ -33,7 +33,7 @@ pub fn run(args: Args) -> Outcome {
         })
         .collect::<Result<Vec<_>, _>>()?;
     let document =
-        shared::asyncapi::document("Domain Actions", env!("CARGO_PKG_VERSION"), &dispatchers);
+        platform::asyncapi::document("Domain Actions", env!("CARGO_PKG_VERSION"), &dispatchers);
     let mut text = serde_json::to_string_pretty(&document)
         .map_err(|err| Failure::runtime(format!("cannot encode the document: {err}")))?;
     text.push('\n');

@@ -9,12 +9,12 @@ use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
 use orchestrator::{Api, ChatConfig};
+use platform::http::ApiKeys;
 use serde_json::{Value, json};
 use shared::TenantId;
-use shared::http::ApiKeys;
 use shared::publish::Publisher;
-use shared::testkit::{self, RunningWorker, quick_config};
 use tempfile::TempDir;
+use testkit::{self, RunningWorker, quick_config};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;

@@ -219,7 +219,7 @@ async fn keys_create_prints_only_a_key_and_refuses_a_bad_tenant() {
         key.starts_with("da_") && !key.contains(char::is_whitespace),
         "stdout: {printed}"
     );
-    let keys = shared::http::ApiKeys::open(&env.js, 1)
+    let keys = platform::http::ApiKeys::open(&env.js, 1)
         .await
         .expect("api_keys");
     let tenant = keys.verify(key).await.expect("verify");
@@ -254,7 +254,7 @@ async fn ingestion_env() -> (Env, tempfile::TempDir) {
         .build(&env.js)
         .await
         .expect("ingestion buckets and tokenizer");
-    let config = shared::testkit::quick_config;
+    let config = testkit::quick_config;
     env.add_worker(embedding::dispatcher(embedding), config())
         .await;
     env.add_worker(query::dispatcher(query), config()).await;

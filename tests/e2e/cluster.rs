@@ -22,11 +22,11 @@ use async_nats::jetstream::{self, consumer::pull::OrderedConfig};
 use bytes::Bytes;
 use futures::stream::FuturesUnordered;
 use futures::{StreamExt, TryStreamExt};
-use shared::http::ApiKeys;
-use shared::kv::JsonBucket;
+use platform::http::ApiKeys;
+use platform::kv::JsonBucket;
 use shared::streams::Definitions;
-use shared::testkit::{self, Cluster};
 use shared::{Domain, Settings, WorkerConfig};
+use testkit::{self, Cluster};
 use tokio::time::{Instant, timeout};
 
 use crate::harness::{

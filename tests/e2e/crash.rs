@@ -15,7 +15,7 @@ use async_nats::jetstream::consumer::pull::OrderedConfig;
 use async_nats::jetstream::context::PublishAckFuture;
 use futures::{StreamExt, TryStreamExt};
 use serde_json::json;
-use shared::testkit::TestServer;
+use testkit::TestServer;
 use tokio::task::JoinSet;
 use tokio::time::{Instant, sleep, timeout};
 
@@ -86,7 +86,7 @@ async fn graceful_server_restart_under_load_loses_nothing() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn killed_server_with_always_sync_loses_nothing_acknowledged() {
-    let config = shared::nats_server::repo_root().join("nats/server-always.conf");
+    let config = platform::nats_server::repo_root().join("nats/server-always.conf");
     server_restart_under_load(TestServer::start_with_config(&config).await, true).await;
 }
 

@@ -6,8 +6,8 @@
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
+use platform::nats_server::{cluster_configs, repo_root};
 use serde_norway::Value;
-use shared::nats_server::{cluster_configs, repo_root};
 
 use crate::harness::cli;
 

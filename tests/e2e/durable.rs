@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
-use shared::testkit::quick_config;
 use shared::{Action, ActionError, CallbackSubject, Ctx, Dispatcher, WorkerConfig};
+use testkit::quick_config;
 
 use crate::harness::*;
 

@@ -5,8 +5,8 @@
 
 use async_nats::Subscriber;
 use serde_json::{Value, json};
-use shared::openai_stub::{OpenAiStub, StubReply};
 use tempfile::TempDir;
+use testkit::openai_stub::{OpenAiStub, StubReply};
 
 use crate::harness::*;
 

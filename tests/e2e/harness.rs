@@ -16,9 +16,9 @@ use async_nats::{Client, HeaderMap, Message, Subscriber};
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use serde_json::{Value, json};
-use shared::testkit::{self, RunningWorker, TestServer, quick_config};
 use shared::{Dispatcher, WorkerConfig};
 use tempfile::TempDir;
+use testkit::{self, RunningWorker, TestServer, quick_config};
 use tokio::process::{Child, Command};
 use tokio::time::{Instant, sleep, timeout};
 
@@ -370,7 +370,7 @@ impl Env {
 
     /// A new API key of `tenant`.
     pub async fn api_key(&self, tenant: &str) -> String {
-        shared::http::ApiKeys::open(&self.js, 1)
+        platform::http::ApiKeys::open(&self.js, 1)
             .await
             .expect("api keys")
             .create(&shared::TenantId::new(tenant).expect("tenant"), None)
@@ -384,9 +384,9 @@ impl Env {
     pub async fn serve_ingestion(
         &self,
         settings: &shared::Settings,
-    ) -> (String, shared::http::ApiKeys) {
+    ) -> (String, platform::http::ApiKeys) {
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let keys = shared::http::ApiKeys::open(&self.js, 1)
+        let keys = platform::http::ApiKeys::open(&self.js, 1)
             .await
             .expect("api keys");
         let service = ingestion::IngestionConfig::from_settings(settings)

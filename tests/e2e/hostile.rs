@@ -11,7 +11,7 @@ use async_nats::jetstream::{self, kv};
 use async_nats::{Client, HeaderMap, Subscriber};
 use bytes::Bytes;
 use serde_json::json;
-use shared::testkit::{self, TestServer};
+use testkit::{self, TestServer};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::time::timeout;

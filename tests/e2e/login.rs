@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use shared::nats_server::{LocalServer, ServerOptions};
+use platform::nats_server::{LocalServer, ServerOptions};
 use tempfile::TempDir;
 
 use crate::harness::*;

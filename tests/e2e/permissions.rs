@@ -9,7 +9,7 @@ use bytes::Bytes;
 use serde_json::{Value, json};
 use shared::WorkerConfig;
 use shared::subject::Inboxes;
-use shared::testkit::{self, TestServer};
+use testkit::{self, TestServer};
 use tokio::time::timeout;
 
 use crate::harness::*;

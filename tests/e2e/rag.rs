@@ -4,8 +4,8 @@
 //! bare client, as a `nats` CLI user would.
 
 use serde_json::{Value, json};
-use shared::openai_stub::{OpenAiStub, StubReply};
 use tempfile::TempDir;
+use testkit::openai_stub::{OpenAiStub, StubReply};
 
 use crate::harness::*;
 

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde_json::json;
 use shared::WorkerConfig;
-use shared::testkit::quick_config;
+use testkit::quick_config;
 
 use crate::harness::*;
 

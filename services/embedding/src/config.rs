@@ -14,8 +14,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use platform::openai::{OpenAiClient, OpenAiConfig, OpenAiError};
 use shared::Settings;
-use shared::openai::{OpenAiClient, OpenAiConfig, OpenAiError};
 use shared::settings::SettingsError;
 
 use crate::embedder::{EmbeddingService, Limits};

@@ -54,7 +54,7 @@ pub fn model_dir(override_dir: Option<&Path>) -> Result<PathBuf, ModelError> {
     if let Some(dir) = override_dir {
         return existing(dir.to_path_buf());
     }
-    let lib = shared::nats_server::repo_root().join(".venv/lib");
+    let lib = platform::nats_server::repo_root().join(".venv/lib");
     let found = std::fs::read_dir(&lib).ok().and_then(|entries| {
         entries
             .flatten()

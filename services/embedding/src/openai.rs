@@ -1,10 +1,10 @@
 //! Any OpenAI-compatible `/v1/embeddings` API (OpenAI, Ollama, TEI, vLLM) as an
 //! [`Embedder`]. HTTP 429 and 5xx become retryable `unavailable` errors (the action is
-//! retried with backoff); other 4xx become `handler_error` (see [`shared::openai`]).
+//! retried with backoff); other 4xx become `handler_error` (see [`platform::openai`]).
 
 use async_trait::async_trait;
+use platform::openai::OpenAiClient;
 use shared::ActionError;
-use shared::openai::OpenAiClient;
 
 use crate::actions::EmbeddingKind;
 use crate::embedder::{BatchVectors, Embedder, normalize};

@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use async_nats::jetstream;
+use platform::kv::{JsonBucket, StateError};
 use serde::{Deserialize, Serialize};
-use shared::kv::{JsonBucket, StateError};
 use shared::{ActionError, TenantId};
 use time::OffsetDateTime;
 
@@ -310,7 +310,7 @@ mod tests {
 
     #[tokio::test]
     async fn stored_agents_keep_their_creation_time_and_stay_in_their_tenant() {
-        let server = shared::testkit::TestServer::start().await;
+        let server = testkit::TestServer::start().await;
         let js = jetstream::new(server.client().await);
         let store = AgentStore::open(&js, 1).await.expect("bucket");
         let acme = TenantId::new("acme").expect("tenant");

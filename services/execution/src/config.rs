@@ -16,10 +16,10 @@
 use std::time::Duration;
 
 use async_nats::jetstream;
+use platform::kv::StateError;
+use platform::openai::{OpenAiClient, OpenAiConfig, OpenAiError};
 use query::config::AnswererBackend;
 use shared::Settings;
-use shared::kv::StateError;
-use shared::openai::{OpenAiClient, OpenAiConfig, OpenAiError};
 use shared::settings::SettingsError;
 
 use crate::ExecutionService;

@@ -9,8 +9,8 @@
 use std::time::Duration;
 
 use async_nats::jetstream;
+use platform::kv::{JsonBucket, StateError};
 use serde::{Deserialize, Serialize};
-use shared::kv::{JsonBucket, StateError};
 use shared::{ActionError, TenantId};
 use time::OffsetDateTime;
 
@@ -231,7 +231,7 @@ mod tests {
 
     #[tokio::test]
     async fn concurrent_turns_are_all_kept_up_to_the_cap() {
-        let server = shared::testkit::TestServer::start().await;
+        let server = testkit::TestServer::start().await;
         let js = jetstream::new(server.client().await);
         let store = SessionStore::open(&js, Duration::from_secs(60), 8, 1)
             .await

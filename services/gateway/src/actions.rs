@@ -15,9 +15,9 @@ use std::time::Duration;
 
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
+use platform::http::{ApiError, ApiJson, Authenticated};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
-use shared::http::{ApiError, ApiJson, Authenticated};
 use shared::{Action, ActionError, ActionType};
 
 use crate::Gateway;

@@ -13,8 +13,8 @@ use std::time::Duration;
 use axum::extract::{Path, State};
 use execution::actions::{AgentDelete, AgentGet, AgentList, AgentPut, Agents};
 use execution::agent::Agent;
+use platform::http::{ApiError, ApiJson, Authenticated};
 use serde_json::{Map, Value};
-use shared::http::{ApiError, ApiJson, Authenticated};
 use shared::{Action, ActionPayload, TenantId};
 
 use crate::Gateway;

@@ -5,7 +5,7 @@ use axum::Router;
 use axum::extract::FromRef;
 use axum::http::HeaderName;
 use axum::routing::{get, post};
-use shared::http::ApiKeys;
+use platform::http::ApiKeys;
 use shared::publish::Publisher;
 use shared::{Settings, settings::SettingsError};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -39,7 +39,7 @@ pub enum GatewayError {
     Settings(#[from] SettingsError),
     /// The API key store.
     #[error(transparent)]
-    Keys(#[from] shared::http::ApiKeysError),
+    Keys(#[from] platform::http::ApiKeysError),
     /// The ingestion service's state.
     #[error("ingestion: {0}")]
     Ingestion(String),

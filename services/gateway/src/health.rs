@@ -2,8 +2,8 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
+use platform::http::{ApiError, ApiJson};
 use serde_json::{Value, json};
-use shared::http::{ApiError, ApiJson};
 
 use crate::Gateway;
 

@@ -34,8 +34,8 @@ use axum::http::{HeaderMap, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use platform::http::ApiError;
 use shared::Settings;
-use shared::http::ApiError;
 
 /// The setting holding the bearer token `/metrics` requires; unset, `/metrics` is not served.
 pub const TOKEN_VAR: &str = "DA_METRICS_TOKEN";

@@ -9,7 +9,7 @@
 //! Two things are filled in here rather than on each handler, because the services'
 //! handlers cannot name a gateway type and repeating them would invite mistakes:
 //! the `api_key` bearer security scheme, and the error body `{error: {code, message}}` of
-//! every 4xx and 5xx response ([`ErrorBody`], what `shared::http::ApiError` answers).
+//! every 4xx and 5xx response ([`ErrorBody`], what `platform::http::ApiError` answers).
 //!
 //! A few responses are built with `json!` rather than a type; their shapes are described
 //! by the schema-only types below ([`ActionAccepted`], [`AgentList`]…), which tests check
@@ -25,8 +25,8 @@ use ingestion::documents::DocumentRecord;
 use ingestion::routes::collections::{CollectionList, CollectionSummary};
 use ingestion::submit::Accepted;
 use ingestion::task::{StageTimings, TaskState, TaskStatus};
+use platform::http::ApiError;
 use serde_json::Value;
-use shared::http::ApiError;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{Content, OpenApi as Document, PathItem, Ref, RefOr};
 use utoipa::{Modify, OpenApi, ToSchema};

@@ -2,8 +2,8 @@
 //! browser opens without being able to set headers.
 //!
 //! Those two ([`QUERY_KEY_ROUTES`]: the chat WebSocket and task events over `EventSource`)
-//! authenticate with `shared::http::QueryAuthenticated`; every other authenticated route
-//! already refuses a query key through `shared::http::Authenticated`. This middleware makes
+//! authenticate with `platform::http::QueryAuthenticated`; every other authenticated route
+//! already refuses a query key through `platform::http::Authenticated`. This middleware makes
 //! the rule hold for routes that authenticate nothing too (`/healthz`, the page, a 404),
 //! so a client that puts its key in URLs learns at once, whatever it calls, instead of
 //! spreading the key into proxy logs.
@@ -11,8 +11,8 @@
 use axum::extract::{MatchedPath, Request};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use shared::http::ApiError;
-use shared::http::query_key::{QUERY_KEY_REFUSED, query_key};
+use platform::http::ApiError;
+use platform::http::query_key::{QUERY_KEY_REFUSED, query_key};
 
 /// The route templates that accept `?api_key=`.
 pub const QUERY_KEY_ROUTES: &[&str] = &["/v1/chat", "/v1/tasks/{task_id}/events"];

@@ -2,11 +2,11 @@
 //!
 //! Every event logged while a request is handled (a 5xx's warning, a handler's error)
 //! carries the span's method, path and request id, so it can be tied to the request; the
-//! path comes through `shared::http::query_key::redact`, so a key sent as `?api_key=` (the
+//! path comes through `platform::http::query_key::redact`, so a key sent as `?api_key=` (the
 //! chat WebSocket, task events) never reaches a log.
 
 use axum::http::Request;
-use shared::http::query_key::redact;
+use platform::http::query_key::redact;
 use tower_http::classify::{ServerErrorsAsFailures, SharedClassifier};
 use tower_http::trace::{
     DefaultOnBodyChunk, DefaultOnEos, DefaultOnResponse, MakeSpan, TraceLayer,

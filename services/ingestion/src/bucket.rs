@@ -1,4 +1,4 @@
 //! JSON values in a KV bucket with compare-and-set updates: the framework's
-//! [`shared::kv`], re-exported under the name ingestion's modules have always used.
+//! [`platform::kv`], re-exported under the name ingestion's modules have always used.
 
-pub use shared::kv::{JsonBucket, StateError};
+pub use platform::kv::{JsonBucket, StateError};

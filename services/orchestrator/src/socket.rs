@@ -14,7 +14,7 @@ use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, close_code};
 use execution::actions::AgentRun;
 use futures::StreamExt;
 use futures::stream::SelectAll;
-use shared::http::auth::INVALID_KEY;
+use platform::http::auth::INVALID_KEY;
 use shared::{Action, ActionError, CallbackSubject, ErrorCode, TenantId};
 use tokio::time::timeout;
 use uuid::Uuid;

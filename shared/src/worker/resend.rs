@@ -55,14 +55,14 @@ pub(crate) async fn send_result_again<R: Serialize>(
     Err(err)
 }
 
-#[cfg(all(test, feature = "testkit"))]
+#[cfg(test)]
 mod tests {
     use async_nats::jetstream::{self, stream};
 
     use super::*;
     use crate::action::{ActionType, ResultAddress};
-    use crate::testkit::TestServer;
     use crate::{Domain, TenantId};
+    use testkit::TestServer;
 
     /// A result for `echo.acme.callbacks`, and where it goes.
     fn result() -> (CallbackSubject, Action<ActionResult<u32>>, String) {

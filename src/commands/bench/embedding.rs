@@ -202,7 +202,7 @@ fn throughput(
 
 /// Runs the reference script on the same texts, if sentence-transformers is installed.
 async fn reference(texts: &[String], seconds: f64) -> Result<Reference, String> {
-    let root = shared::nats_server::repo_root();
+    let root = platform::nats_server::repo_root();
     let python = std::env::var_os("DA_REFERENCE_PYTHON")
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join(".venv-reference/bin/python"));

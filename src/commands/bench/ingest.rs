@@ -16,8 +16,8 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use platform::nats_server::{LocalServer, ServerOptions};
 use serde::Serialize;
-use shared::nats_server::{LocalServer, ServerOptions};
 use shared::streams::Definitions;
 use shared::{Publisher, Settings, TenantId, Worker, WorkerConfig};
 use tokio::task::JoinHandle;

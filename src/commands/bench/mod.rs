@@ -28,8 +28,8 @@ mod search;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use platform::nats_server::{LocalServer, ServerOptions};
 use serde::Serialize;
-use shared::nats_server::{LocalServer, ServerOptions};
 
 use crate::exit::{Failure, Outcome, connect};
 use harness::Measured;

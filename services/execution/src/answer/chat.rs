@@ -5,8 +5,8 @@
 //! model searches itself ([`super::react`]).
 
 use futures::StreamExt;
+use platform::openai::{ChatCompletion, ChatEvent, ChatMessage, ChatRequest, OpenAiClient};
 use query::answerer::Question;
-use shared::openai::{ChatCompletion, ChatEvent, ChatMessage, ChatRequest, OpenAiClient};
 use shared::{ActionError, TenantId};
 
 use super::Turn;
@@ -157,9 +157,9 @@ pub fn usage(completion: &ChatCompletion) -> Usage {
 pub(crate) mod tests {
     use std::time::Duration;
 
+    use platform::openai::OpenAiConfig;
     use serde_json::Value;
-    use shared::openai::OpenAiConfig;
-    use shared::openai_stub::{OpenAiStub, StubReply};
+    use testkit::openai_stub::{OpenAiStub, StubReply};
     use time::OffsetDateTime;
 
     use super::*;

@@ -7,10 +7,10 @@
 //! failing the run: the model may rephrase, or answer from what it has. Passages keep one
 //! number for the whole run ([`Passages`]), so `[n]` in the final answer is unambiguous.
 
+use platform::openai::{ChatMessage, ToolCall, ToolSpec};
 use serde::Deserialize;
 use serde_json::json;
 use shared::ActionError;
-use shared::openai::{ChatMessage, ToolCall, ToolSpec};
 
 use super::Turn;
 use super::chat::{ChatAgent, conversation, system_prompt, usage};
@@ -173,7 +173,7 @@ mod tests {
 
     use serde_json::json;
     use shared::ErrorCode;
-    use shared::openai_stub::{OpenAiStub, StubReply};
+    use testkit::openai_stub::{OpenAiStub, StubReply};
 
     use super::*;
     use crate::agent::Agent;

@@ -253,7 +253,7 @@ async fn read_body(
 fn unreachable(url: &Url, what: &str, err: &reqwest::Error) -> FetchError {
     tracing::info!(
         url = %redacted(url),
-        error = %shared::openai::error_chain(err),
+        error = %platform::openai::error_chain(err),
         "URL fetch: {what}"
     );
     FetchError::Unreachable

@@ -3,9 +3,9 @@
 use std::collections::BTreeMap;
 
 use axum::extract::{Path, State};
+use platform::http::{ApiError, ApiJson, Authenticated};
 use serde::Serialize;
 use shared::ActionError;
-use shared::http::{ApiError, ApiJson, Authenticated};
 
 use super::Api;
 use crate::collections::{CollectionRecord, CollectionSettings};

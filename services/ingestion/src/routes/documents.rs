@@ -2,9 +2,9 @@
 
 use axum::extract::{FromRequest, Multipart, Path, Query, Request, State};
 use axum::http::{StatusCode, header::CONTENT_TYPE};
+use platform::http::{ApiError, ApiJson, Authenticated};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
-use shared::http::{ApiError, ApiJson, Authenticated};
 use shared::{Action, ActionError, TenantId};
 
 use super::{Api, QUERY_TIMEOUT};

@@ -24,7 +24,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, FromRef};
 use axum::routing::{get, put};
-use shared::http::ApiKeys;
+use platform::http::ApiKeys;
 use shared::publish::Publisher;
 
 use crate::IngestionService;

@@ -6,7 +6,7 @@ use std::time::Duration;
 use axum::extract::{Path, State};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures::{Stream, StreamExt};
-use shared::http::{ApiError, ApiJson, Authenticated, QueryAuthenticated};
+use platform::http::{ApiError, ApiJson, Authenticated, QueryAuthenticated};
 
 use super::Api;
 use crate::task::{TaskState, check_id};

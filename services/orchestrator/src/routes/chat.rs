@@ -5,9 +5,9 @@ use axum::extract::{FromRef, FromRequestParts, State};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use axum::response::Response;
+use platform::http::query_key::query_key;
+use platform::http::{ApiError, ApiKeys, QueryAuthenticated};
 use shared::TenantId;
-use shared::http::query_key::query_key;
-use shared::http::{ApiError, ApiKeys, QueryAuthenticated};
 
 use super::Api;
 use crate::socket;

@@ -15,7 +15,7 @@ pub mod sessions;
 use axum::Router;
 use axum::extract::FromRef;
 use axum::routing::get;
-use shared::http::ApiKeys;
+use platform::http::ApiKeys;
 use shared::publish::Publisher;
 use tokio_util::sync::CancellationToken;
 

@@ -3,8 +3,8 @@
 use axum::extract::{Path, State};
 use execution::actions::SessionGet;
 use execution::history::Session;
+use platform::http::{ApiError, ApiJson, Authenticated};
 use shared::Action;
-use shared::http::{ApiError, ApiJson, Authenticated};
 
 use super::Api;
 use crate::protocol::{MAX_ID_LEN, is_valid_id};

@@ -5,8 +5,8 @@
 //! actually cites (all of them if the model cited none).
 
 use async_trait::async_trait;
+use platform::openai::{ChatMessage, ChatRequest, OpenAiClient};
 use shared::ActionError;
-use shared::openai::{ChatMessage, ChatRequest, OpenAiClient};
 
 use super::{Answerer, Question, citation, cited_numbers};
 use crate::actions::{Answered, Usage};

@@ -126,12 +126,12 @@ mod unit_tests {
     }
 }
 
-#[cfg(all(test, feature = "testkit"))]
+#[cfg(test)]
 mod tests {
     use std::time::Duration;
 
     use crate::openai::{OpenAiClient, OpenAiConfig};
-    use crate::openai_stub::OpenAiStub;
+    use testkit::openai_stub::OpenAiStub;
 
     fn client(stub: &OpenAiStub) -> OpenAiClient {
         let config = OpenAiConfig::new(stub.url())

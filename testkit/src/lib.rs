@@ -1,9 +1,18 @@
-//! Test helpers (feature `testkit`): a real nats-server per test, and a worker running in
-//! the background. No mocks: tests talk to the same server the services use.
+//! # Test support
+//!
+//! Real parts for tests, never mocks, and never compiled into a production build (only
+//! `[dev-dependencies]` name this crate):
+//!
+//! - [`TestServer`]: a real nats-server per test on a free loopback port with a temp store
+//!   (plain or secured with the tenant accounts of `nats/accounts.conf`).
+//! - [`Cluster`]: the three-node cluster of `nats/cluster/`, as local processes.
+//! - [`spawn_worker`]: a worker serving a dispatcher in the background.
+//! - [`openai_stub`]: a local HTTP server speaking the OpenAI wire format, the one stand-in
+//!   the project allows (for paid APIs).
 //!
 //! ```no_run
 //! # async fn t() {
-//! let server = shared::testkit::TestServer::start().await;
+//! let server = testkit::TestServer::start().await;
 //! let client = server.client().await;
 //! # }
 //! ```
@@ -16,10 +25,12 @@ use tempfile::TempDir;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::nats_server::{LocalServer, SecuredLogins, ServerOptions};
-use crate::{Dispatcher, Worker, WorkerConfig};
+use platform::nats_server::{LocalServer, SecuredLogins, ServerOptions};
+use shared::{Dispatcher, Worker, WorkerConfig};
 
 mod cluster;
+pub mod openai_stub;
+
 pub use cluster::Cluster;
 
 /// A nats-server on a free loopback port with a temporary store, using the shipped
@@ -35,7 +46,7 @@ pub struct TestServer {
 impl TestServer {
     /// Starts a server. Panics with the reason if it cannot (a test cannot go on without one).
     pub async fn start() -> Self {
-        Self::start_with_config(&crate::nats_server::single_node_config()).await
+        Self::start_with_config(&platform::nats_server::single_node_config()).await
     }
 
     /// Starts a server with another config file than the shipped `nats/server.conf`, e.g.
@@ -200,7 +211,7 @@ pub async fn spawn_worker(
         }
     });
     if rpc {
-        crate::worker::wait_until_serving(&client, &domain, Duration::from_secs(5)).await;
+        shared::worker::wait_until_serving(&client, &domain, Duration::from_secs(5)).await;
     } else {
         tokio::time::sleep(Duration::from_millis(300)).await;
     }

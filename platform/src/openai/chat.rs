@@ -935,7 +935,7 @@ mod unit_tests {
     }
 }
 
-#[cfg(all(test, feature = "testkit"))]
+#[cfg(test)]
 mod tests {
     use std::time::Duration;
 
@@ -944,8 +944,8 @@ mod tests {
 
     use super::*;
     use crate::openai::OpenAiConfig;
-    use crate::openai_stub::{OpenAiStub, StubReply};
-    use crate::{ActionError, ErrorCode};
+    use shared::{ActionError, ErrorCode};
+    use testkit::openai_stub::{OpenAiStub, StubReply};
 
     fn client(stub: &OpenAiStub) -> OpenAiClient {
         let config = OpenAiConfig::new(stub.url()).with_timeout(Duration::from_secs(5));

@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::action::{ActionError, ErrorCode};
+use shared::action::{ActionError, ErrorCode};
 
 /// An HTTP failure: a status for the transport and a code and message for the client.
 ///

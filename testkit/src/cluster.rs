@@ -7,7 +7,7 @@ use std::time::Duration;
 use async_nats::Client;
 use tempfile::TempDir;
 
-use crate::nats_server::{LocalServer, SecuredLogins, ServerOptions, cluster_configs};
+use platform::nats_server::{LocalServer, SecuredLogins, ServerOptions, cluster_configs};
 
 /// How long the nodes get to form a cluster and elect a JetStream meta leader.
 const FORM_WAIT: Duration = Duration::from_secs(30);

@@ -14,11 +14,11 @@ use axum::extract::{FromRef, FromRequestParts};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 
-use crate::action::TenantId;
 use crate::http::api_keys::ApiKeys;
 use crate::http::error::ApiError;
 pub use crate::http::query_key::QUERY_KEY_REFUSED;
 use crate::http::query_key::query_key;
+use shared::action::TenantId;
 
 /// What a caller without a key is told.
 pub const MISSING_KEY: &str = "missing API key: send Authorization: Bearer <key>";
@@ -201,7 +201,7 @@ mod tests {
     }
 }
 
-#[cfg(all(test, feature = "testkit"))]
+#[cfg(test)]
 mod http_tests {
     use std::net::SocketAddr;
 
@@ -211,7 +211,7 @@ mod http_tests {
 
     use super::*;
     use crate::http::ApiJson;
-    use crate::testkit::TestServer;
+    use testkit::TestServer;
 
     /// A server with `GET /whoami`, `POST /echo` and `GET /stream` (query keys allowed), and a key for tenant `acme`.
     struct App {

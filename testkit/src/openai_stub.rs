@@ -1,11 +1,11 @@
-//! A local server speaking the OpenAI wire format (features `openai` + `testkit`), the only
+//! A local server speaking the OpenAI wire format, the only
 //! stand-in for paid model APIs in tests: deterministic embeddings, scripted chat answers
 //! (whole or streamed), injected failures, and a record of every request.
 //!
 //! ```no_run
 //! # async fn t() {
-//! use shared::openai::{OpenAiClient, OpenAiConfig};
-//! use shared::openai_stub::{OpenAiStub, StubReply};
+//! use platform::openai::{OpenAiClient, OpenAiConfig};
+//! use testkit::openai_stub::{OpenAiStub, StubReply};
 //!
 //! let stub = OpenAiStub::start().await;
 //! stub.push_reply(StubReply::Text("42".into()));
@@ -118,7 +118,7 @@ impl OpenAiStub {
         self
     }
 
-    /// The base URL including `/v1`, as [`crate::openai::OpenAiConfig::base_url`] wants it.
+    /// The base URL including `/v1`, as [`platform::openai::OpenAiConfig::base_url`] wants it.
     pub fn url(&self) -> String {
         self.url.clone()
     }

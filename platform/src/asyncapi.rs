@@ -8,12 +8,12 @@
 //! # impl ActionPayload for Ping { const ACTION_TYPE: &'static str = "echo.ping"; type Output = Ping; }
 //! # async fn ping(action: Action<Ping>, _ctx: Ctx) -> Result<Ping, ActionError> { Ok(action.data) }
 //! let echo = Dispatcher::new("echo").on::<Ping, _>(ping);
-//! let document = shared::asyncapi::document("Domain Actions", "0.1.0", &[echo]);
+//! let document = platform::asyncapi::document("Domain Actions", "0.1.0", &[echo]);
 //! assert_eq!(document["channels"]["echo.actions"]["address"], "echo.{tenant}.actions");
 //! ```
 //!
 //! The document describes the contract, it does not define it: the subjects come from
-//! [`crate::subject`], the header names from [`crate::headers`], the bodies from the Rust
+//! [`shared::subject`], the header names from [`shared::headers`], the bodies from the Rust
 //! types themselves ([`Action`], [`ActionResult`], each payload), so it cannot drift from
 //! what the services accept. Operations are written from a client's side: it sends actions,
 //! requests over rpc and receives results and dead letters.
@@ -28,53 +28,14 @@ use std::collections::BTreeMap;
 
 use schemars::generate::SchemaSettings;
 use schemars::transform::RecursiveTransform;
-use schemars::{JsonSchema, Schema, SchemaGenerator};
+use schemars::{Schema, SchemaGenerator};
 use serde_json::{Map, Value, json};
 
-use crate::action::{Action, ActionPayload, ActionResult, ActionType, Domain, ErrorCode};
-use crate::dispatcher::Dispatcher;
-use crate::headers;
-use crate::subject::{self, Channel};
-
-/// Writes the schema of one message body into a generator (named types go into the
-/// document's components, the body itself is returned inline).
-pub type SchemaFn = fn(&mut SchemaGenerator) -> Schema;
-
-/// The JSON Schemas of the messages of one handled action type, recorded by
-/// [`Dispatcher::on`] and [`Dispatcher::on_result`] when the handler is registered.
-#[derive(Clone, Copy)]
-pub struct MessageSchemas {
-    /// The body of the action: the envelope with this type's `data`.
-    pub action: SchemaFn,
-    /// The body of its result, or `None` for a result type (a result gets no result).
-    pub result: Option<SchemaFn>,
-}
-
-impl MessageSchemas {
-    /// The messages of `T`: its action and its result.
-    pub fn of<T>() -> Self
-    where
-        T: ActionPayload + JsonSchema,
-        T::Output: JsonSchema,
-    {
-        Self {
-            action: Action::<T>::json_schema,
-            result: Some(Action::<ActionResult<T::Output>>::json_schema),
-        }
-    }
-
-    /// The message of `T`'s result, as handled by a service that sent `T`.
-    pub fn of_result<T>() -> Self
-    where
-        T: ActionPayload,
-        T::Output: JsonSchema,
-    {
-        Self {
-            action: Action::<ActionResult<T::Output>>::json_schema,
-            result: None,
-        }
-    }
-}
+use shared::action::{ActionType, Domain, ErrorCode};
+use shared::dispatcher::Dispatcher;
+use shared::headers;
+use shared::schema::SchemaFn;
+use shared::subject::{self, Channel};
 
 /// The AsyncAPI version the document follows.
 pub const ASYNCAPI_VERSION: &str = "3.0.0";
@@ -447,7 +408,8 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::{ActionError, Ctx, TenantId};
+    use schemars::JsonSchema;
+    use shared::{Action, ActionError, ActionPayload, ActionResult, Ctx, TenantId};
 
     /// `echo.ping` as the echo service declares it: any JSON.
     #[derive(Serialize, Deserialize, JsonSchema)]

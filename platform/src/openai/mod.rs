@@ -10,8 +10,8 @@
 //! - [`chat`]: answers ([`OpenAiClient::chat`]), also streamed ([`OpenAiClient::chat_stream`]).
 //!
 //! ```no_run
-//! # async fn run() -> Result<(), shared::openai::OpenAiError> {
-//! use shared::openai::{ChatMessage, ChatRequest, OpenAiClient, OpenAiConfig};
+//! # async fn run() -> Result<(), platform::openai::OpenAiError> {
+//! use platform::openai::{ChatMessage, ChatRequest, OpenAiClient, OpenAiConfig};
 //!
 //! let config = OpenAiConfig::new("http://127.0.0.1:11434/v1");
 //! let client = OpenAiClient::new(config)?;
@@ -33,7 +33,7 @@ use reqwest::{Response, Url};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::ActionError;
+use shared::ActionError;
 
 pub use chat::{
     ChatCompletion, ChatEvent, ChatMessage, ChatRequest, ChatStream, FunctionCall, Role, ToolCall,
@@ -354,7 +354,7 @@ fn truncate(text: String, max: usize) -> String {
 #[cfg(test)]
 mod unit_tests {
     use super::*;
-    use crate::ErrorCode;
+    use shared::ErrorCode;
 
     fn status(code: u16) -> OpenAiError {
         OpenAiError::Status {
@@ -426,11 +426,11 @@ mod unit_tests {
     }
 }
 
-#[cfg(all(test, feature = "testkit"))]
+#[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ErrorCode;
-    use crate::openai_stub::OpenAiStub;
+    use shared::ErrorCode;
+    use testkit::openai_stub::OpenAiStub;
 
     fn client(stub: &OpenAiStub) -> OpenAiClient {
         let config = OpenAiConfig::new(stub.url())

@@ -15,7 +15,7 @@
 //!
 //! ```no_run
 //! use axum::{Router, routing::get};
-//! use shared::http::{ApiKeys, Authenticated};
+//! use platform::http::{ApiKeys, Authenticated};
 //!
 //! async fn whoami(auth: Authenticated) -> String {
 //!     auth.tenant.to_string()

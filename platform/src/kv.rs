@@ -6,11 +6,11 @@
 use std::marker::PhantomData;
 use std::time::Duration;
 
-use crate::ActionError;
 use async_nats::jetstream::{self, kv};
 use futures::{Stream, StreamExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use shared::ActionError;
 
 /// Why state could not be read or written.
 #[derive(Debug, thiserror::Error)]
@@ -354,12 +354,12 @@ mod tests {
     }
 }
 
-#[cfg(all(test, feature = "testkit"))]
+#[cfg(test)]
 mod nats_tests {
     use serde::Deserialize;
 
     use super::*;
-    use crate::testkit::TestServer;
+    use testkit::TestServer;
 
     #[derive(Debug, PartialEq, Serialize, Deserialize)]
     struct Item {

@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
-use crate::action::TenantId;
+use shared::action::TenantId;
 
 /// The KV bucket holding the keys' hashes.
 pub const BUCKET: &str = "api_keys";
@@ -455,10 +455,10 @@ mod tests {
     }
 }
 
-#[cfg(all(test, feature = "testkit"))]
+#[cfg(test)]
 mod nats_tests {
     use super::*;
-    use crate::testkit::TestServer;
+    use testkit::TestServer;
 
     async fn keys(server: &TestServer) -> ApiKeys {
         let js = jetstream::new(server.client().await);

@@ -61,7 +61,7 @@ impl SecuredLogins {
     /// on first use, so a restarted `dev --secure` keeps its tenants' passwords.
     pub fn load_or_create(path: &Path) -> std::io::Result<Self> {
         if let Ok(text) = std::fs::read_to_string(path) {
-            let users: Vec<(String, String)> = crate::settings::parse_env_file(&text).collect();
+            let users: Vec<(String, String)> = shared::settings::parse_env_file(&text).collect();
             let complete = secured_users().all(|user| users.iter().any(|(u, _)| u == user));
             if complete {
                 return Ok(Self { users });
@@ -320,7 +320,7 @@ fn read_ports_file(path: &Path) -> Option<String> {
 pub async fn answers(url: &str, wait: Duration) -> bool {
     let connect = async_nats::ConnectOptions::new()
         .connection_timeout(wait)
-        .connect(crate::settings::server_urls(url));
+        .connect(shared::settings::server_urls(url));
     match tokio::time::timeout(wait, connect).await {
         Ok(Ok(_)) => true,
         Ok(Err(err)) => matches!(
