@@ -296,8 +296,11 @@ impl LocalServer {
     /// Asks the server to stop (SIGTERM: it shuts down cleanly) and waits for it.
     pub async fn stop(mut self) {
         if let Some(pid) = self.child.id() {
-            // SAFETY: sending a signal to our own child process.
-            unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+            // SAFETY: a signal to our own child process, by the pid tokio gave us.
+            #[allow(unsafe_code)]
+            unsafe {
+                libc::kill(pid as i32, libc::SIGTERM)
+            };
             let _ = tokio::time::timeout(Duration::from_secs(10), self.child.wait()).await;
         }
         let _ = self.child.kill().await;

@@ -4,7 +4,8 @@
 //! a batch of texts into vectors; a text that cannot be embedded (empty, too long) fails
 //! alone and is reported by index, never the whole batch.
 //!
-//! - [`actions`]: the payload and result types.
+//! - [`actions`]: the payload and result types: the `embedding-contract` crate, which other
+//!   services depend on instead of this one.
 //! - [`embedder`]: the [`Embedder`] trait both models implement, and the batching and
 //!   per-text failure rules every model shares.
 //! - [`minilm`]: all-MiniLM-L6-v2 in process with candle (the offline default).
@@ -16,7 +17,7 @@
 //! |---|---|---|
 //! | `embedding.generate` | `{texts, kind: document\|query, model?}` | `{vectors, model, dimensions, total_tokens, failed_indices, failures, truncated_indices}` |
 
-pub mod actions;
+pub use embedding_contract as actions;
 pub mod config;
 pub mod embedder;
 pub mod handlers;

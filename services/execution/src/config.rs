@@ -10,15 +10,15 @@
 //! | `DA_HISTORY_MAX` | `50` | messages a conversation keeps (the oldest are dropped) |
 //! | `DA_EXECUTION_SEARCH_TIMEOUT` | `30s` | how long the `query.search` made with a run's message may take |
 //!
-//! The `DA_CHAT_*` variables are read by the query service's own parsing
-//! ([`query::QueryConfig::from_settings`]), so both services always agree on them.
+//! The `DA_CHAT_*` variables are read by the `answering` crate
+//! ([`AnswererBackend::from_settings`]), so both services always agree on them.
 
 use std::time::Duration;
 
+use answering::AnswererBackend;
 use async_nats::jetstream;
 use platform::kv::StateError;
 use platform::openai::{OpenAiClient, OpenAiConfig, OpenAiError};
-use query::config::AnswererBackend;
 use shared::Settings;
 use shared::settings::SettingsError;
 
@@ -57,7 +57,7 @@ pub enum SetupError {
 impl ExecutionConfig {
     /// Reads the settings in the module's table.
     pub fn from_settings(settings: &Settings) -> Result<Self, SettingsError> {
-        let chat = match query::QueryConfig::from_settings(settings)?.answerer {
+        let chat = match AnswererBackend::from_settings(settings)? {
             AnswererBackend::Extractive => None,
             AnswererBackend::Chat { api, model } => Some((api, model)),
         };

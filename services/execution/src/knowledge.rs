@@ -7,8 +7,8 @@
 use std::future::Future;
 use std::time::Duration;
 
-use query::actions::{Hit, Search};
-use query::store::{ScoredChunk, StoredChunk};
+use answering::{ScoredChunk, StoredChunk};
+use query_contract::{Hit, Search};
 use shared::{ActionError, Ctx, TenantId};
 
 use crate::actions::Citation;
@@ -161,7 +161,7 @@ impl Passages {
     }
 }
 
-pub use query::answerer::cited_numbers;
+pub use answering::cited_numbers;
 
 #[cfg(test)]
 pub(crate) mod tests {

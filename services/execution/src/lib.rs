@@ -15,7 +15,7 @@
 //! - [`history`]: conversations in the `sessions` bucket, capped and expiring.
 //! - [`knowledge`]: searching through the query service, numbered passages, citations.
 //! - [`answer`]: extractive answers, chat answers and the ReAct loop.
-//! - [`stream`]: tokens published to `orchestrator.<tenant>.events.session.<session_id>`.
+//! - [`token_stream`]: tokens published to `orchestrator.<tenant>.events.session.<session_id>`.
 //! - [`config`]: the settings; [`service`]: what the handlers share.
 //! - [`handlers`]: one file per handler.
 //!
@@ -28,7 +28,7 @@
 //! | `execution.agent_run` | `{agent_id, session_id, message, stream?}` | `{answer, citations, usage, iterations, model}` |
 //! | `execution.session_get` | `{session_id}` | `{session_id, agent_id, messages}` |
 
-pub mod actions;
+pub use execution_contract as actions;
 pub mod agent;
 pub mod answer;
 pub mod config;
@@ -36,7 +36,7 @@ pub mod handlers;
 pub mod history;
 pub mod knowledge;
 pub mod service;
-pub mod stream;
+pub mod token_stream;
 
 pub use config::ExecutionConfig;
 pub use service::ExecutionService;

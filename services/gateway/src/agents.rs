@@ -11,8 +11,8 @@
 use std::time::Duration;
 
 use axum::extract::{Path, State};
-use execution::actions::{AgentDelete, AgentGet, AgentList, AgentPut, Agents};
-use execution::agent::Agent;
+use execution_contract::agent::Agent;
+use execution_contract::{AgentDelete, AgentGet, AgentList, AgentPut, Agents};
 use platform::http::{ApiError, ApiJson, Authenticated};
 use serde_json::{Map, Value};
 use shared::{Action, ActionPayload, TenantId};

@@ -19,7 +19,7 @@ use std::sync::LazyLock;
 
 use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
-use execution::agent::Agent;
+use execution_contract::agent::Agent;
 use ingestion::collections::{CollectionRecord, CollectionSettings};
 use ingestion::documents::DocumentRecord;
 use ingestion::routes::collections::{CollectionList, CollectionSummary};
@@ -292,7 +292,7 @@ mod tests {
 
     #[tokio::test]
     async fn schema_only_types_match_the_bodies_they_describe() {
-        let agents = execution::actions::Agents { agents: Vec::new() };
+        let agents = execution_contract::Agents { agents: Vec::new() };
         assert_eq!(
             properties::<AgentList>(),
             keys(serde_json::to_value(agents).expect("json"))

@@ -58,9 +58,9 @@ pub struct Chunker {
 
 impl Chunker {
     /// Uses the tokenizer of the model in `model_dir` (all-MiniLM-L6-v2 by default).
-    pub fn load(model_dir: &Path) -> Result<Self, embedding::minilm::ModelError> {
+    pub fn load(model_dir: &Path) -> Result<Self, embedding_contract::model::ModelError> {
         Ok(Self {
-            tokenizer: Arc::new(embedding::minilm::load_tokenizer(model_dir)?),
+            tokenizer: Arc::new(embedding_contract::model::load_tokenizer(model_dir)?),
         })
     }
 
@@ -118,7 +118,7 @@ mod tests {
     use crate::extract::Section;
 
     fn chunker() -> Chunker {
-        Chunker::load(&embedding::minilm::model_dir(None).unwrap()).unwrap()
+        Chunker::load(&embedding_contract::model::model_dir(None).unwrap()).unwrap()
     }
 
     #[test]

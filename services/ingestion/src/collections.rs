@@ -188,7 +188,7 @@ impl Collections {
         collection: &str,
         settings: CollectionSettings,
     ) -> Result<CollectionRecord, CollectionError> {
-        query::actions::check_name("collection", collection)
+        query_contract::check_name("collection", collection)
             .map_err(|err| CollectionError::Invalid(err.message))?;
         settings.validate()?;
         let record = CollectionRecord {

@@ -43,7 +43,7 @@ pub struct IngestionConfig {
 pub enum SetupError {
     /// The tokenizer.
     #[error(transparent)]
-    Tokenizer(#[from] embedding::minilm::ModelError),
+    Tokenizer(#[from] embedding_contract::model::ModelError),
     /// The buckets.
     #[error(transparent)]
     State(#[from] StateError),
@@ -80,10 +80,10 @@ impl IngestionConfig {
 
     /// Loads the tokenizer and opens the buckets.
     pub async fn build(self, js: &jetstream::Context) -> Result<IngestionService, SetupError> {
-        let dir = embedding::minilm::model_dir(self.tokenizer_dir.as_deref())?;
+        let dir = embedding_contract::model::model_dir(self.tokenizer_dir.as_deref())?;
         let chunker = tokio::task::spawn_blocking(move || Chunker::load(&dir))
             .await
-            .map_err(|err| embedding::minilm::ModelError::Run(err.to_string()))??;
+            .map_err(|err| embedding_contract::model::ModelError::Run(err.to_string()))??;
         let mut service = IngestionService::open(js, chunker, self.limits, self.replicas).await?;
         service.url_allow = Arc::new(self.url_allow);
         Ok(service)

@@ -58,5 +58,5 @@ pub fn registrations() -> Dispatcher {
         .on::<actions::GetStatus, _>(handlers::get_status)
         .on::<actions::DeleteDocument, _>(handlers::delete_document)
         .on::<actions::CollectionPut, _>(handlers::collection_put)
-        .on_result::<embedding::actions::Generate, _>(handlers::embedded)
+        .on_result::<embedding_contract::Generate, _>(handlers::embedded)
 }

@@ -19,7 +19,7 @@ use serde::Serialize;
 use shared::subject::{self, SubjectError};
 use shared::{ActionError, ErrorCode, TenantId};
 
-use execution::actions::{Citation, Usage};
+use execution_contract::{Citation, Usage};
 
 /// The events subject of one session of one tenant. The tenant is in the subject, so a
 /// socket of another tenant can never subscribe to it, whatever session id it sends.

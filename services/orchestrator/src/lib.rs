@@ -24,7 +24,7 @@
 //! - `events`: the session events subject and the events the orchestrator publishes.
 //! - `handlers`: the callbacks handler.
 //!
-//! The payloads are execution's own types (`execution::actions`): the orchestrator builds
+//! The payloads are execution's own types (the `execution-contract` crate): the orchestrator builds
 //! against that crate, so a change of the contract fails to compile here rather than to
 //! decode at run time.
 //!
@@ -64,7 +64,7 @@ pub fn dispatcher(client: Client) -> Dispatcher {
 /// Every handler of the domain, without the state they run on: what `domain-actions schema`
 /// describes, built without opening a model, a store or a NATS connection.
 pub fn registrations() -> Dispatcher {
-    Dispatcher::new(DOMAIN).on_result::<execution::actions::AgentRun, _>(handlers::agent_run_result)
+    Dispatcher::new(DOMAIN).on_result::<execution_contract::AgentRun, _>(handlers::agent_run_result)
 }
 
 #[cfg(test)]

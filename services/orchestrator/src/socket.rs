@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use async_nats::{Client, Subscriber};
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, close_code};
-use execution::actions::AgentRun;
+use execution_contract::AgentRun;
 use futures::StreamExt;
 use futures::stream::SelectAll;
 use platform::http::auth::INVALID_KEY;

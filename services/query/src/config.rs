@@ -18,7 +18,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use platform::openai::{OpenAiClient, OpenAiConfig, OpenAiError};
+use answering::AnswererBackend;
+use platform::openai::{OpenAiClient, OpenAiError};
 use shared::Settings;
 use shared::settings::SettingsError;
 
@@ -46,20 +47,6 @@ pub enum StoreBackend {
         api_key: Option<String>,
         /// The collection holding every tenant's chunks.
         collection: String,
-    },
-}
-
-/// Who writes answers.
-#[derive(Debug, Clone)]
-pub enum AnswererBackend {
-    /// Quotes and cites the best passages (offline).
-    Extractive,
-    /// An OpenAI-compatible chat API.
-    Chat {
-        /// Base URL, key, timeout.
-        api: OpenAiConfig,
-        /// The default model.
-        model: String,
     },
 }
 
@@ -103,26 +90,10 @@ impl QueryConfig {
                 dir: settings.data_dir.join("query/edge"),
             },
         };
-        let answerer = match settings.var("DA_CHAT_API_URL") {
-            Some(url) => AnswererBackend::Chat {
-                api: OpenAiConfig {
-                    base_url: url.to_owned(),
-                    api_key: settings.var("DA_CHAT_API_KEY").map(str::to_owned),
-                    timeout: settings
-                        .duration_var("DA_CHAT_TIMEOUT")?
-                        .unwrap_or(Duration::from_secs(60)),
-                },
-                model: settings
-                    .var("DA_CHAT_MODEL")
-                    .unwrap_or("gpt-4o-mini")
-                    .to_owned(),
-            },
-            None => AnswererBackend::Extractive,
-        };
         Ok(Self {
             store,
             dimensions: settings.parsed_var("DA_VECTOR_DIMENSIONS")?.unwrap_or(384),
-            answerer,
+            answerer: AnswererBackend::from_settings(settings)?,
             embed_timeout: settings
                 .duration_var("DA_QUERY_EMBED_TIMEOUT")?
                 .unwrap_or(Duration::from_secs(30)),

@@ -5,10 +5,12 @@
 //! embedded one allows one writer), so ingestion indexes by sending `query.index`.
 //! Every read and delete is confined to the tenant of the action's subject.
 //!
-//! - [`actions`]: the payload and result types.
+//! - [`actions`]: the payload and result types: the `query-contract` crate, which other
+//!   services depend on instead of this one.
 //! - [`service`]: [`QueryService`], what the handlers share: store, answerer, embedding.
 //! - [`store`]: the [`store::VectorStore`] trait; Qdrant Edge (default) and Qdrant server.
-//! - [`answerer`]: extractive answers (offline default) or an OpenAI-compatible chat API.
+//! - [`answerer`]: extractive answers (offline default) or an OpenAI-compatible chat API:
+//!   the `answering` crate, shared with the execution service.
 //! - [`config`]: which store and answerer run, from [`shared::Settings`].
 //! - [`handlers`]: one file per handler.
 //!
@@ -20,8 +22,8 @@
 //! | `query.delete` | `{collection, document_id?}` | `{deleted}` |
 //! | `embedding.generate.result` (callback) | a result whose metadata has `index` | chunks indexed |
 
-pub mod actions;
-pub mod answerer;
+pub use answering as answerer;
+pub use query_contract as actions;
 pub mod config;
 pub mod handlers;
 pub mod service;
@@ -44,5 +46,5 @@ pub fn registrations() -> Dispatcher {
         .on::<actions::Search, _>(handlers::search)
         .on::<actions::Answer, _>(handlers::answer)
         .on::<actions::Delete, _>(handlers::delete)
-        .on_result::<embedding::actions::Generate, _>(handlers::embedded)
+        .on_result::<embedding_contract::Generate, _>(handlers::embedded)
 }

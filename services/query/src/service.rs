@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use embedding::actions::{EmbeddingKind, Generate};
+use embedding_contract::{EmbeddingKind, Generate};
 use shared::{ActionError, Ctx};
 
 use crate::actions::{Hit, Search, check_name, check_top_k};

@@ -4,20 +4,20 @@
 //! user message, numbered, as the query service's chat answerer puts them; with both, the
 //! model searches itself ([`super::react`]).
 
+use answering::Question;
 use futures::StreamExt;
 use platform::openai::{ChatCompletion, ChatEvent, ChatMessage, ChatRequest, OpenAiClient};
-use query::answerer::Question;
 use shared::{ActionError, TenantId};
 
 use super::Turn;
 use crate::actions::{Reply, Usage};
 use crate::history::{Message, Role};
 use crate::knowledge::{Knowledge, Passages};
-use crate::stream::TokenSink;
+use crate::token_stream::TokenSink;
 
 /// How to use numbered passages, added to the agent's own prompt whenever passages are
 /// given, so answers cite them whatever the agent's persona says.
-pub const PASSAGE_RULES: &str = query::answerer::chat::DEFAULT_SYSTEM_PROMPT;
+pub const PASSAGE_RULES: &str = answering::chat::DEFAULT_SYSTEM_PROMPT;
 
 /// Sampling temperature: low, as answers should stick to the passages.
 const TEMPERATURE: f32 = 0.2;
@@ -92,7 +92,7 @@ impl ChatAgent {
                 .search(turn.message, turn.agent.top_k, turn.search_timeout)
                 .await?;
             passages.add(hits);
-            query::answerer::chat::prompt(&Question {
+            answering::chat::prompt(&Question {
                 query: turn.message,
                 passages: &passages.scored(tenant),
                 system_prompt: None,
@@ -165,7 +165,7 @@ pub(crate) mod tests {
     use super::*;
     use crate::agent::Agent;
     use crate::knowledge::tests::{Fixed, hit};
-    use crate::stream::tests::Collect;
+    use crate::token_stream::tests::Collect;
 
     /// A chat agent on `stub` with the default model `stub-model`.
     pub fn chat_agent(stub: &OpenAiStub) -> ChatAgent {

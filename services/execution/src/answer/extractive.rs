@@ -7,7 +7,7 @@ use shared::{ActionError, TenantId};
 use super::Turn;
 use crate::actions::Reply;
 use crate::knowledge::{Knowledge, Passages};
-use crate::stream::{TokenSink, word_chunks};
+use crate::token_stream::{TokenSink, word_chunks};
 
 /// Searches with the message (when the agent has `retrieval`), quotes the best sentences,
 /// and, when `tokens` is given, streams the answer word by word, so streaming clients work
@@ -25,7 +25,7 @@ pub async fn answer<K: Knowledge, S: TokenSink>(
             .await?;
         passages.add(hits);
     }
-    let answered = query::answerer::extractive::answer(turn.message, &passages.scored(tenant));
+    let answered = answering::extractive::answer(turn.message, &passages.scored(tenant));
     if let Some(tokens) = tokens {
         for chunk in word_chunks(&answered.answer) {
             tokens.token(chunk).await;
@@ -47,7 +47,7 @@ mod tests {
     use super::*;
     use crate::agent::Agent;
     use crate::knowledge::tests::{Fixed, hit};
-    use crate::stream::tests::Collect;
+    use crate::token_stream::tests::Collect;
 
     #[tokio::test]
     async fn quotes_cites_and_streams_the_same_words() {

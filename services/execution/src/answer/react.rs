@@ -16,7 +16,7 @@ use super::Turn;
 use super::chat::{ChatAgent, conversation, system_prompt, usage};
 use crate::actions::{Reply, Usage};
 use crate::knowledge::{Knowledge, Passages};
-use crate::stream::TokenSink;
+use crate::token_stream::TokenSink;
 
 /// The one tool's name.
 pub const KNOWLEDGE_TOOL: &str = "knowledge";
@@ -179,7 +179,7 @@ mod tests {
     use crate::agent::Agent;
     use crate::answer::chat::tests::{chat_agent, sent_messages, tenant};
     use crate::knowledge::tests::{Fixed, hit};
-    use crate::stream::tests::Collect;
+    use crate::token_stream::tests::Collect;
 
     fn knowledge() -> Fixed {
         Fixed {

@@ -6,7 +6,7 @@ use crate::actions::{AgentRun, Reply};
 use crate::answer::{Turn, extractive};
 use crate::history::{Message, check_session_id};
 use crate::knowledge::RpcKnowledge;
-use crate::stream::SessionStream;
+use crate::token_stream::SessionStream;
 
 /// The longest message accepted, in bytes: far beyond any question, small enough that a
 /// capped conversation stays well inside a KV value.

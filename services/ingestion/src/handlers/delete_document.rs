@@ -31,8 +31,8 @@ pub async fn remove_document<F, Fut>(
     delete_chunks: F,
 ) -> Result<DocumentDeleted, ActionError>
 where
-    F: FnOnce(query::actions::Delete) -> Fut,
-    Fut: Future<Output = Result<query::actions::Deleted, ActionError>>,
+    F: FnOnce(query_contract::Delete) -> Fut,
+    Fut: Future<Output = Result<query_contract::Deleted, ActionError>>,
 {
     check_id("document_id", document_id)?;
     let record = service
@@ -40,7 +40,7 @@ where
         .record(tenant, document_id)
         .await?
         .ok_or_else(|| ActionError::invalid(format!("no document {document_id}")))?;
-    let deleted = delete_chunks(query::actions::Delete {
+    let deleted = delete_chunks(query_contract::Delete {
         collection: record.collection.clone(),
         document_id: Some(document_id.to_owned()),
     })

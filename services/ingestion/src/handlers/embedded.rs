@@ -1,6 +1,6 @@
 use std::time::Instant;
 
-use embedding::actions::Generated;
+use embedding_contract::Generated;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use shared::{Action, ActionError, ActionResult, Ctx};
@@ -79,12 +79,12 @@ pub async fn embedded(
         }
     };
     let embed_ms = result.duration_ms;
-    let chunks: Vec<query::actions::ChunkInput> = target
+    let chunks: Vec<query_contract::ChunkInput> = target
         .chunks
         .iter()
         .zip(generated.vectors)
         .enumerate()
-        .map(|(i, (chunk, vector))| query::actions::ChunkInput {
+        .map(|(i, (chunk, vector))| query_contract::ChunkInput {
             chunk_index: target.first_chunk_index + i as u32,
             text: chunk["text"].as_str().unwrap_or_default().to_owned(),
             vector,
@@ -94,7 +94,7 @@ pub async fn embedded(
     let count = chunks.len();
     let indexing = Instant::now();
     ctx.request(
-        query::actions::Index {
+        query_contract::Index {
             collection: target.collection.clone(),
             document_id: target.document_id.clone(),
             chunks,

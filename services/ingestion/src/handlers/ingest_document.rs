@@ -1,6 +1,6 @@
 use std::time::Instant;
 
-use embedding::actions::{EmbeddingKind, Generate};
+use embedding_contract::{EmbeddingKind, Generate};
 use serde_json::json;
 use shared::subject::CallbackSubject;
 use shared::{Action, ActionError, Ctx, Domain, TenantId};
@@ -35,7 +35,7 @@ pub async fn ingest_document(
         .unwrap_or_else(|| action.action_id.to_string());
     check_id("document_id", &document_id)?;
     check_id("task_id", &task_id)?;
-    query::actions::check_name("collection", &request.collection)?;
+    query_contract::check_name("collection", &request.collection)?;
     request.validate()?;
 
     let task = service
@@ -186,7 +186,7 @@ async fn run(
 
     // Re-ingesting a document replaces it: its old chunks go first.
     ctx.request(
-        query::actions::Delete {
+        query_contract::Delete {
             collection: request.collection.clone(),
             document_id: Some(document_id.to_owned()),
         },

@@ -98,7 +98,7 @@ pub async fn create(
         return Ok((status, ApiJson(body)));
     }
     let ApiJson(new) = ApiJson::<NewDocument>::from_request(request, &api).await?;
-    query::actions::check_name("collection", &new.collection)?;
+    query_contract::check_name("collection", &new.collection)?;
     if usize::from(new.text.is_some()) + usize::from(new.url.is_some()) != 1 {
         return Err(ApiError::bad_request("give exactly one of text or url"));
     }
@@ -179,7 +179,7 @@ async fn upload(
         }
     }
     let collection = collection.ok_or_else(|| ApiError::bad_request("missing field collection"))?;
-    query::actions::check_name("collection", &collection)?;
+    query_contract::check_name("collection", &collection)?;
     if files.is_empty() {
         return Err(ApiError::bad_request("no file part"));
     }

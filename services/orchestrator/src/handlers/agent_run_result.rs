@@ -1,6 +1,6 @@
 //! `execution.agent_run.result`, arriving on `orchestrator.<tenant>.callbacks`.
 
-use execution::actions::Reply;
+use execution_contract::Reply;
 use shared::{Action, ActionError, ActionResult, Ctx};
 
 use crate::events::{EventPublisher, SessionEvent};

@@ -1,8 +1,8 @@
 //! `GET /v1/sessions/{session_id}`.
 
 use axum::extract::{Path, State};
-use execution::actions::SessionGet;
-use execution::history::Session;
+use execution_contract::SessionGet;
+use execution_contract::session::Session;
 use platform::http::{ApiError, ApiJson, Authenticated};
 use shared::Action;
 

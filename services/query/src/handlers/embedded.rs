@@ -1,4 +1,4 @@
-use embedding::actions::Generated;
+use embedding_contract::Generated;
 use serde::{Deserialize, Serialize};
 use shared::{Action, ActionError, ActionResult, Ctx};
 

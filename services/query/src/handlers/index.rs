@@ -1,4 +1,4 @@
-use embedding::actions::EmbeddingKind;
+use embedding_contract::EmbeddingKind;
 use shared::{Action, ActionError, Ctx, TenantId};
 
 use crate::QueryService;

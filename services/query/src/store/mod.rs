@@ -17,28 +17,12 @@ pub mod qdrant_server;
 pub(crate) mod conformance;
 
 use async_trait::async_trait;
-use serde::{Deserialize, Serialize};
+
 use serde_json::{Map, Value};
 use shared::TenantId;
 use uuid::Uuid;
 
-/// One chunk of a document as stored: its payload in the store.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct StoredChunk {
-    /// The tenant that owns it (taken from the action's subject, never from its body).
-    pub tenant_id: String,
-    /// The tenant's collection it belongs to.
-    pub collection: String,
-    /// The document it was cut from.
-    pub document_id: String,
-    /// Its position in the document.
-    pub chunk_index: u32,
-    /// Its text.
-    pub text: String,
-    /// Whatever the indexer attached (title, heading, page…); filters match on it.
-    #[serde(default)]
-    pub metadata: Map<String, Value>,
-}
+pub use answering::{ScoredChunk, StoredChunk};
 
 /// A chunk with its vector and deterministic id, ready to store.
 #[derive(Debug, Clone, PartialEq)]
@@ -94,15 +78,6 @@ pub struct SearchRequest<'a> {
     /// Exact matches on chunk metadata: `{"lang": "en"}` keeps chunks whose
     /// `metadata.lang` is `"en"`. Values are strings, numbers or booleans.
     pub filter: Option<&'a Map<String, Value>>,
-}
-
-/// A chunk that matched, with its similarity (cosine: higher is closer).
-#[derive(Debug, Clone, PartialEq)]
-pub struct ScoredChunk {
-    /// The stored chunk.
-    pub chunk: StoredChunk,
-    /// Its score.
-    pub score: f32,
 }
 
 /// Which of a tenant's chunks an operation touches.

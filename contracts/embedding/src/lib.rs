@@ -1,4 +1,14 @@
-//! Payloads of the embedding domain.
+//! # The embedding contract
+//!
+//! The payloads of the `embedding` domain: what a client sends (`embedding.generate`) and
+//! gets back. Services that ask for embeddings (query, ingestion) depend on this light
+//! crate, never on the embedding service itself, so they do not build its model runtime and
+//! editing its handlers rebuilds nothing of theirs. The wire form is `docs/wire.md`.
+//!
+//! - [`model`]: where the default model's files are, and its tokenizer (feature
+//!   `tokenizer`), for services that measure text in its tokens.
+
+pub mod model;
 
 use serde::{Deserialize, Serialize};
 use shared::ActionPayload;

@@ -1,4 +1,9 @@
-//! Payloads of the query domain.
+//! # The query contract
+//!
+//! The payloads of the `query` domain (`query.index`, `query.search`, `query.answer`,
+//! `query.delete`) and the name rules they check. Services that index or search (ingestion,
+//! execution) depend on this light crate, never on the query service and its vector store.
+//! The wire form is `docs/wire.md`.
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};

@@ -6,10 +6,10 @@
 
 use async_trait::async_trait;
 use platform::openai::{ChatMessage, ChatRequest, OpenAiClient};
+use query_contract::{Answered, Usage};
 use shared::ActionError;
 
-use super::{Answerer, Question, citation, cited_numbers};
-use crate::actions::{Answered, Usage};
+use crate::{Answerer, Question, citation, cited_numbers};
 
 /// The instructions used unless the action brings its own.
 pub const DEFAULT_SYSTEM_PROMPT: &str = "You answer questions using only the numbered passages \

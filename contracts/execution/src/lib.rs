@@ -1,15 +1,25 @@
-//! Payloads of the execution domain.
+//! # The execution contract
 //!
-//! Citations and token usage are the query service's own types, so an agent's answer and a
+//! The payloads of the `execution` domain: agent runs, agents, sessions. The orchestrator
+//! depends on this light crate, never on the execution service. The wire form is
+//! `docs/wire.md`.
+//!
+//! - [`agent`]: [`Agent`], what an agent is allowed and told to do.
+//! - [`session`]: [`Session`], a conversation.
+//!
+//! Citations and token usage are the query contract's own types, so an agent's answer and a
 //! `query.answer` answer read the same to a client.
+
+pub mod agent;
+pub mod session;
 
 use serde::{Deserialize, Serialize};
 use shared::ActionPayload;
 
-pub use query::actions::{Citation, Usage};
+pub use query_contract::{Citation, Usage};
 
 use crate::agent::Agent;
-use crate::history::Session;
+use crate::session::Session;
 
 /// `execution.agent_put`: create an agent or replace it whole (its `created_at` is kept).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]

@@ -8,10 +8,10 @@
 use std::collections::HashSet;
 
 use async_trait::async_trait;
+use query_contract::{Answered, Usage};
 use shared::ActionError;
 
-use super::{Answerer, Question, citation};
-use crate::actions::{Answered, Usage};
+use crate::{Answerer, Question, citation};
 
 /// The name results report as their model.
 pub const MODEL: &str = "extractive";
@@ -31,7 +31,7 @@ impl Answerer for ExtractiveAnswerer {
 }
 
 /// The extractive answer to `query` from `passages` (best first).
-pub fn answer(query: &str, passages: &[crate::store::ScoredChunk]) -> Answered {
+pub fn answer(query: &str, passages: &[crate::ScoredChunk]) -> Answered {
     let terms: HashSet<String> = words(query).filter(|w| !is_stop_word(w)).collect();
     // (score, passage position, sentence position, sentence)
     let mut candidates: Vec<(f32, usize, usize, &str)> = Vec::new();
@@ -112,7 +112,7 @@ fn is_stop_word(word: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{ScoredChunk, StoredChunk};
+    use crate::{ScoredChunk, StoredChunk};
 
     fn passage(document_id: &str, text: &str, score: f32) -> ScoredChunk {
         ScoredChunk {
