@@ -10,6 +10,7 @@ use std::collections::HashSet;
 use async_trait::async_trait;
 use query_contract::{Answered, Usage};
 use shared::ActionError;
+use unicode_segmentation::UnicodeSegmentation;
 
 use crate::{Answerer, Question, citation};
 
@@ -94,8 +95,13 @@ fn words(text: &str) -> impl Iterator<Item = String> + '_ {
         .map(str::to_lowercase)
 }
 
+/// The sentences of `text`, by the Unicode sentence boundaries (UAX #29) within each line: a
+/// dot inside `console.time`, `Node.js`, `ASN.1` or `v1.2.3`, or before a lower-case word
+/// (`e.g. this`), ends no sentence, where splitting at every dot cut such names in two.
+/// A line break always ends one (headings, list items and table rows are lines).
 fn sentences(text: &str) -> impl Iterator<Item = &str> {
-    text.split_inclusive(['.', '!', '?', '\n'])
+    text.lines()
+        .flat_map(UnicodeSegmentation::split_sentence_bounds)
         .map(str::trim)
         .filter(|s| s.chars().any(char::is_alphanumeric))
 }
@@ -149,6 +155,28 @@ mod tests {
         assert_eq!(out.model, MODEL);
         // Deterministic.
         assert_eq!(out, answer("How much do cats sleep?", &passages));
+    }
+
+    #[test]
+    fn names_with_dots_stay_whole() {
+        let text = "Use console.time() to start a timer. Node.js 20 ships it.\n\
+                    ASN.1 comments begin with --, e.g. this one. Version 4.19.1 fixed it!\n\
+                    Heading without a dot";
+        assert_eq!(
+            sentences(text).collect::<Vec<_>>(),
+            [
+                "Use console.time() to start a timer.",
+                "Node.js 20 ships it.",
+                "ASN.1 comments begin with --, e.g. this one.",
+                "Version 4.19.1 fixed it!",
+                "Heading without a dot",
+            ]
+        );
+        let out = answer("How do ASN comments work?", &[passage("asn", text, 0.8)]);
+        assert_eq!(
+            out.answer,
+            "ASN.1 comments begin with --, e.g. this one. [1]"
+        );
     }
 
     #[test]
