@@ -92,7 +92,6 @@ pub async fn run(url: &str, args: Args) -> Outcome {
         let (url, shutdown) = (url.clone(), shutdown.clone());
         async move { super::gateway::serve(&url, listener, shutdown).await }
     });
-    tokio::spawn(default_agent(url.clone()));
     match &logins {
         Some(logins) => print_secure_banner(&public_url, &names, &http, &key, logins),
         None => print_banner(&url, &names, &http, &key),
@@ -108,44 +107,6 @@ pub async fn run(url: &str, args: Args) -> Outcome {
         server.stop().await;
     }
     outcome
-}
-
-/// Creates the agent `assistant` of tenant `dev` (retrieval over every collection) once the
-/// execution service answers, unless it exists (a developer's edits are kept).
-async fn default_agent(url: String) {
-    use execution::actions::{AgentList, AgentPut};
-    let attempt = async {
-        let client = crate::exit::connect(&url)
-            .await
-            .map_err(|f| f.to_string())?;
-        let domain = shared::Domain::new("execution").map_err(|e| e.to_string())?;
-        shared::worker::wait_until_serving(&client, &domain, Duration::from_secs(60)).await;
-        let publisher = shared::publish::Publisher::new(client);
-        let tenant = shared::TenantId::new("dev").map_err(|e| e.to_string())?;
-        let timeout = Duration::from_secs(10);
-        // Listing, not getting: a missing agent is not an error worth a dead letter.
-        let existing = publisher
-            .request(&shared::Action::new(tenant.clone(), AgentList {}), timeout)
-            .await
-            .map_err(|e| e.to_string())?;
-        if existing.agents.iter().any(|a| a.agent_id == "assistant") {
-            return Ok(());
-        }
-        let agent = serde_json::from_value(serde_json::json!({
-            "agent_id": "assistant",
-            "name": "Assistant",
-            "system_prompt": "You answer questions about the documents uploaded to this workspace.",
-        }))
-        .map_err(|e| e.to_string())?;
-        publisher
-            .request(&shared::Action::new(tenant, AgentPut { agent }), timeout)
-            .await
-            .map(|_| ())
-            .map_err(|e| e.to_string())
-    };
-    if let Err(err) = attempt.await {
-        tracing::warn!(error = %err, "could not create the default agent");
-    }
 }
 
 fn print_banner(url: &str, services: &[String], http: &str, key: &str) {

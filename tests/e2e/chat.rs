@@ -432,6 +432,35 @@ async fn a_message_gets_created_chunks_response_and_completed_in_order() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_message_naming_no_agent_goes_to_the_tenants_default_agent() {
+    let chat = Chat::start().await;
+    // globex has only its "support" agent: the default one does not exist yet.
+    let agents = rpc(&chat.env, "globex", "execution.agent_list", json!({})).await;
+    assert!(!agents.to_string().contains("\"assistant\""), "{agents}");
+    let mut socket = chat.socket(0, &chat.globex).await;
+    send(
+        &mut socket,
+        json!({"type": "message", "session_id": "s9", "message": QUESTION}),
+    )
+    .await;
+    let created = recv(&mut socket).await;
+    assert_eq!(created["type"], "task_created", "{created}");
+    let task_id = created["task_id"].as_str().expect("task_id").to_owned();
+    let frames = until_done(&mut socket, &task_id).await;
+    assert_answer(&frames, "s9", &task_id);
+    // Its first run stored it, with retrieval over every collection (the manual answered).
+    let agent = rpc(
+        &chat.env,
+        "globex",
+        "execution.agent_get",
+        json!({"agent_id": "assistant"}),
+    )
+    .await;
+    assert_eq!(agent["name"], "Assistant", "{agent}");
+    assert_eq!(agent["retrieval"], true, "{agent}");
+}
+
 // ---- (c) two instances ----
 
 #[tokio::test(flavor = "multi_thread")]

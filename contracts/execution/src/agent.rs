@@ -19,6 +19,10 @@ pub const MAX_ITERATIONS: u32 = 50;
 /// The longest tool call an agent may allow (10 minutes).
 pub const MAX_TOOL_TIMEOUT_MS: u64 = 600_000;
 
+/// The agent every tenant has: a run or chat message that names no agent goes to it, and
+/// the first run that needs it stores it (so it can then be listed, edited or replaced).
+pub const DEFAULT_AGENT_ID: &str = "assistant";
+
 /// A stored agent. Every field but `agent_id` has a default, so a client can create an
 /// agent by naming only what differs from the defaults.
 #[derive(
@@ -88,6 +92,17 @@ fn default_tool_timeout_ms() -> u64 {
 }
 
 impl Agent {
+    /// The tenant's default agent ([`DEFAULT_AGENT_ID`]) as first stored: retrieval over
+    /// every collection of the tenant, with instructions to answer from its documents.
+    pub fn default_agent() -> Self {
+        Self {
+            name: "Assistant".to_owned(),
+            system_prompt: "You answer questions about the documents uploaded to this workspace."
+                .to_owned(),
+            ..Self::new(DEFAULT_AGENT_ID)
+        }
+    }
+
     /// An agent with every default, for tests and tools that build one in code.
     pub fn new(agent_id: impl Into<String>) -> Self {
         let now = OffsetDateTime::now_utc();

@@ -84,7 +84,8 @@ pub struct AgentDeleted {
 /// `execution.agent_run`: answer `message` in conversation `session_id` with an agent.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct AgentRun {
-    /// The agent.
+    /// The agent; the tenant's default agent ([`agent::DEFAULT_AGENT_ID`]) when absent.
+    #[serde(default = "default_agent_id")]
     pub agent_id: String,
     /// The conversation (`[A-Za-z0-9_-]{1,64}`: it is a token of the event subject).
     pub session_id: String,
@@ -94,6 +95,10 @@ pub struct AgentRun {
     /// `orchestrator.<tenant>.events.session.<session_id>`.
     #[serde(default)]
     pub stream: bool,
+}
+
+fn default_agent_id() -> String {
+    agent::DEFAULT_AGENT_ID.to_owned()
 }
 
 impl ActionPayload for AgentRun {

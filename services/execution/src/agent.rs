@@ -10,7 +10,8 @@ use shared::{ActionError, TenantId};
 use time::OffsetDateTime;
 
 pub use execution_contract::agent::{
-    Agent, MAX_ITERATIONS, MAX_SYSTEM_PROMPT_BYTES, MAX_TOOL_TIMEOUT_MS, check_agent_id, is_token,
+    Agent, DEFAULT_AGENT_ID, MAX_ITERATIONS, MAX_SYSTEM_PROMPT_BYTES, MAX_TOOL_TIMEOUT_MS,
+    check_agent_id, is_token,
 };
 
 /// The bucket's name.
@@ -40,11 +41,13 @@ impl AgentStore {
         Ok(Self(bucket))
     }
 
-    /// The tenant's agent `agent_id`; an unknown (or malformed) id is the caller's mistake.
+    /// The tenant's agent `agent_id`; an unknown (or malformed) id is the caller's mistake,
+    /// except the default agent, which is stored the first time it is asked for.
     pub async fn load(&self, tenant: &TenantId, agent_id: &str) -> Result<Agent, ActionError> {
         check_agent_id(agent_id)?;
         match self.0.get(&key(tenant, agent_id)).await? {
             Some((agent, _)) => Ok(agent),
+            None if agent_id == DEFAULT_AGENT_ID => self.put(tenant, Agent::default_agent()).await,
             None => Err(ActionError::invalid(format!("no agent {agent_id}"))),
         }
     }

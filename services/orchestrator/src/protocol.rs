@@ -53,10 +53,15 @@ impl ClientFrame {
 pub struct ChatMessage {
     /// The conversation; the client chooses it, so a reconnecting UI can continue one.
     pub session_id: String,
-    /// The agent that answers.
+    /// The agent that answers; the tenant's default agent (`assistant`) when absent.
+    #[serde(default = "default_agent_id")]
     pub agent_id: String,
     /// What the user said.
     pub message: String,
+}
+
+fn default_agent_id() -> String {
+    execution_contract::agent::DEFAULT_AGENT_ID.to_owned()
 }
 
 impl ChatMessage {
