@@ -2,13 +2,14 @@
 //!
 //! Registering through the micro API makes every worker visible to `nats micro ls` and
 //! answer `$SRV.PING`, `$SRV.INFO` and `$SRV.STATS`; requests are spread over instances by
-//! the service's queue group. Each request goes through the same dispatcher as the durable
-//! path and is answered with a result action on its reply subject. Nothing is stored, so
+//! the service's queue group. Each request goes through the same [`crate::pipeline`] as a
+//! durable action; what is rpc about it is only here: the reply subject is checked before
+//! anything else (a request that could only be answered outside its tenant is refused:
+//! dead-lettered, never answered), and the outcome is the reply. Nothing is stored, so
 //! nothing is retried: a retryable error goes back to the caller with `retryable: true`.
-//! Anything else that fails is dead-lettered like a durable action.
+//! Anything else that fails is answered, then dead-lettered like a durable action.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use async_nats::HeaderMap;
 use async_nats::service::{Request, Service, ServiceExt, endpoint::Endpoint};
@@ -16,36 +17,40 @@ use bytes::Bytes;
 use futures::{FutureExt, StreamExt};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
-use tracing::Instrument;
 use uuid::Uuid;
 
-use crate::action::decode::{decode_or, unreadable_type};
+use crate::action::decode::{Rejection, unreadable_type};
 use crate::action::{ActionError, ActionResult, ResultAddress};
-use crate::context::Ctx;
 use crate::metrics::Outcome;
+use crate::pipeline::layers::Handled;
+use crate::pipeline::{Addressed, InFlight, Path, Pipeline, Verdict};
 use crate::publish;
-use crate::subject::{self, ActionSubject, Channel};
-use crate::telemetry;
-use crate::worker::dead_letter::{DeadLetter, Origin};
-use crate::worker::{InFlight, Shared};
+use crate::subject::{self, ActionSubject, Channel, Inboxes};
+use crate::worker::dead_letter::Origin;
 
 /// A started micro service with its rpc endpoint.
 pub(crate) struct RpcService {
-    shared: Arc<Shared>,
+    pipeline: Arc<Pipeline>,
+    concurrency: usize,
     service: Service,
     endpoint: Endpoint,
 }
 
 impl RpcService {
-    /// Registers the service `<domain>` with the endpoint `rpc` on `<domain>.*.rpc`.
-    pub async fn start(shared: Arc<Shared>) -> Result<Self, async_nats::Error> {
-        let domain = shared.dispatcher.domain().clone();
-        let types: Vec<&str> = shared
+    /// Registers the service `<domain>` (reporting `version`) with the endpoint `rpc` on
+    /// `<domain>.*.rpc`; at most `concurrency` requests are handled at once.
+    pub async fn start(
+        pipeline: Arc<Pipeline>,
+        concurrency: usize,
+        version: &str,
+    ) -> Result<Self, async_nats::Error> {
+        let domain = pipeline.domain().clone();
+        let types: Vec<&str> = pipeline
             .dispatcher
             .action_types()
             .map(|t| t.as_str())
             .collect();
-        let service = shared
+        let service = pipeline
             .publisher
             .client()
             .service_builder()
@@ -53,7 +58,7 @@ impl RpcService {
                 "Domain Actions service {domain}: {}",
                 types.join(", ")
             ))
-            .start(domain.as_str(), shared.config.version.as_str())
+            .start(domain.as_str(), version)
             .await?;
         let endpoint = service
             .endpoint_builder()
@@ -61,7 +66,8 @@ impl RpcService {
             .add(subject::any_tenant(&domain, Channel::Rpc))
             .await?;
         Ok(Self {
-            shared,
+            pipeline,
+            concurrency,
             service,
             endpoint,
         })
@@ -69,15 +75,17 @@ impl RpcService {
 
     /// Starts answering `request` in `inflight`.
     fn begin(&self, inflight: &mut InFlight, request: Request) {
-        let shared = self.shared.clone();
+        let pipeline = self.pipeline.clone();
         // Boxed where it is made: the handler future is moved only as a pointer.
-        inflight.push(Box::pin(async move { answer(&shared, request).await }));
+        inflight.push(Box::pin(async move {
+            pipeline.run(&Rpc { request }).await;
+        }));
     }
 
     /// Answers requests until `shutdown`, then lets in-flight ones finish. At most
     /// `concurrency` run at once; they are driven by this task ([`InFlight`] says why).
     pub async fn serve(mut self, shutdown: CancellationToken) {
-        let capacity = self.shared.config.concurrency.max(1);
+        let capacity = self.concurrency.max(1);
         let mut inflight = InFlight::default();
         let stopped = shutdown.cancelled();
         tokio::pin!(stopped);
@@ -106,161 +114,120 @@ impl RpcService {
     }
 }
 
-/// Handles one request and answers it.
-async fn answer(shared: &Shared, request: Request) {
-    let _busy = shared.metrics.in_flight();
-    let msg = &request.message;
-    let domain = shared.dispatcher.domain();
-    // Says how the request ended: given up on if the letter is stored, else just failed.
-    let dead_letter = |error: ActionError, tenant| async move {
-        let letter = DeadLetter {
-            domain,
-            tenant,
-            subject: &msg.subject,
-            headers: msg.headers.as_ref(),
-            body: msg.payload.clone(),
-            error: &error,
-            origin: Origin::Rpc,
-        };
-        match letter.publish(&shared.publisher).await {
-            Ok(()) => Outcome::DeadLettered,
-            Err(err) => {
-                tracing::error!(%err, "cannot store the dead letter of an rpc request");
-                Outcome::Error
-            }
+/// One rpc request on its way through the pipeline.
+struct Rpc {
+    request: Request,
+}
+
+impl Rpc {
+    /// Sends the reply; a failure is logged (the requester times out).
+    async fn respond(&self, (headers, body): (HeaderMap, Bytes)) {
+        if let Err(err) = self.request.respond_with_headers(Ok(body), headers).await {
+            tracing::warn!(%err, "cannot answer rpc request");
         }
-    };
-    // Where the answer would go, checked before anything is answered: a reply subject is
-    // the requester's word, and one outside its tenant (`$KV.…`, `$JS.API.…`, `dlq.…`,
-    // another tenant's inbox or events) gets nothing published, only a dead letter.
-    let tenant = ActionSubject::parse(&msg.subject).ok().map(|s| s.tenant);
-    let refused = match (&msg.reply, &tenant) {
-        (None, _) => Some(ActionError::invalid(
-            "rpc request without a reply subject: use request/reply, or publish to .actions",
-        )),
-        (Some(reply), tenant) => shared
-            .config
-            .inboxes
-            .check_reply(reply, tenant.as_ref())
-            .err(),
-    };
-    if let Some(error) = refused {
-        tracing::warn!(code = %error.code, error = %error.message, "rpc request refused; dead-lettering");
-        let code = error.code;
-        let outcome = Box::pin(dead_letter(error, tenant.as_ref())).await;
-        let unknown = shared.metrics.unknown();
-        return shared
-            .metrics
-            .finished(tenant.as_ref(), unknown, outcome, Some(code));
+    }
+}
+
+impl Path for Rpc {
+    const NAME: &'static str = "rpc";
+
+    fn message(&self) -> &async_nats::Message {
+        &self.request.message
     }
 
-    let received = match decode_or(
-        &msg.subject,
-        msg.headers.as_ref(),
-        &msg.payload,
-        shared.config.inboxes,
-        Uuid::now_v7,
-    ) {
-        Ok(received) => received,
-        Err(rejection) => {
-            let failure = ActionResult::<()>::failure(rejection.error.clone(), 0);
-            respond(
-                &request,
-                reply(shared, rejection.address.as_deref(), failure),
-            )
-            .await;
-            let (tenant, code) = (rejection.tenant.as_ref(), rejection.error.code);
-            let outcome = Box::pin(dead_letter(rejection.error, tenant)).await;
-            let unknown = shared.metrics.unknown();
-            return shared
-                .metrics
-                .finished(tenant, unknown, outcome, Some(code));
+    /// Nothing is stored to derive an id from: a fresh one (docs/wire.md, "Ids").
+    fn fallback_id(&self) -> Uuid {
+        Uuid::now_v7()
+    }
+
+    fn origin(&self) -> Origin {
+        Origin::Rpc
+    }
+
+    /// Where the answer would go, checked before anything is answered: a reply subject is
+    /// the requester's word, and one outside its tenant (`$KV.…`, `$JS.API.…`, `dlq.…`,
+    /// another tenant's inbox or events) gets nothing published, only a dead letter.
+    fn admit(&self, inboxes: Inboxes) -> Result<(), Rejection> {
+        let msg = &self.request.message;
+        let tenant = ActionSubject::parse(&msg.subject).ok().map(|s| s.tenant);
+        let checked = match &msg.reply {
+            None => Err(ActionError::invalid(
+                "rpc request without a reply subject: use request/reply, or publish to .actions",
+            )),
+            Some(reply) => inboxes.check_reply(reply, tenant.as_ref()),
+        };
+        checked.map_err(|error| Rejection {
+            tenant,
+            ..Rejection::from(error)
+        })
+    }
+
+    /// An error result addressed to the request, or a bare one if not even its tenant
+    /// could be read.
+    async fn answer(&self, pipeline: &Pipeline, rejected: &Rejection) {
+        let failure = ActionResult::<()>::failure(rejected.error.clone(), 0);
+        let address = rejected.address.as_deref();
+        self.respond(reply(pipeline, address, failure)).await;
+    }
+
+    async fn settle(&self, pipeline: &Pipeline, handled: Handled, to: Addressed<'_>) -> Verdict {
+        let duration_ms = handled.elapsed.as_millis() as u64;
+        let address = Some(to.address);
+        let error = match handled.output {
+            Ok(output) => {
+                let success = ActionResult::success(output, duration_ms);
+                self.respond(reply(pipeline, address, success)).await;
+                return Verdict::Settled(Outcome::Success, None);
+            }
+            Err(error) => error,
+        };
+        let failure = ActionResult::<()>::failure(error.clone(), duration_ms);
+        self.respond(reply(pipeline, address, failure)).await;
+        if error.retryable {
+            Verdict::Settled(Outcome::Error, Some(error.code))
+        } else {
+            Verdict::GiveUp(error)
         }
-    };
-    let mut action = received.action;
-    let address = ResultAddress::from(&action);
-    let span = tracing::debug_span!("rpc", action_type = %action.action_type, tenant = %action.tenant_id, action_id = %action.action_id);
-    action.traceparent = telemetry::adopt(&span, action.traceparent);
-    let ctx = Ctx::for_action(
-        &action,
-        1,
-        Some(shared.publisher.clone()),
-        shared.dispatcher.state().clone(),
-        shared.handler_cancel.clone(),
-    );
-    let kind = shared.metrics.kind(&action.action_type);
-    let started = Instant::now();
-    let outcome = shared
-        .dispatcher
-        .dispatch(action, ctx)
-        .instrument(span)
-        .await;
-    let elapsed = started.elapsed();
-    kind.handler_took(elapsed);
-    let duration_ms = elapsed.as_millis() as u64;
-    let (message, failed) = match outcome {
-        Ok(output) => (
-            reply(
-                shared,
-                Some(&address),
-                ActionResult::success(output, duration_ms),
-            ),
-            None,
-        ),
-        Err(error) => (
-            reply(
-                shared,
-                Some(&address),
-                ActionResult::<()>::failure(error.clone(), duration_ms),
-            ),
-            Some(error),
-        ),
-    };
-    respond(&request, message).await;
-    let tenant = Some(&received.subject.tenant);
-    let (outcome, code) = match failed {
-        None => (Outcome::Success, None),
-        Some(error) if error.retryable => (Outcome::Error, Some(error.code)),
-        Some(error) => {
-            tracing::warn!(code = %error.code, error = %error.message, "rpc request failed; dead-lettering");
-            let code = error.code;
-            (Box::pin(dead_letter(error, tenant)).await, Some(code))
+    }
+
+    /// Nothing to acknowledge: given up on if the letter is stored, else just failed.
+    async fn dead_lettered(&self, stored: bool) -> Outcome {
+        if stored {
+            Outcome::DeadLettered
+        } else {
+            Outcome::Error
         }
-    };
-    shared.metrics.finished(tenant, kind, outcome, code);
+    }
 }
 
 /// The reply to a request: a result action encoded like every other result
 /// ([`publish::encode_result`]), or a bare result when not even the tenant could be read.
 fn reply<R: serde::Serialize>(
-    shared: &Shared,
+    pipeline: &Pipeline,
     address: Option<&ResultAddress>,
     data: ActionResult<R>,
 ) -> (HeaderMap, Bytes) {
     let Some(address) = address else {
-        return bare_result(shared, &data);
+        return bare_result(pipeline, &data);
     };
     match publish::encode_result(&address.result(data), &address.chain_correlation) {
         Ok(message) => message,
         Err(err) => {
             let error = ActionError::handler(format!("cannot encode the result: {err}"));
-            bare_result(shared, &ActionResult::<()>::failure(error, 0))
+            bare_result(pipeline, &ActionResult::<()>::failure(error, 0))
         }
     }
 }
 
 /// A result with no tenant or request to address it to.
-fn bare_result<R: serde::Serialize>(shared: &Shared, data: &ActionResult<R>) -> (HeaderMap, Bytes) {
+fn bare_result<R: serde::Serialize>(
+    pipeline: &Pipeline,
+    data: &ActionResult<R>,
+) -> (HeaderMap, Bytes) {
     let result = json!({
         "action_id": Uuid::now_v7(),
-        "action_type": unreadable_type(shared.dispatcher.domain()).result_type(),
+        "action_type": unreadable_type(pipeline.domain()).result_type(),
         "data": data,
     });
     (HeaderMap::new(), Bytes::from(result.to_string()))
-}
-
-async fn respond(request: &Request, (headers, body): (HeaderMap, Bytes)) {
-    if let Err(err) = request.respond_with_headers(Ok(body), headers).await {
-        tracing::warn!(%err, "cannot answer rpc request");
-    }
 }
