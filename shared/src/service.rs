@@ -201,7 +201,7 @@ impl Path for Rpc {
 }
 
 /// The reply to a request: a result action encoded like every other result
-/// ([`publish::encode_result`]), or a bare result when not even the tenant could be read.
+/// ([`publish::encode_answer`]), or a bare result when not even the tenant could be read.
 fn reply<R: serde::Serialize>(
     pipeline: &Pipeline,
     address: Option<&ResultAddress>,
@@ -210,7 +210,7 @@ fn reply<R: serde::Serialize>(
     let Some(address) = address else {
         return bare_result(pipeline, &data);
     };
-    match publish::encode_result(&address.result(data), &address.chain_correlation) {
+    match publish::encode_answer(address, &data) {
         Ok(message) => message,
         Err(err) => {
             let error = ActionError::handler(format!("cannot encode the result: {err}"));
