@@ -38,7 +38,7 @@
 //!
 //! What differs between the paths sits behind the [`Path`] trait, and nowhere else: the
 //! durable path's acknowledgements, redelivery count, lease and callbacks live in
-//! `worker/outcome.rs`; the rpc path's reply in `service.rs`. Neither knows about the other.
+//! `worker/outcome.rs`; the rpc path's reply in `service/mod.rs`. Neither knows about the other.
 //!
 //! Every step is static dispatch: the pipeline is generic over the path, and the layers are
 //! nested types ([`layers::Stack`]), so a message costs no virtual call or allocation for

@@ -5,7 +5,7 @@
 //! - the durable `<domain>-actions` pull consumer, shared by every instance ([`outcome`]
 //!   says what is durable about each message's end: ack, nak, term, results to callbacks);
 //! - `<domain>-callbacks`, when the dispatcher has result handlers;
-//! - the rpc endpoint `<domain>.*.rpc`, registered as a NATS micro service (`crate::service`).
+//! - the rpc endpoint `<domain>.*.rpc`, a NATS micro service (`crate::service`).
 //!
 //! It also dead-letters messages the server gave up on ([`advisory`]).
 //!

@@ -1,18 +1,20 @@
-//! The rpc path: `<domain>.*.rpc`, registered as a NATS micro service.
+//! The rpc path: `<domain>.*.rpc`, served as a NATS micro service.
 //!
-//! Registering through the micro API makes every worker visible to `nats micro ls` and
-//! answer `$SRV.PING`, `$SRV.INFO` and `$SRV.STATS`; requests are spread over instances by
-//! the service's queue group. Each request goes through the same [`crate::pipeline`] as a
-//! durable action; what is rpc about it is only here: the reply subject is checked before
-//! anything else (a request that could only be answered outside its tenant is refused:
-//! dead-lettered, never answered), and the outcome is the reply. Nothing is stored, so
-//! nothing is retried: a retryable error goes back to the caller with `retryable: true`.
-//! Anything else that fails is answered, then dead-lettered like a durable action.
+//! Every worker is visible to `nats micro ls` and answers `$SRV.PING`, `$SRV.INFO` and
+//! `$SRV.STATS` ([`discovery`]); requests are spread over instances by the endpoint's queue
+//! group. Each request goes through the same [`crate::pipeline`] as a durable action; what
+//! is rpc about it is only here: the reply subject is checked before anything else (a
+//! request that could only be answered outside its tenant is refused: dead-lettered, never
+//! answered), and the outcome is the reply. Nothing is stored, so nothing is retried: a
+//! retryable error goes back to the caller with `retryable: true`. Anything else that
+//! fails is answered, then dead-lettered like a durable action.
+
+mod discovery;
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use async_nats::HeaderMap;
-use async_nats::service::{Request, Service, ServiceExt, endpoint::Endpoint};
+use async_nats::{HeaderMap, Message, Subscriber};
 use bytes::Bytes;
 use futures::{FutureExt, StreamExt};
 use serde_json::json;
@@ -27,18 +29,27 @@ use crate::pipeline::{Addressed, InFlight, Path, Pipeline, Verdict};
 use crate::publish;
 use crate::subject::{self, ActionSubject, Channel, Inboxes};
 use crate::worker::dead_letter::Origin;
+use discovery::{Counters, Discovery, Identity};
 
-/// A started micro service with its rpc endpoint.
+/// A started rpc endpoint with its discovery.
 pub(crate) struct RpcService {
-    pipeline: Arc<Pipeline>,
+    endpoint: Arc<Endpoint>,
     concurrency: usize,
-    service: Service,
-    endpoint: Endpoint,
+    requests: Subscriber,
+    _discovery: Discovery,
+}
+
+/// What every request of the endpoint shares.
+struct Endpoint {
+    pipeline: Arc<Pipeline>,
+    /// What `$SRV.STATS` reports.
+    counters: Arc<Counters>,
 }
 
 impl RpcService {
-    /// Registers the service `<domain>` (reporting `version`) with the endpoint `rpc` on
-    /// `<domain>.*.rpc`; at most `concurrency` requests are handled at once.
+    /// Subscribes to `<domain>.*.rpc` in the endpoint's queue group and starts answering
+    /// discovery as service `<domain>` (reporting `version`); at most `concurrency`
+    /// requests are handled at once.
     pub async fn start(
         pipeline: Arc<Pipeline>,
         concurrency: usize,
@@ -50,35 +61,37 @@ impl RpcService {
             .action_types()
             .map(|t| t.as_str())
             .collect();
-        let service = pipeline
-            .publisher
-            .client()
-            .service_builder()
-            .description(format!(
-                "Domain Actions service {domain}: {}",
-                types.join(", ")
-            ))
-            .start(domain.as_str(), version)
+        let client = pipeline.publisher.client().clone();
+        let subject = subject::any_tenant(&domain, Channel::Rpc);
+        let requests = client
+            .queue_subscribe(subject.clone(), discovery::QUEUE_GROUP.into())
             .await?;
-        let endpoint = service
-            .endpoint_builder()
-            .name("rpc")
-            .add(subject::any_tenant(&domain, Channel::Rpc))
-            .await?;
+        let counters = Arc::new(Counters::default());
+        let who = Identity {
+            name: domain.as_str().to_owned(),
+            description: format!("Domain Actions service {domain}: {}", types.join(", ")),
+            version: version.to_owned(),
+            subject,
+        };
+        let discovery = Discovery::start(&client, who, counters.clone()).await?;
         Ok(Self {
-            pipeline,
+            endpoint: Arc::new(Endpoint { pipeline, counters }),
             concurrency,
-            service,
-            endpoint,
+            requests,
+            _discovery: discovery,
         })
     }
 
-    /// Starts answering `request` in `inflight`.
-    fn begin(&self, inflight: &mut InFlight, request: Request) {
-        let pipeline = self.pipeline.clone();
+    /// Starts answering `message` in `inflight`.
+    fn begin(&self, inflight: &mut InFlight, message: Message) {
+        let endpoint = self.endpoint.clone();
         // Boxed where it is made: the handler future is moved only as a pointer.
         inflight.push(Box::pin(async move {
-            pipeline.run(&Rpc { request }).await;
+            let rpc = Rpc {
+                message,
+                counters: &endpoint.counters,
+            };
+            endpoint.pipeline.run(&rpc).await;
         }));
     }
 
@@ -93,13 +106,13 @@ impl RpcService {
             tokio::select! {
                 biased;
                 _ = &mut stopped => break,
-                request = self.endpoint.next(), if inflight.len() < capacity => {
+                request = self.requests.next(), if inflight.len() < capacity => {
                     let Some(request) = request else { break };
                     self.begin(&mut inflight, request);
                     // Take the rest of a burst that has already arrived in the same turn,
                     // rather than one request per pass of this loop.
                     while inflight.len() < capacity {
-                        match self.endpoint.next().now_or_never() {
+                        match self.requests.next().now_or_never() {
                             Some(Some(request)) => self.begin(&mut inflight, request),
                             _ => break,
                         }
@@ -108,31 +121,46 @@ impl RpcService {
                 Some(()) = inflight.next(), if !inflight.is_empty() => {}
             }
         }
-        let _ = self.endpoint.stop().await;
+        let _ = self.requests.unsubscribe().await;
         inflight.finish().await;
-        let _ = self.service.stop().await;
     }
 }
 
 /// One rpc request on its way through the pipeline.
-struct Rpc {
-    request: Request,
+struct Rpc<'a> {
+    message: Message,
+    counters: &'a Counters,
 }
 
-impl Rpc {
-    /// Sends the reply; a failure is logged (the requester times out).
-    async fn respond(&self, (headers, body): (HeaderMap, Bytes)) {
-        if let Err(err) = self.request.respond_with_headers(Ok(body), headers).await {
+impl Rpc<'_> {
+    /// Sends the reply (after `took` in the handler, `failed` if it is an error); a failure
+    /// is logged (the requester times out). Only called once the reply subject was admitted.
+    async fn respond(&self, pipeline: &Pipeline, reply: Reply, failed: bool, took: Duration) {
+        let Some(to) = self.message.reply.clone() else {
+            return;
+        };
+        let client = pipeline.publisher.client();
+        let (headers, body) = reply;
+        let sent = if headers.is_empty() {
+            client.publish(to, body).await
+        } else {
+            client.publish_with_headers(to, headers, body).await
+        };
+        if let Err(err) = sent {
             tracing::warn!(%err, "cannot answer rpc request");
         }
+        self.counters.answered(failed, took);
     }
 }
 
-impl Path for Rpc {
+/// A reply's headers and body.
+type Reply = (HeaderMap, Bytes);
+
+impl Path for Rpc<'_> {
     const NAME: &'static str = "rpc";
 
-    fn message(&self) -> &async_nats::Message {
-        &self.request.message
+    fn message(&self) -> &Message {
+        &self.message
     }
 
     /// Nothing is stored to derive an id from: a fresh one (docs/wire.md, "Ids").
@@ -148,7 +176,7 @@ impl Path for Rpc {
     /// the requester's word, and one outside its tenant (`$KV.…`, `$JS.API.…`, `dlq.…`,
     /// another tenant's inbox or events) gets nothing published, only a dead letter.
     fn admit(&self, inboxes: Inboxes) -> Result<(), Rejection> {
-        let msg = &self.request.message;
+        let msg = &self.message;
         let tenant = ActionSubject::parse(&msg.subject).ok().map(|s| s.tenant);
         let checked = match &msg.reply {
             None => Err(ActionError::invalid(
@@ -167,22 +195,26 @@ impl Path for Rpc {
     async fn answer(&self, pipeline: &Pipeline, rejected: &Rejection) {
         let failure = ActionResult::<()>::failure(rejected.error.clone(), 0);
         let address = rejected.address.as_deref();
-        self.respond(reply(pipeline, address, failure)).await;
+        let answer = reply(pipeline, address, failure);
+        self.respond(pipeline, answer, true, Duration::ZERO).await;
     }
 
     async fn settle(&self, pipeline: &Pipeline, handled: Handled, to: Addressed<'_>) -> Verdict {
-        let duration_ms = handled.elapsed.as_millis() as u64;
+        let took = handled.elapsed;
+        let duration_ms = took.as_millis() as u64;
         let address = Some(to.address);
         let error = match handled.output {
             Ok(output) => {
                 let success = ActionResult::success(output, duration_ms);
-                self.respond(reply(pipeline, address, success)).await;
+                let answer = reply(pipeline, address, success);
+                self.respond(pipeline, answer, false, took).await;
                 return Verdict::Settled(Outcome::Success, None);
             }
             Err(error) => error,
         };
         let failure = ActionResult::<()>::failure(error.clone(), duration_ms);
-        self.respond(reply(pipeline, address, failure)).await;
+        let answer = reply(pipeline, address, failure);
+        self.respond(pipeline, answer, true, took).await;
         if error.retryable {
             Verdict::Settled(Outcome::Error, Some(error.code))
         } else {
@@ -206,7 +238,7 @@ fn reply<R: serde::Serialize>(
     pipeline: &Pipeline,
     address: Option<&ResultAddress>,
     data: ActionResult<R>,
-) -> (HeaderMap, Bytes) {
+) -> Reply {
     let Some(address) = address else {
         return bare_result(pipeline, &data);
     };
@@ -220,10 +252,7 @@ fn reply<R: serde::Serialize>(
 }
 
 /// A result with no tenant or request to address it to.
-fn bare_result<R: serde::Serialize>(
-    pipeline: &Pipeline,
-    data: &ActionResult<R>,
-) -> (HeaderMap, Bytes) {
+fn bare_result<R: serde::Serialize>(pipeline: &Pipeline, data: &ActionResult<R>) -> Reply {
     let result = json!({
         "action_id": Uuid::now_v7(),
         "action_type": unreadable_type(pipeline.domain()).result_type(),
