@@ -17,7 +17,8 @@ use crate::publish::{Enqueued, Publisher};
 use crate::telemetry::{self, TraceParent};
 
 /// Shared values a service's handlers need (a model, a store, settings), looked up by type.
-/// Filled once with [`crate::Dispatcher::with_state`].
+/// Filled once with [`crate::Dispatcher::with_state`] (or [`crate::Dispatcher::with`], whose
+/// handlers get their value as an argument, checked when compiled).
 #[derive(Clone, Default)]
 pub struct State(Arc<HashMap<TypeId, Arc<dyn Any + Send + Sync>>>);
 
@@ -25,6 +26,12 @@ impl State {
     /// Adds (or replaces) the value of type `S`.
     pub fn insert<S: Send + Sync + 'static>(&mut self, value: S) {
         Arc::make_mut(&mut self.0).insert(TypeId::of::<S>(), Arc::new(value));
+    }
+
+    /// Adds (or replaces) the value of type `S`, already shared: [`crate::Dispatcher::with`]
+    /// hands the same one to its handlers.
+    pub(crate) fn insert_shared<S: Send + Sync + 'static>(&mut self, value: Arc<S>) {
+        Arc::make_mut(&mut self.0).insert(TypeId::of::<S>(), value);
     }
 
     /// The value of type `S`, if one was added.

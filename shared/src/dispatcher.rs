@@ -66,9 +66,32 @@ where
     }
 }
 
+/// A handler that also receives its service's shared value `S`:
+/// `async fn(Action<T>, Ctx, Arc<S>) -> Result<R, ActionError>`, registered through
+/// [`Dispatcher::with`]. The value is handed over when the handler is registered, so a
+/// handler can only be registered where its value was given: checked by the compiler,
+/// where [`Ctx::state`] finds a missing value only when an action arrives.
+pub trait StateHandler<T, R, S>: Send + Sync + 'static {
+    /// The future the handler returns.
+    type Future: Future<Output = Result<R, ActionError>> + Send + 'static;
+    /// Handles one action with the shared value.
+    fn call(&self, action: Action<T>, ctx: Ctx, state: Arc<S>) -> Self::Future;
+}
+
+impl<T, R, S, F, Fut> StateHandler<T, R, S> for F
+where
+    F: Fn(Action<T>, Ctx, Arc<S>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<R, ActionError>> + Send + 'static,
+{
+    type Future = Fut;
+    fn call(&self, action: Action<T>, ctx: Ctx, state: Arc<S>) -> Fut {
+        self(action, ctx, state)
+    }
+}
+
 /// The output of any handler, as JSON ready to go into a result.
 pub type RawOutput = Box<RawValue>;
-type BoxFuture = Pin<Box<dyn Future<Output = Result<RawOutput, ActionError>> + Send>>;
+pub(crate) type BoxFuture = Pin<Box<dyn Future<Output = Result<RawOutput, ActionError>> + Send>>;
 type ErasedHandler = Arc<dyn Fn(RawAction, Ctx) -> BoxFuture + Send + Sync>;
 
 /// Routes actions of one domain to their handlers.
@@ -166,6 +189,49 @@ impl Dispatcher {
         self
     }
 
+    /// Registers handlers that receive `state` as an argument, typed: the builder this
+    /// returns takes handlers of the form `async fn(Action<T>, Ctx, Arc<S>)`
+    /// ([`StateHandler`]), and [`WithState::done`] gives the dispatcher back. The value is
+    /// also added as [`Dispatcher::with_state`] would, so handlers still reading it with
+    /// [`Ctx::state`] find it.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use serde::{Deserialize, Serialize};
+    /// use shared::{Action, ActionError, ActionPayload, Ctx, Dispatcher, TenantId};
+    ///
+    /// #[derive(Serialize, Deserialize, schemars::JsonSchema)]
+    /// struct Greet { name: String }
+    /// impl ActionPayload for Greet {
+    ///     const ACTION_TYPE: &'static str = "hello.greet";
+    ///     type Output = String;
+    /// }
+    ///
+    /// struct Greeting { word: &'static str }
+    ///
+    /// async fn greet(action: Action<Greet>, _ctx: Ctx, greeting: Arc<Greeting>) -> Result<String, ActionError> {
+    ///     Ok(format!("{} {}", greeting.word, action.data.name))
+    /// }
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let hello = Dispatcher::new("hello")
+    ///     .with(Greeting { word: "hi" })
+    ///     .on::<Greet, _>(greet)
+    ///     .done();
+    /// let tenant = TenantId::new("acme").unwrap();
+    /// let out = hello.process(Action::new(tenant, Greet { name: "Ada".into() })).await;
+    /// assert_eq!(out.unwrap(), "hi Ada");
+    /// # });
+    /// ```
+    pub fn with<S: Send + Sync + 'static>(mut self, state: S) -> WithState<S> {
+        let state = Arc::new(state);
+        self.state.insert_shared(state.clone());
+        WithState {
+            dispatcher: self,
+            state,
+        }
+    }
+
     /// The domain this dispatcher serves.
     pub fn domain(&self) -> &Domain {
         &self.domain
@@ -195,25 +261,32 @@ impl Dispatcher {
     /// Runs the handler of `action`'s type. A panic in the handler becomes a
     /// `handler_panic` error; an unregistered type an `unknown_action_type` error.
     pub async fn dispatch(&self, action: RawAction, ctx: Ctx) -> Result<RawOutput, ActionError> {
-        let Some(handler) = self.handlers.get(&action.action_type) else {
-            let known: Vec<&str> = self.handlers.keys().map(ActionType::as_str).collect();
-            return Err(ActionError::new(
-                ErrorCode::UnknownActionType,
-                format!(
-                    "{} has no handler for {} (it handles {})",
-                    self.domain,
-                    action.action_type,
-                    known.join(", ")
-                ),
-            ));
-        };
-        match AssertUnwindSafe(handler(action, ctx)).catch_unwind().await {
-            Ok(result) => result,
-            Err(panic) => Err(ActionError::new(
-                ErrorCode::HandlerPanic,
-                format!("handler panicked: {}", panic_message(&*panic)),
-            )),
+        AssertUnwindSafe(async { self.route(action, ctx)?.await })
+            .catch_unwind()
+            .await
+            .unwrap_or_else(|panic| Err(panic_error(&*panic)))
+    }
+
+    /// The handler future of `action`'s type, panics not caught: the worker's pipeline
+    /// catches them in its own layer (`crate::pipeline`), [`Dispatcher::dispatch`] here.
+    pub(crate) fn route(&self, action: RawAction, ctx: Ctx) -> Result<BoxFuture, ActionError> {
+        match self.handlers.get(&action.action_type) {
+            Some(handler) => Ok(handler(action, ctx)),
+            None => Err(self.unknown(&action.action_type)),
         }
+    }
+
+    /// The `unknown_action_type` error naming what this dispatcher does handle.
+    fn unknown(&self, action_type: &ActionType) -> ActionError {
+        let known: Vec<&str> = self.handlers.keys().map(ActionType::as_str).collect();
+        ActionError::new(
+            ErrorCode::UnknownActionType,
+            format!(
+                "{} has no handler for {action_type} (it handles {})",
+                self.domain,
+                known.join(", ")
+            ),
+        )
     }
 
     /// Handles a typed action in-process, with no NATS: for unit tests and embedding.
@@ -234,8 +307,67 @@ impl Dispatcher {
     }
 }
 
+/// A [`Dispatcher`] being given handlers that receive the shared value `S`
+/// ([`Dispatcher::with`]).
+#[must_use = "call .done() to get the dispatcher back"]
+pub struct WithState<S> {
+    dispatcher: Dispatcher,
+    state: Arc<S>,
+}
+
+impl<S: Send + Sync + 'static> WithState<S> {
+    /// Registers the handler of `T`, which receives the shared value, as
+    /// [`Dispatcher::on`] does (same checks, same schemas).
+    pub fn on<T, H>(mut self, handler: H) -> Self
+    where
+        T: ActionPayload + JsonSchema,
+        T::Output: JsonSchema,
+        H: StateHandler<T, T::Output, S>,
+    {
+        let state = self.state.clone();
+        let handler = move |action: Action<T>, ctx: Ctx| handler.call(action, ctx, state.clone());
+        self.dispatcher = self.dispatcher.on::<T, _>(handler);
+        self
+    }
+
+    /// Registers the handler of the results of `T`, which receives the shared value, as
+    /// [`Dispatcher::on_result`] does.
+    pub fn on_result<T, H>(mut self, handler: H) -> Self
+    where
+        T: ActionPayload,
+        T::Output: JsonSchema,
+        H: StateHandler<ActionResult<T::Output>, (), S>,
+    {
+        let state = self.state.clone();
+        let handler = move |action: Action<ActionResult<T::Output>>, ctx: Ctx| {
+            handler.call(action, ctx, state.clone())
+        };
+        self.dispatcher = self.dispatcher.on_result::<T, _>(handler);
+        self
+    }
+
+    /// Another shared value, for the handlers registered next (those registered so far
+    /// keep theirs).
+    pub fn with<U: Send + Sync + 'static>(self, state: U) -> WithState<U> {
+        self.dispatcher.with(state)
+    }
+
+    /// The dispatcher with every handler registered so far.
+    pub fn done(self) -> Dispatcher {
+        self.dispatcher
+    }
+}
+
+/// The `handler_panic` error a caught panic becomes.
+pub(crate) fn panic_error(panic: &(dyn std::any::Any + Send)) -> ActionError {
+    ActionError::new(
+        ErrorCode::HandlerPanic,
+        format!("handler panicked: {}", panic_message(panic)),
+    )
+}
+
 /// The text of a panic payload (`panic!("...")` gives a `&str` or a `String`).
-fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
+pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
     panic
         .downcast_ref::<&str>()
         .copied()
@@ -332,6 +464,37 @@ mod tests {
             calc().dispatch(raw, ctx).await.unwrap_err().code,
             ErrorCode::InvalidAction
         );
+    }
+
+    struct Offset(i64);
+
+    async fn add_offset(
+        action: Action<Add>,
+        _: Ctx,
+        offset: Arc<Offset>,
+    ) -> Result<i64, ActionError> {
+        Ok(action.data.a + action.data.b + offset.0)
+    }
+
+    #[tokio::test]
+    async fn typed_state_is_handed_to_its_handlers() {
+        let calc = Dispatcher::new("calc")
+            .with(Offset(100))
+            .on::<Add, _>(add_offset)
+            .with(7i64)
+            .on::<Boom, _>(boom_with_state)
+            .done();
+        let sum = calc.process(Action::new(acme(), Add { a: 2, b: 3 })).await;
+        assert_eq!(sum, Ok(105));
+        // Still found the old way, by type.
+        assert_eq!(*calc.state().get::<i64>().unwrap(), 7);
+        assert_eq!(calc.state().get::<Offset>().unwrap().0, 100);
+        let err = calc.process(Action::new(acme(), Boom)).await.unwrap_err();
+        assert!(err.message.contains("state 7"), "{err}");
+    }
+
+    async fn boom_with_state(_: Action<Boom>, _: Ctx, n: Arc<i64>) -> Result<(), ActionError> {
+        Err(ActionError::handler(format!("state {n}")))
     }
 
     #[test]

@@ -30,6 +30,8 @@
 //! - [`publish`]: [`Publisher`]: enqueue (durable), request (rpc), results.
 //! - `replies`: rpc replies on the requesting tenant's own inboxes (`_INBOX_<tenant>.…`).
 //! - [`connect`]: connecting with the `nats` CLI's credentials (user, token, creds, nkey, TLS).
+//! - `pipeline`: one way through for every received action, durable or rpc: admit, decode
+//!   and check, the layers around the handler (span, metrics, timeout, panic catch), settle.
 //! - [`worker`]: [`Worker`]: durable pull consumers, the outcome table, dead letters, drain.
 //! - `service`: the rpc endpoint as a NATS micro service (run by the worker).
 //! - [`streams`]: stream and consumer definitions from `nats/`, applied idempotently.
@@ -51,6 +53,7 @@ pub mod context;
 pub mod dispatcher;
 pub mod headers;
 pub mod metrics;
+mod pipeline;
 pub mod publish;
 mod replies;
 pub mod schema;
@@ -67,7 +70,7 @@ pub use action::{
     ResultStatus, TenantId,
 };
 pub use context::Ctx;
-pub use dispatcher::Dispatcher;
+pub use dispatcher::{Dispatcher, StateHandler, WithState};
 pub use publish::{Enqueued, PublishError, Publisher};
 pub use settings::Settings;
 pub use subject::CallbackSubject;

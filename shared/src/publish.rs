@@ -21,11 +21,11 @@ use async_nats::{Client, HeaderMap, RequestErrorKind};
 use bytes::Bytes;
 use serde::Serialize;
 
-use crate::action::{Action, ActionError, ActionPayload, ActionResult, ErrorCode};
+use crate::action::{Action, ActionError, ActionPayload, ActionResult, ErrorCode, ResultAddress};
 use crate::headers;
 use crate::replies::{Replies, ReplyError};
 use crate::subject::{self, CallbackSubject, Channel, Inboxes};
-use crate::telemetry;
+use crate::telemetry::{self, TraceParent};
 
 /// Why a publish failed.
 #[derive(Debug, thiserror::Error)]
@@ -367,6 +367,67 @@ pub fn encode_result<R: Serialize>(
     encode_with(result, Some(chain_correlation))
 }
 
+/// The result of the request at `address`, encoded as [`encode_result`] encodes
+/// `address.result(data)`, but written straight from the request's fields: nothing of the
+/// request is copied into a result action first. The rpc endpoint answers every request
+/// through here.
+pub(crate) fn encode_answer<R: Serialize>(
+    address: &ResultAddress,
+    data: &ActionResult<R>,
+) -> Result<(HeaderMap, Bytes), PublishError> {
+    encode_answer_at(address, data, time::OffsetDateTime::now_utc())
+}
+
+/// [`encode_answer`] with its `created_at` given (the tests compare it with [`encode_result`]).
+fn encode_answer_at<R: Serialize>(
+    address: &ResultAddress,
+    data: &ActionResult<R>,
+    created_at: time::OffsetDateTime,
+) -> Result<(HeaderMap, Bytes), PublishError> {
+    /// A result action as [`Action`] serializes it, its fields borrowed from the request.
+    #[derive(Serialize)]
+    struct Body<'a, R> {
+        action_id: uuid::Uuid,
+        action_type: &'a str,
+        tenant_id: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        session_id: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        task_id: Option<&'a str>,
+        correlation_id: uuid::Uuid,
+        #[serde(with = "crate::action::envelope::rfc3339")]
+        created_at: time::OffsetDateTime,
+        data: &'a ActionResult<R>,
+        #[serde(skip_serializing_if = "serde_json::Map::is_empty")]
+        metadata: &'a serde_json::Map<String, serde_json::Value>,
+    }
+    let result_type = address.request_type.result_type();
+    let result_id = address.result_id();
+    let body = Body {
+        action_id: result_id,
+        action_type: result_type.as_str(),
+        tenant_id: address.tenant_id.as_str(),
+        session_id: address.session_id.as_deref(),
+        task_id: address.task_id.as_deref(),
+        correlation_id: address.request_id,
+        created_at,
+        data,
+        metadata: &address.metadata,
+    };
+    let mut bytes = Vec::with_capacity(BODY_CAPACITY);
+    serde_json::to_writer(&mut bytes, &body)
+        .map_err(|err| PublishError::Nats(format!("cannot encode action: {err}")))?;
+    let trace = address.trace.as_ref().map(TraceParent::child);
+    let headers = standard_headers(
+        result_type.as_str(),
+        &result_id,
+        None,
+        Some(&address.chain_correlation),
+        trace,
+    );
+    Ok((headers, Bytes::from(bytes)))
+}
+
 /// Room for a typical body (envelope, ids, timestamps and a small payload) so serializing
 /// does not grow the buffer several times; a larger body grows it as usual.
 const BODY_CAPACITY: usize = 512;
@@ -380,21 +441,40 @@ fn encode_with<T: Serialize>(
     let mut body = Vec::with_capacity(BODY_CAPACITY);
     serde_json::to_writer(&mut body, action)
         .map_err(|err| PublishError::Nats(format!("cannot encode action: {err}")))?;
+    let headers = standard_headers(
+        action.action_type.as_str(),
+        &action.action_id,
+        action.callback_subject.as_deref(),
+        correlation,
+        action.traceparent,
+    );
+    Ok((headers, Bytes::from(body)))
+}
+
+/// The headers our publishers set (docs/wire.md, "Headers"), inserted by prebuilt name.
+/// A trace context is invented only when this process exports traces.
+fn standard_headers(
+    action_type: &str,
+    id: &uuid::Uuid,
+    callback: Option<&str>,
+    correlation: Option<&str>,
+    trace: Option<TraceParent>,
+) -> HeaderMap {
     let mut headers = HeaderMap::new();
-    headers.insert(headers::name::ACTION_TYPE, action.action_type.as_str());
-    let mut id = uuid::Uuid::encode_buffer();
-    let id: &str = action.action_id.hyphenated().encode_lower(&mut id);
+    headers.insert(headers::name::ACTION_TYPE, action_type);
+    let mut buffer = uuid::Uuid::encode_buffer();
+    let id: &str = id.hyphenated().encode_lower(&mut buffer);
     headers.insert(headers::name::MSG_ID, id);
-    if let Some(callback) = &action.callback_subject {
-        headers.insert(headers::name::CALLBACK_SUBJECT, callback.as_str());
+    if let Some(callback) = callback {
+        headers.insert(headers::name::CALLBACK_SUBJECT, callback);
     }
     if let Some(correlation) = correlation {
         headers.insert(headers::name::CORRELATION_ID, correlation);
     }
-    if let Some(trace) = action.traceparent.or_else(telemetry::new_trace) {
+    if let Some(trace) = trace.or_else(telemetry::new_trace) {
         headers.insert(headers::name::TRACEPARENT, trace.to_header());
     }
-    Ok((headers, Bytes::from(body)))
+    headers
 }
 
 /// Bytes the headers take in the protocol (`NATS/1.0\r\n`, a line each, a blank line).
@@ -410,4 +490,64 @@ pub(crate) fn header_size(headers: &HeaderMap) -> usize {
         })
         .sum();
     10 + lines + 2
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::action::{ActionType, TenantId};
+
+    fn header_lines(headers: &HeaderMap) -> Vec<(String, String)> {
+        let mut lines: Vec<(String, String)> = headers
+            .iter()
+            .flat_map(|(name, values)| {
+                let name: &str = name.as_ref();
+                values
+                    .iter()
+                    .map(move |v| (name.to_owned(), v.as_str().to_owned()))
+            })
+            .collect();
+        lines.sort();
+        lines
+    }
+
+    #[test]
+    fn an_answer_is_encoded_as_its_result_action_is() {
+        let mut metadata = serde_json::Map::new();
+        metadata.insert("k".into(), serde_json::json!([1, "two"]));
+        for (session, metadata) in [
+            (None, serde_json::Map::new()),
+            (Some("s \"1\"".to_owned()), metadata),
+        ] {
+            let address = ResultAddress {
+                request_id: uuid::Uuid::now_v7(),
+                request_type: ActionType::new("echo.ping").unwrap(),
+                tenant_id: TenantId::new("acme").unwrap(),
+                session_id: session,
+                task_id: Some("t1".into()),
+                metadata,
+                // No trace: a child context would differ by its random span id.
+                trace: None,
+                chain_correlation: "chain-1".into(),
+            };
+            let output = serde_json::value::to_raw_value(&serde_json::json!({"x": "é\n"})).unwrap();
+            let failure = ActionResult::<()>::failure(ActionError::handler("no \"way\""), 3);
+            let success = ActionResult::success(output, 7);
+            let at = time::OffsetDateTime::now_utc();
+
+            let mut result = address.result(success.clone());
+            result.created_at = at;
+            let expected = encode_result(&result, &address.chain_correlation).unwrap();
+            let answer = encode_answer_at(&address, &success, at).unwrap();
+            assert_eq!(answer.1, expected.1);
+            assert_eq!(header_lines(&answer.0), header_lines(&expected.0));
+
+            let mut result = address.result(failure.clone());
+            result.created_at = at;
+            let expected = encode_result(&result, &address.chain_correlation).unwrap();
+            let answer = encode_answer_at(&address, &failure, at).unwrap();
+            assert_eq!(answer.1, expected.1);
+            assert_eq!(header_lines(&answer.0), header_lines(&expected.0));
+        }
+    }
 }

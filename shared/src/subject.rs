@@ -252,6 +252,9 @@ impl Inboxes {
             return Ok(());
         }
         match tenant {
+            // Checked in place: every rpc request comes through here, and the checked
+            // subject itself is not needed (the reply goes to the request's reply subject).
+            Some(tenant) if publishable(reply) && self.allows(reply, tenant) => Ok(()),
             Some(tenant) => self.check_inbox(reply, tenant, "reply subject").map(drop),
             None if publishable(reply) && self.allows_shared(reply) => Ok(()),
             None => Err(ActionError::new(
@@ -259,6 +262,18 @@ impl Inboxes {
                 format!("reply subject {reply:?} is not an inbox this request may be answered on"),
             )),
         }
+    }
+
+    /// Whether `subject` is an inbox of `tenant` (`_INBOX_<tenant>.…`, something after the
+    /// prefix) or a shared inbox this rule allows: [`Inboxes::check_inbox`]'s test, without
+    /// building the prefix.
+    fn allows(self, subject: &str, tenant: &TenantId) -> bool {
+        let own = subject
+            .strip_prefix("_INBOX_")
+            .and_then(|rest| rest.strip_prefix(tenant.as_str()))
+            .and_then(|rest| rest.strip_prefix('.'))
+            .is_some_and(|rest| !rest.is_empty());
+        own || self.allows_shared(subject)
     }
 
     /// Whether `subject` is a shared `_INBOX.…` inbox and this rule allows those.
@@ -279,10 +294,10 @@ impl Inboxes {
                 "{what} {subject:?} is not a subject a result can be published to"
             )));
         }
-        let own = tenant_inbox_prefix(tenant);
-        if has_prefix(subject, &own) || self.allows_shared(subject) {
+        if self.allows(subject, tenant) {
             return Ok(CallbackSubject(subject.to_owned()));
         }
+        let own = tenant_inbox_prefix(tenant);
         let inboxes = match self {
             Inboxes::Tenant => format!("{own}…"),
             Inboxes::Shared => format!("{own}… or {INBOX_PREFIX}…"),
@@ -306,6 +321,19 @@ fn has_prefix(subject: &str, prefix: &str) -> bool {
 /// publish failed and the action was retried to its last delivery; found by
 /// `fuzz/fuzz_targets/names.rs`).
 fn publishable(subject: &str) -> bool {
+    // Nearly every subject is ASCII: its bytes say it all. Anything else is read by char
+    // (Unicode has more whitespace and control characters than ASCII).
+    if subject.is_ascii() {
+        let bytes = subject.as_bytes();
+        let bad =
+            |b: &u8| matches!(b, b'*' | b'>') || b.is_ascii_whitespace() || b.is_ascii_control();
+        // ASCII whitespace as `char::is_whitespace` counts it also has vertical tab (a control).
+        return !bytes.is_empty()
+            && !bytes.iter().any(bad)
+            && !bytes.starts_with(b".")
+            && !bytes.ends_with(b".")
+            && !subject.contains("..");
+    }
     subject.split('.').all(|t| {
         !t.is_empty()
             && !t.contains(['*', '>'])
@@ -387,6 +415,27 @@ mod tests {
     }
     fn t(s: &str) -> TenantId {
         TenantId::new(s).unwrap()
+    }
+
+    proptest! {
+        #[test]
+        fn publishable_reads_ascii_as_it_reads_chars(subject in "[a-zA-Z0-9_.*> \t\x0b\x0c\x00\x7f\u{a0}\u{85}\u{2028}é-]{0,12}") {
+            let by_char = subject.split('.').all(|t| {
+                !t.is_empty()
+                    && !t.contains(['*', '>'])
+                    && !t.chars().any(|c| c.is_whitespace() || c.is_control())
+            });
+            prop_assert_eq!(publishable(&subject), by_char, "{:?}", subject);
+        }
+
+        #[test]
+        fn replies_are_allowed_as_inboxes_are_checked(reply in "(_INBOX_acme|_INBOX_acm|_INBOX_acmex|_INBOX|_R_|x)[._]{0,2}[a-z.]{0,4}", shared in any::<bool>()) {
+            let rule = if shared { Inboxes::Shared } else { Inboxes::Tenant };
+            let acme = t("acme");
+            let in_place = publishable(&reply) && rule.allows(&reply, &acme);
+            let checked = rule.check_inbox(&reply, &acme, "reply subject").is_ok();
+            prop_assert_eq!(in_place, checked, "{:?}", reply);
+        }
     }
 
     #[test]

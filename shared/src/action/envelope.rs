@@ -69,7 +69,7 @@ pub struct Action<T> {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub callback_subject: Option<String>,
     /// When the publisher made it (RFC 3339).
-    #[serde(with = "time::serde::rfc3339")]
+    #[serde(with = "rfc3339")]
     #[schemars(with = "String", extend("format" = "date-time"))]
     pub created_at: OffsetDateTime,
     /// The typed payload.
@@ -203,6 +203,43 @@ impl<T: Serialize> Action<T> {
     }
 }
 
+/// `created_at` as RFC 3339, written into a buffer on the stack: `time`'s own serde module
+/// formats into a new `String` first, and every action and result carries a timestamp.
+/// Read back with `time`'s.
+pub(crate) mod rfc3339 {
+    use serde::{Deserializer, Serializer};
+    use time::OffsetDateTime;
+    use time::format_description::well_known::Rfc3339;
+
+    /// Room for the longest RFC 3339 time `time` writes: `9999-12-31T23:59:59.999999999+23:59`.
+    const LONGEST: usize = 35;
+
+    /// Writes `at` as `time::serde::rfc3339` would.
+    pub fn serialize<S: Serializer>(at: &OffsetDateTime, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut buffer = [0u8; LONGEST];
+        let mut rest = &mut buffer[..];
+        match at.format_into(&mut rest, &Rfc3339) {
+            Ok(_) => {
+                // What is left of the buffer says how much was written (the count `time`
+                // returns leaves out the fraction of a second).
+                let written = LONGEST - rest.len();
+                let text =
+                    std::str::from_utf8(&buffer[..written]).map_err(serde::ser::Error::custom)?;
+                serializer.serialize_str(text)
+            }
+            // A year outside 0..=9999 and the like: `time` says why.
+            Err(_) => time::serde::rfc3339::serialize(at, serializer),
+        }
+    }
+
+    /// Reads an RFC 3339 time, as `time::serde::rfc3339` does.
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<OffsetDateTime, D::Error> {
+        time::serde::rfc3339::deserialize(deserializer)
+    }
+}
+
 /// `id` as hyphenated lower-case text, written without the formatting machinery: every
 /// result and chain carries one.
 pub(crate) fn id_text(id: &Uuid) -> String {
@@ -271,6 +308,23 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn timestamps_are_written_as_time_writes_them(seconds in -62_000_000_000i64..253_402_300_799, nanos in 0u32..1_000_000_000, offset_minutes in -1439i32..1439, zero_nanos in any::<bool>()) {
+            let offset = time::UtcOffset::from_whole_seconds(offset_minutes * 60).unwrap();
+            let at = OffsetDateTime::from_unix_timestamp(seconds).unwrap()
+                .replace_nanosecond(if zero_nanos { 0 } else { nanos }).unwrap()
+                .to_offset(offset);
+            #[derive(Serialize)]
+            struct Ours(#[serde(with = "rfc3339")] OffsetDateTime);
+            #[derive(Serialize)]
+            struct Theirs(#[serde(with = "time::serde::rfc3339")] OffsetDateTime);
+            let ours = serde_json::to_string(&Ours(at));
+            let theirs = serde_json::to_string(&Theirs(at));
+            prop_assert_eq!(ours.ok(), theirs.ok());
+            let utc = at.to_offset(time::UtcOffset::UTC);
+            prop_assert_eq!(serde_json::to_string(&Ours(utc)).ok(), serde_json::to_string(&Theirs(utc)).ok());
+        }
+
         #[test]
         fn envelope_round_trips(text in "\\PC*", n in any::<i64>(), session in proptest::option::of("[a-z0-9]{1,10}"),
                                 meta in proptest::collection::btree_map("[a-z]{1,5}", any::<i64>(), 0..4)) {

@@ -32,14 +32,20 @@ pub struct Domain(String);
 impl Domain {
     /// Validates a domain name.
     pub fn new(name: &str) -> Result<Self, NameError> {
-        let mut chars = name.chars();
-        let first_ok = chars.next().is_some_and(|c| c.is_ascii_lowercase());
-        let rest_ok = chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-        if first_ok && rest_ok && name.len() <= 32 && name != "dlq" {
+        if Self::valid(name) {
             Ok(Self(name.to_owned()))
         } else {
             Err(NameError::Domain(name.to_owned()))
         }
+    }
+
+    /// Whether `name` keeps the domain rule (checked without building one: action types
+    /// check their domain part on every message).
+    fn valid(name: &str) -> bool {
+        let mut bytes = name.bytes();
+        let first_ok = bytes.next().is_some_and(|b| b.is_ascii_lowercase());
+        let rest_ok = bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+        first_ok && rest_ok && name.len() <= 32 && name != "dlq"
     }
 
     /// The name as it appears in subjects.
@@ -98,7 +104,7 @@ impl ActionType {
             && verb
                 .bytes()
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
-        if Domain::new(domain).is_ok() && verb_ok {
+        if Domain::valid(domain) && verb_ok {
             Ok(Self(name.to_owned()))
         } else {
             Err(err())

@@ -23,7 +23,6 @@
 #[cfg(feature = "prometheus")]
 mod exporter;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -108,7 +107,9 @@ impl Kind {
 pub struct WorkerMetrics {
     domain: SharedString,
     in_flight: Gauge,
-    kinds: HashMap<Box<str>, Kind>,
+    /// Sorted by type: a worker handles a few types, and a binary search over them costs
+    /// less than hashing the type on every message.
+    kinds: Vec<(Box<str>, Kind)>,
     unknown: Kind,
 }
 
@@ -121,10 +122,12 @@ impl WorkerMetrics {
     ) -> Self {
         let domain = SharedString::from_shared(Arc::from(domain.as_str()));
         let in_flight = ::metrics::gauge!(IN_FLIGHT, vec![Label::new("domain", domain.clone())]);
-        let kinds = action_types
+        let mut kinds: Vec<(Box<str>, Kind)> = action_types
             .into_iter()
             .map(|t| (Box::from(t.as_str()), Kind::new(&domain, t.as_str())))
             .collect();
+        kinds.sort_by(|a, b| a.0.cmp(&b.0));
+        kinds.dedup_by(|a, b| a.0 == b.0);
         let unknown = Kind::new(&domain, UNKNOWN);
         Self {
             domain,
@@ -137,8 +140,8 @@ impl WorkerMetrics {
     /// The handles of `action_type`: its own if the worker handles it, else [`UNKNOWN`]'s.
     pub fn kind(&self, action_type: &ActionType) -> &Kind {
         self.kinds
-            .get(action_type.as_str())
-            .unwrap_or(&self.unknown)
+            .binary_search_by(|(name, _)| (**name).cmp(action_type.as_str()))
+            .map_or(&self.unknown, |found| &self.kinds[found].1)
     }
 
     /// The handles of a message whose action type could not be read.

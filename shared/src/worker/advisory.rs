@@ -35,8 +35,9 @@ pub(crate) async fn watch(
     shared: Arc<Shared>,
     stop: CancellationToken,
 ) -> Result<(), async_nats::Error> {
-    let name = format!("{}-max-deliveries", shared.dispatcher.domain());
+    let name = format!("{}-max-deliveries", shared.pipeline.domain());
     let consumer: async_nats::jetstream::consumer::PullConsumer = shared
+        .pipeline
         .publisher
         .jetstream()
         .get_consumer_from_stream(&name, ADVISORIES_STREAM)
@@ -75,11 +76,8 @@ pub(crate) async fn watch(
 }
 
 async fn dead_letter(shared: &Shared, advisory: MaxDeliveries) -> Result<(), async_nats::Error> {
-    let stream = shared
-        .publisher
-        .jetstream()
-        .get_stream(&advisory.stream)
-        .await?;
+    let publisher = &shared.pipeline.publisher;
+    let stream = publisher.jetstream().get_stream(&advisory.stream).await?;
     let original = match stream.get_raw_message(advisory.stream_seq).await {
         Ok(original) => original,
         Err(err) => {
@@ -110,14 +108,14 @@ async fn dead_letter(shared: &Shared, advisory: MaxDeliveries) -> Result<(), asy
         Ok(received) => {
             if let Some(to) = &received.callback {
                 let address = (&received.action).into();
-                send_error(shared, to, &address, &error, 0).await;
+                send_error(publisher, to, &address, &error, 0).await;
             }
             (received.subject.domain, Some(received.subject.tenant))
         }
         Err(rejection) => (
             rejection
                 .domain
-                .unwrap_or_else(|| shared.dispatcher.domain().clone()),
+                .unwrap_or_else(|| shared.pipeline.domain().clone()),
             rejection.tenant,
         ),
     };
@@ -135,7 +133,7 @@ async fn dead_letter(shared: &Shared, advisory: MaxDeliveries) -> Result<(), asy
             consumer: advisory.consumer,
         },
     }
-    .publish(&shared.publisher)
+    .publish(publisher)
     .await?;
     Ok(())
 }

@@ -1,11 +1,11 @@
 //! [`Worker`]: runs a [`Dispatcher`] against NATS: durable pull consumers, the rpc endpoint, dead letters and drain.
 //!
 //! A worker applies its domain's stream definitions, then serves three paths at once with
-//! the same dispatcher:
+//! the same dispatcher, every message of each going through one [`crate::pipeline`]:
 //! - the durable `<domain>-actions` pull consumer, shared by every instance ([`outcome`]
-//!   says what happens to each message);
+//!   says what is durable about each message's end: ack, nak, term, results to callbacks);
 //! - `<domain>-callbacks`, when the dispatcher has result handlers;
-//! - the rpc endpoint `<domain>.*.rpc`, registered as a NATS micro service ([`crate::service`]).
+//! - the rpc endpoint `<domain>.*.rpc`, a NATS micro service (`crate::service`).
 //!
 //! It also dead-letters messages the server gave up on ([`advisory`]).
 //!
@@ -16,7 +16,6 @@
 
 mod advisory;
 pub mod dead_letter;
-mod inflight;
 mod outcome;
 mod pull;
 mod resend;
@@ -33,12 +32,11 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::dispatcher::Dispatcher;
-use crate::metrics::WorkerMetrics;
+use crate::pipeline::{InFlight, Pipeline};
 use crate::publish::Publisher;
 use crate::settings::Settings;
 use crate::streams::{Definitions, StreamsError};
 use crate::subject::Inboxes;
-pub(crate) use inflight::InFlight;
 use outcome::Lane;
 use pull::PullLoop;
 
@@ -85,6 +83,10 @@ pub struct WorkerConfig {
     pub pull_expires: Duration,
     /// Whether to serve the rpc endpoint.
     pub rpc: bool,
+    /// The longest a handler may run before it is dropped and fails with a retryable
+    /// `timeout` error (docs/wire.md, "Error codes"); none: as long as it takes (the
+    /// durable path keeps the message's lease meanwhile).
+    pub handler_timeout: Option<Duration>,
     /// Version reported by `$SRV.INFO`.
     pub version: String,
     /// Which reply inboxes results and rpc replies may go to; anything else is refused
@@ -107,6 +109,7 @@ impl Default for WorkerConfig {
             drain_timeout: Duration::from_secs(30),
             pull_expires: Duration::from_secs(30),
             rpc: true,
+            handler_timeout: None,
             version: env!("CARGO_PKG_VERSION").to_owned(),
             inboxes: Inboxes::default(),
         }
@@ -129,15 +132,12 @@ impl WorkerConfig {
     }
 }
 
-/// What every handler task of a worker shares.
+/// What every durable handler task of a worker shares.
 pub(crate) struct Shared {
-    pub dispatcher: Dispatcher,
-    pub publisher: Publisher,
+    /// Every message's way from decoding to its handler and back (the rpc path has it too).
+    pub pipeline: Arc<Pipeline>,
+    /// How the worker runs: backoff, drain timeout.
     pub config: WorkerConfig,
-    /// Cancelled only when draining takes longer than the drain timeout.
-    pub handler_cancel: CancellationToken,
-    /// This worker's metric handles, its labels built once.
-    pub metrics: WorkerMetrics,
 }
 
 impl Shared {
@@ -188,17 +188,19 @@ impl Worker {
             .apply(&js)
             .await?;
 
-        let metrics = WorkerMetrics::new(&domain, self.dispatcher.action_types());
-        let shared = Arc::new(Shared {
-            metrics,
-            dispatcher: self.dispatcher,
+        let pipeline = Pipeline::new(
+            self.dispatcher,
             publisher,
+            self.config.inboxes,
+            self.config.handler_timeout,
+        );
+        let shared = Arc::new(Shared {
+            pipeline: Arc::new(pipeline),
             config: self.config,
-            handler_cancel: CancellationToken::new(),
         });
         let stream = domain.stream_name();
         let mut consumers = vec![format!("{domain}-actions")];
-        if shared.dispatcher.handles_results() {
+        if shared.pipeline.dispatcher.handles_results() {
             consumers.push(format!("{domain}-callbacks"));
         }
 
@@ -222,7 +224,9 @@ impl Worker {
             ));
         }
         if shared.config.rpc {
-            let service = crate::service::RpcService::start(shared.clone())
+            let pipeline = shared.pipeline.clone();
+            let (concurrency, version) = (shared.config.concurrency, &shared.config.version);
+            let service = crate::service::RpcService::start(pipeline, concurrency, version)
                 .await
                 .map_err(nats_err(format!("rpc service {domain}")))?;
             paths.spawn(service.serve(shutdown.clone()));
@@ -239,7 +243,7 @@ impl Worker {
         tracing::info!(%domain, concurrency = shared.config.concurrency, "worker running");
 
         while paths.join_next().await.is_some() {}
-        if let Err(err) = shared.publisher.client().flush().await {
+        if let Err(err) = shared.pipeline.publisher.client().flush().await {
             tracing::warn!(%err, "flush at shutdown");
         }
         tracing::info!(%domain, "worker stopped");
@@ -271,7 +275,7 @@ async fn serve_consumer(
     let capacity = shared.config.concurrency.max(1);
     let pull = PullLoop {
         consumer,
-        jetstream: shared.publisher.jetstream().clone(),
+        jetstream: shared.pipeline.publisher.jetstream().clone(),
         slots: Arc::new(Semaphore::new(capacity)),
         capacity,
         expires: shared.config.pull_expires,
@@ -302,12 +306,13 @@ async fn drain(
             done = inflight.next() => if done.is_none() { break },
             _ = &mut deadline => {
                 tracing::warn!(consumer = %lane.consumer, "drain timeout: cancelling in-flight handlers; their actions will be redelivered");
-                shared.handler_cancel.cancel();
+                shared.pipeline.handler_cancel.cancel();
                 break;
             }
             Some(message) = async { match leftover.as_mut() { Some(s) => s.next().await, None => std::future::pending().await } } => {
                 if message.status.is_none() {
-                    let msg = Message { message, context: shared.publisher.jetstream().clone() };
+                    let context = shared.pipeline.publisher.jetstream().clone();
+                    let msg = Message { message, context };
                     let _ = msg.ack_with(AckKind::Nak(None)).await;
                 }
             }

@@ -28,7 +28,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::inflight::InFlight;
+use crate::pipeline::InFlight;
 
 /// Header in which the server says how many messages of an ended pull request went unfilled.
 const PENDING_MESSAGES: &str = "Nats-Pending-Messages";

@@ -10,7 +10,7 @@
 //! |---|---|---|
 //! | durable, inbox | `Publisher::enqueue` (JetStream, ack awaited) → `Worker` + echo dispatcher → result on an inbox | `publish_with_headers` + ack → pull consumer, `for_each_concurrent(64)` → core publish → ack |
 //! | durable, callbacks stream | same, result stored in `echo.bench.callbacks` (JetStream, ack awaited before the request's ack) | same with a JetStream result publish, ack awaited |
-//! | rpc | `Publisher::request` (typed result) → micro service endpoint + echo dispatcher | `request_with_headers` → queue subscription, `for_each_concurrent(64)` → publish to reply |
+//! | rpc | `Publisher::request` (typed result) → the worker's rpc endpoint (queue subscription, micro discovery) + echo dispatcher | `request_with_headers` → queue subscription, `for_each_concurrent(64)` → publish to reply |
 //! | rpc against the limit | the same | the wire's limit: `request` → queue subscription answering every request with the same bytes, nothing parsed on either side |
 //!
 //! Every scenario is a closed loop: N lanes each send one action and wait for its result

@@ -64,13 +64,8 @@ impl InFlight {
 
 fn log_panic(outcome: std::thread::Result<()>) {
     if let Err(panic) = outcome {
-        let message = panic
-            .downcast_ref::<&str>()
-            .copied()
-            .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
-            .unwrap_or("non-string panic payload");
         tracing::error!(
-            panic = message,
+            panic = crate::dispatcher::panic_message(&*panic),
             "a message handler panicked; its message will be redelivered"
         );
     }
