@@ -4,8 +4,11 @@
 //! replies, while its own durable actions, results and rpc requests work through a real
 //! echo worker logged in as `services`. The attacks of a hostile tenant are in `hostile.rs`.
 
+use std::time::Duration;
+
 use async_nats::{Client, ConnectOptions, Subscriber};
 use bytes::Bytes;
+use futures::StreamExt;
 use serde_json::{Value, json};
 use shared::WorkerConfig;
 use shared::subject::Inboxes;
@@ -69,6 +72,32 @@ async fn subscribe(client: &Client, subject: &str) -> Subscriber {
     subscription
 }
 
+/// Publishes `body` on `subject` until `subscription` hears it: an import's interest can
+/// reach the exporting account a moment after the importer's subscription was flushed (seen
+/// on a loaded machine), and the test is about where messages go, not about that moment.
+async fn publish_until_heard(
+    publisher: &Client,
+    subject: &'static str,
+    body: &'static [u8],
+    subscription: &mut Subscriber,
+) -> Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        publisher
+            .publish(subject, Bytes::from_static(body))
+            .await
+            .expect("publish");
+        publisher.flush().await.expect("flush");
+        if let Ok(Some(message)) = timeout(Duration::from_millis(500), subscription.next()).await {
+            return json_of(&message);
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "nothing heard on {subject} within 20s"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_tenant_cannot_reach_another_tenants_subjects() {
     let server = TestServer::start_secured().await;
@@ -110,18 +139,15 @@ async fn a_tenant_cannot_reach_another_tenants_subjects() {
     assert_eq!(own, json!({"mine": 1}));
     let mut results = subscribe(&acme, CALLBACKS).await;
     let mut replies = subscribe(&acme, "_INBOX_acme.>").await;
-    services
-        .publish(CALLBACKS, Bytes::from_static(b"{\"result\":1}"))
-        .await
-        .expect("publish");
-    services
-        .publish("_INBOX_acme.reply", Bytes::from_static(b"{\"reply\":1}"))
-        .await
-        .expect("publish");
-    services.flush().await.expect("flush");
-    let (_, result) = next_json(&mut results).await;
+    let result = publish_until_heard(&services, CALLBACKS, b"{\"result\":1}", &mut results).await;
     assert_eq!(result, json!({"result": 1}));
-    let (_, reply) = next_json(&mut replies).await;
+    let reply = publish_until_heard(
+        &services,
+        "_INBOX_acme.reply",
+        b"{\"reply\":1}",
+        &mut replies,
+    )
+    .await;
     assert_eq!(reply, json!({"reply": 1}));
     expect_nothing(&mut stolen_results, "acme's result at globex").await;
     expect_nothing(&mut stolen_replies, "acme's reply at globex").await;

@@ -14,7 +14,7 @@ use futures::StreamExt;
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
-use super::Shared;
+use super::WorkerParts;
 use super::dead_letter::{DeadLetter, Origin};
 use super::outcome::send_error;
 use crate::action::decode::decode_or;
@@ -32,7 +32,7 @@ struct MaxDeliveries {
 
 /// Reads this domain's max-deliveries advisories until `stop` is cancelled.
 pub(crate) async fn watch(
-    shared: Arc<Shared>,
+    shared: Arc<WorkerParts>,
     stop: CancellationToken,
 ) -> Result<(), async_nats::Error> {
     let name = format!("{}-max-deliveries", shared.pipeline.domain());
@@ -75,7 +75,10 @@ pub(crate) async fn watch(
     }
 }
 
-async fn dead_letter(shared: &Shared, advisory: MaxDeliveries) -> Result<(), async_nats::Error> {
+async fn dead_letter(
+    shared: &WorkerParts,
+    advisory: MaxDeliveries,
+) -> Result<(), async_nats::Error> {
     let publisher = &shared.pipeline.publisher;
     let stream = publisher.jetstream().get_stream(&advisory.stream).await?;
     let original = match stream.get_raw_message(advisory.stream_seq).await {

@@ -133,14 +133,14 @@ impl WorkerConfig {
 }
 
 /// What every durable handler task of a worker shares.
-pub(crate) struct Shared {
+pub(crate) struct WorkerParts {
     /// Every message's way from decoding to its handler and back (the rpc path has it too).
     pub pipeline: Arc<Pipeline>,
     /// How the worker runs: backoff, drain timeout.
     pub config: WorkerConfig,
 }
 
-impl Shared {
+impl WorkerParts {
     /// The delay before retrying after the `delivered`-th delivery failed.
     pub fn backoff(&self, delivered: u64) -> Duration {
         let backoff = &self.config.retry_backoff;
@@ -194,7 +194,7 @@ impl Worker {
             self.config.inboxes,
             self.config.handler_timeout,
         );
-        let shared = Arc::new(Shared {
+        let shared = Arc::new(WorkerParts {
             pipeline: Arc::new(pipeline),
             config: self.config,
         });
@@ -267,7 +267,7 @@ pub async fn wait_until_serving(client: &Client, domain: &crate::Domain, within:
 
 /// Pulls from one durable consumer until shutdown, then drains it.
 async fn serve_consumer(
-    shared: Arc<Shared>,
+    shared: Arc<WorkerParts>,
     lane: Arc<Lane>,
     consumer: PullConsumer,
     shutdown: CancellationToken,
@@ -294,7 +294,7 @@ async fn serve_consumer(
 
 /// Runs in-flight handlers to their end; naks whatever is still delivered meanwhile.
 async fn drain(
-    shared: &Shared,
+    shared: &WorkerParts,
     lane: &Lane,
     mut inflight: InFlight,
     mut leftover: Option<async_nats::Subscriber>,

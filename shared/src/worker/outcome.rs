@@ -25,7 +25,7 @@ use std::time::Duration;
 use async_nats::jetstream::{AckKind, Message};
 use uuid::Uuid;
 
-use super::Shared;
+use super::WorkerParts;
 use super::dead_letter::Origin;
 use super::resend;
 use crate::action::{ActionError, ActionResult, Rejection, ResultAddress, derived_id};
@@ -43,7 +43,7 @@ pub(crate) struct Lane {
 }
 
 /// Handles one delivered message to the end: ack, nak or term, result and dead letter.
-pub(crate) async fn handle(shared: Arc<Shared>, lane: Arc<Lane>, msg: Message) {
+pub(crate) async fn handle(shared: Arc<WorkerParts>, lane: Arc<Lane>, msg: Message) {
     let (sequence, delivered) = match msg.info() {
         Ok(info) => (info.stream_sequence, info.delivered.max(1) as u64),
         Err(err) => {
@@ -63,7 +63,7 @@ pub(crate) async fn handle(shared: Arc<Shared>, lane: Arc<Lane>, msg: Message) {
 
 /// A message delivered by a durable consumer.
 struct Stored<'a> {
-    shared: &'a Shared,
+    shared: &'a WorkerParts,
     lane: &'a Lane,
     msg: Message,
     /// Its sequence in its stream.
