@@ -81,9 +81,12 @@ async fn ship(action: Action<Ship>, _ctx: Ctx) -> Result<Shipped, ActionError> {
 struct Done(mpsc::UnboundedSender<(String, String)>);
 
 /// orders: shipping's result arrives on `orders.<tenant>.callbacks`.
-async fn shipped(result: Action<ActionResult<Shipped>>, ctx: Ctx) -> Result<(), ActionError> {
+async fn shipped(
+    result: Action<ActionResult<Shipped>>,
+    _ctx: Ctx,
+    done: Arc<Done>,
+) -> Result<(), ActionError> {
     let shipped = result.data.into_result()?;
-    let done: Arc<Done> = ctx.state()?;
     let _ = done.0.send((shipped.order_id, shipped.tracking));
     Ok(())
 }
@@ -97,7 +100,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .on::<Place, _>(place)
         .on_result::<Ship, _>(shipped)
         .with_state(Done(done));
-    let shipping = Dispatcher::new("shipping").on::<Ship, _>(ship);
+    let shipping: Dispatcher = Dispatcher::new("shipping").on::<Ship, _>(ship);
     let shutdown = tokio_util::sync::CancellationToken::new();
     let mut workers = Vec::new();
     for dispatcher in [orders, shipping] {

@@ -1,6 +1,6 @@
 //! The services this binary can run, by name. Each later service adds one arm here.
 
-use shared::{Dispatcher, Settings};
+use shared::{Catalog, Dispatcher, Settings};
 
 /// Every service, in the order `dev` starts them (the embedding service first: the query
 /// service asks it for vectors).
@@ -16,8 +16,8 @@ pub const ALL: &[&str] = &[
 /// The domains of every service this binary runs: what `streams apply` sets up.
 pub fn domains() -> Vec<shared::Domain> {
     ALL.iter()
-        .filter_map(|name| registrations(name))
-        .map(|dispatcher| dispatcher.domain().clone())
+        .filter_map(|name| catalog(name))
+        .map(|catalog| catalog.domain().clone())
         .collect()
 }
 
@@ -56,16 +56,16 @@ pub async fn dispatcher(
     }))
 }
 
-/// The handlers of the service called `name` without their state (no model, store or
-/// NATS connection): enough to describe its messages. `None` for an unknown name.
-pub fn registrations(name: &str) -> Option<Dispatcher> {
+/// What the service called `name` handles, described without its state (no model, store
+/// or NATS connection). `None` for an unknown name.
+pub fn catalog(name: &str) -> Option<Catalog> {
     Some(match name {
-        "echo" => echo::dispatcher(),
-        "embedding" => embedding::registrations(),
-        "query" => query::registrations(),
-        "ingestion" => ingestion::registrations(),
-        "execution" => execution::registrations(),
-        "orchestrator" => orchestrator::registrations(),
+        "echo" => echo::dispatcher().catalog().clone(),
+        "embedding" => embedding::routes().catalog().clone(),
+        "query" => query::routes().catalog().clone(),
+        "ingestion" => ingestion::routes().catalog().clone(),
+        "execution" => execution::routes().catalog().clone(),
+        "orchestrator" => orchestrator::routes().catalog().clone(),
         _ => return None,
     })
 }

@@ -7,8 +7,8 @@
 //! # #[derive(Serialize, Deserialize, schemars::JsonSchema)] struct Ping { text: String }
 //! # impl ActionPayload for Ping { const ACTION_TYPE: &'static str = "echo.ping"; type Output = Ping; }
 //! # async fn ping(action: Action<Ping>, _ctx: Ctx) -> Result<Ping, ActionError> { Ok(action.data) }
-//! let echo = Dispatcher::new("echo").on::<Ping, _>(ping);
-//! let document = platform::asyncapi::document("Domain Actions", "0.1.0", &[echo]);
+//! let echo: Dispatcher = Dispatcher::new("echo").on::<Ping, _>(ping);
+//! let document = platform::asyncapi::document("Domain Actions", "0.1.0", &[echo.catalog().clone()]);
 //! assert_eq!(document["channels"]["echo.actions"]["address"], "echo.{tenant}.actions");
 //! ```
 //!
@@ -32,9 +32,8 @@ use schemars::{Schema, SchemaGenerator};
 use serde_json::{Map, Value, json};
 
 use shared::action::{ActionType, Domain, ErrorCode};
-use shared::dispatcher::Dispatcher;
 use shared::headers;
-use shared::schema::SchemaFn;
+use shared::schema::{Catalog, SchemaFn};
 use shared::subject::{self, Channel};
 
 /// The AsyncAPI version the document follows.
@@ -43,10 +42,10 @@ pub const ASYNCAPI_VERSION: &str = "3.0.0";
 /// The subject parameter every channel address has: the tenant.
 const TENANT: &str = "{tenant}";
 
-/// The AsyncAPI 3.0 document of every action type the `dispatchers` handle: channels per
+/// The AsyncAPI 3.0 document of every action type the `catalogs` list: channels per
 /// domain, one message per action type and per result, send / request / receive
 /// operations, and the JSON Schemas of every body under `components/schemas`.
-pub fn document(title: &str, version: &str, dispatchers: &[Dispatcher]) -> Value {
+pub fn document(title: &str, version: &str, catalogs: &[Catalog]) -> Value {
     let mut settings = SchemaSettings::draft07();
     settings.definitions_path = "/components/schemas".into();
     settings.meta_schema = None;
@@ -57,9 +56,9 @@ pub fn document(title: &str, version: &str, dispatchers: &[Dispatcher]) -> Value
     let mut channels = Map::new();
     let mut operations = Map::new();
     let mut messages = BTreeMap::new();
-    for dispatcher in dispatchers {
+    for catalog in catalogs {
         describe_domain(
-            dispatcher,
+            catalog,
             &mut generator,
             &mut messages,
             &mut channels,
@@ -118,20 +117,20 @@ fn no_timestamp_defaults(schema: &mut Schema) {
     }
 }
 
-/// The channels and operations of one dispatcher's domain; its messages go into `messages`
+/// The channels and operations of one catalog's domain; its messages go into `messages`
 /// and the schemas of their bodies into `generator`.
 fn describe_domain(
-    dispatcher: &Dispatcher,
+    catalog: &Catalog,
     generator: &mut SchemaGenerator,
     messages: &mut BTreeMap<String, Value>,
     channels: &mut Map<String, Value>,
     operations: &mut Map<String, Value>,
 ) {
-    let domain = dispatcher.domain();
+    let domain = catalog.domain();
     let mut actions = Vec::new();
     let mut results = Vec::new();
     let mut handled_results = Vec::new();
-    for (action_type, schemas) in dispatcher.message_schemas() {
+    for (action_type, schemas) in catalog.messages() {
         if action_type.is_result() {
             add_message(messages, generator, action_type, schemas.action);
             handled_results.push(action_type.clone());
@@ -409,7 +408,7 @@ mod tests {
 
     use super::*;
     use schemars::JsonSchema;
-    use shared::{Action, ActionError, ActionPayload, ActionResult, Ctx, TenantId};
+    use shared::{Action, ActionError, ActionPayload, ActionResult, Ctx, Dispatcher, TenantId};
 
     /// `echo.ping` as the echo service declares it: any JSON.
     #[derive(Serialize, Deserialize, JsonSchema)]
@@ -437,21 +436,23 @@ mod tests {
         type Output = Slept;
     }
 
-    fn echo() -> Dispatcher {
-        Dispatcher::new("echo")
+    fn echo() -> Catalog {
+        let echo: Dispatcher = Dispatcher::new("echo")
             .on::<Ping, _>(|a: Action<Ping>, _: Ctx| async move { Ok(a.data.0) })
             .on::<Sleep, _>(|a: Action<Sleep>, _: Ctx| async move {
                 Ok(Slept {
                     slept_ms: a.data.ms,
                 })
-            })
+            });
+        echo.catalog().clone()
     }
 
     /// A domain that handles the results of the actions it sends to echo.
-    fn caller() -> Dispatcher {
-        Dispatcher::new("caller").on_result::<Sleep, _>(
+    fn caller() -> Catalog {
+        let caller: Dispatcher = Dispatcher::new("caller").on_result::<Sleep, _>(
             |_: Action<ActionResult<Slept>>, _: Ctx| async { Ok::<(), ActionError>(()) },
-        )
+        );
+        caller.catalog().clone()
     }
 
     /// Follows a local `#/…` reference, also when draft-07 wraps it as `allOf: [{$ref}]`

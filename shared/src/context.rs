@@ -4,8 +4,6 @@
 //! context, tenant, session and task of the action it is handling are carried over without
 //! the handler having to remember them.
 
-use std::any::{Any, TypeId};
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,33 +13,6 @@ use uuid::Uuid;
 use crate::action::{Action, ActionError, ActionPayload, ErrorCode, RawAction, TenantId};
 use crate::publish::{Enqueued, Publisher};
 use crate::telemetry::{self, TraceParent};
-
-/// Shared values a service's handlers need (a model, a store, settings), looked up by type.
-/// Filled once with [`crate::Dispatcher::with_state`] (or [`crate::Dispatcher::with`], whose
-/// handlers get their value as an argument, checked when compiled).
-#[derive(Clone, Default)]
-pub struct State(Arc<HashMap<TypeId, Arc<dyn Any + Send + Sync>>>);
-
-impl State {
-    /// Adds (or replaces) the value of type `S`.
-    pub fn insert<S: Send + Sync + 'static>(&mut self, value: S) {
-        Arc::make_mut(&mut self.0).insert(TypeId::of::<S>(), Arc::new(value));
-    }
-
-    /// Adds (or replaces) the value of type `S`, already shared: [`crate::Dispatcher::with`]
-    /// hands the same one to its handlers.
-    pub(crate) fn insert_shared<S: Send + Sync + 'static>(&mut self, value: Arc<S>) {
-        Arc::make_mut(&mut self.0).insert(TypeId::of::<S>(), value);
-    }
-
-    /// The value of type `S`, if one was added.
-    pub fn get<S: Send + Sync + 'static>(&self) -> Option<Arc<S>> {
-        self.0
-            .get(&TypeId::of::<S>())
-            .cloned()
-            .and_then(|v| v.downcast::<S>().ok())
-    }
-}
 
 /// The context of one action being handled.
 #[derive(Clone)]
@@ -58,7 +29,6 @@ struct CtxInner {
     trace: Option<TraceParent>,
     delivery: u64,
     publisher: Option<Publisher>,
-    state: State,
     cancel: CancellationToken,
 }
 
@@ -68,7 +38,6 @@ impl Ctx {
         action: &RawAction,
         delivery: u64,
         publisher: Option<Publisher>,
-        state: State,
         cancel: CancellationToken,
     ) -> Self {
         Self {
@@ -81,7 +50,6 @@ impl Ctx {
                 trace: action.traceparent.or_else(telemetry::new_trace),
                 delivery,
                 publisher,
-                state,
                 cancel,
             }),
         }
@@ -117,21 +85,6 @@ impl Ctx {
     /// handlers should stop at the next convenient point.
     pub fn cancellation(&self) -> &CancellationToken {
         &self.inner.cancel
-    }
-
-    /// A shared value added with [`crate::Dispatcher::with_state`]; an `unavailable` error
-    /// names the missing type if it was never added.
-    pub fn state<S: Send + Sync + 'static>(&self) -> Result<Arc<S>, ActionError> {
-        self.inner.state.get::<S>().ok_or_else(|| {
-            ActionError::new(
-                ErrorCode::Unavailable,
-                format!(
-                    "service state {} was not configured",
-                    std::any::type_name::<S>()
-                ),
-            )
-            .retryable(false)
-        })
     }
 
     /// An action caused by this one: same tenant, session and task, the chain's correlation
@@ -172,20 +125,5 @@ impl Ctx {
     ) -> Result<T::Output, ActionError> {
         let action = self.follow_up(data);
         self.publisher()?.request(&action, timeout).await
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn state_is_found_by_type() {
-        let mut state = State::default();
-        state.insert(42u32);
-        state.insert(String::from("model"));
-        assert_eq!(*state.get::<u32>().unwrap(), 42);
-        assert_eq!(state.get::<String>().unwrap().as_str(), "model");
-        assert!(state.get::<u64>().is_none());
     }
 }

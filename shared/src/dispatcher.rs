@@ -16,7 +16,7 @@
 //! }
 //!
 //! # tokio_test_block_on(async {
-//! let echo = Dispatcher::new("echo").on::<Ping, _>(ping);
+//! let echo: Dispatcher = Dispatcher::new("echo").on::<Ping, _>(ping);
 //! let tenant = TenantId::new("acme").unwrap();
 //! let out = echo.process(Action::new(tenant, Ping { text: "hi".into() })).await.unwrap();
 //! assert_eq!(out.text, "hi");
@@ -26,6 +26,12 @@
 //! # }
 //! ```
 //!
+//! Handlers that need the service's shared value (a model, a store) take it as a third
+//! argument, `Arc<S>`, and the dispatcher is a `Dispatcher<S>` until
+//! [`Dispatcher::with_state`] gives it that value. Only a `Dispatcher` (that is,
+//! `Dispatcher<()>`, nothing missing) can serve, so a forgotten value is a compile error,
+//! the way axum's `Router<S>` works.
+//!
 //! The same dispatcher serves the durable path ([`crate::Worker`]), the rpc path
 //! ([`crate::service`]) and direct calls in unit tests ([`Dispatcher::process`]).
 
@@ -33,7 +39,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use futures::FutureExt;
 use schemars::JsonSchema;
@@ -44,76 +50,82 @@ use tokio_util::sync::CancellationToken;
 use crate::action::{
     Action, ActionError, ActionPayload, ActionResult, ActionType, Domain, ErrorCode, RawAction,
 };
-use crate::context::{Ctx, State};
-use crate::schema::MessageSchemas;
+use crate::context::Ctx;
+use crate::schema::{Catalog, MessageSchemas};
 
-/// An async function handling one action type: `async fn(Action<T>, Ctx) -> Result<R, ActionError>`.
-pub trait Handler<T, R>: Send + Sync + 'static {
+/// An async function handling one action type, with or without its service's shared
+/// value: `async fn(Action<T>, Ctx) -> Result<R, ActionError>`, or
+/// `async fn(Action<T>, Ctx, Arc<S>) -> Result<R, ActionError>`. `M` tells the two forms
+/// apart ([`Stateless`], [`Stateful`]) and is always inferred.
+pub trait Handler<T, R, S, M>: Send + Sync + 'static {
     /// The future the handler returns.
     type Future: Future<Output = Result<R, ActionError>> + Send + 'static;
     /// Handles one action.
-    fn call(&self, action: Action<T>, ctx: Ctx) -> Self::Future;
+    fn call(&self, action: Action<T>, ctx: Ctx, state: &Arc<S>) -> Self::Future;
 }
 
-impl<T, R, F, Fut> Handler<T, R> for F
+/// Marks a [`Handler`] that takes no shared value.
+pub enum Stateless {}
+
+/// Marks a [`Handler`] that takes its service's shared value as `Arc<S>`.
+pub enum Stateful {}
+
+impl<T, R, S, F, Fut> Handler<T, R, S, Stateless> for F
 where
     F: Fn(Action<T>, Ctx) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<R, ActionError>> + Send + 'static,
 {
     type Future = Fut;
-    fn call(&self, action: Action<T>, ctx: Ctx) -> Fut {
+    fn call(&self, action: Action<T>, ctx: Ctx, _: &Arc<S>) -> Fut {
         self(action, ctx)
     }
 }
 
-/// A handler that also receives its service's shared value `S`:
-/// `async fn(Action<T>, Ctx, Arc<S>) -> Result<R, ActionError>`, registered through
-/// [`Dispatcher::with`]. The value is handed over when the handler is registered, so a
-/// handler can only be registered where its value was given: checked by the compiler,
-/// where [`Ctx::state`] finds a missing value only when an action arrives.
-pub trait StateHandler<T, R, S>: Send + Sync + 'static {
-    /// The future the handler returns.
-    type Future: Future<Output = Result<R, ActionError>> + Send + 'static;
-    /// Handles one action with the shared value.
-    fn call(&self, action: Action<T>, ctx: Ctx, state: Arc<S>) -> Self::Future;
-}
-
-impl<T, R, S, F, Fut> StateHandler<T, R, S> for F
+impl<T, R, S, F, Fut> Handler<T, R, S, Stateful> for F
 where
     F: Fn(Action<T>, Ctx, Arc<S>) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<R, ActionError>> + Send + 'static,
 {
     type Future = Fut;
-    fn call(&self, action: Action<T>, ctx: Ctx, state: Arc<S>) -> Fut {
-        self(action, ctx, state)
+    fn call(&self, action: Action<T>, ctx: Ctx, state: &Arc<S>) -> Fut {
+        self(action, ctx, state.clone())
     }
 }
 
 /// The output of any handler, as JSON ready to go into a result.
 pub type RawOutput = Box<RawValue>;
 pub(crate) type BoxFuture = Pin<Box<dyn Future<Output = Result<RawOutput, ActionError>> + Send>>;
-type ErasedHandler = Arc<dyn Fn(RawAction, Ctx) -> BoxFuture + Send + Sync>;
+type ErasedHandler<S> = Arc<dyn Fn(RawAction, Ctx, &Arc<S>) -> BoxFuture + Send + Sync>;
 
-/// Routes actions of one domain to their handlers.
-#[derive(Clone)]
-pub struct Dispatcher {
-    domain: Domain,
-    handlers: BTreeMap<ActionType, ErasedHandler>,
-    /// The JSON Schemas of each handled type's messages, for the AsyncAPI document.
-    schemas: BTreeMap<ActionType, MessageSchemas>,
-    state: State,
+/// The "no value missing" state a serving dispatcher's handlers are called with.
+static NOTHING: LazyLock<Arc<()>> = LazyLock::new(|| Arc::new(()));
+
+/// Routes actions of one domain to their handlers. `S` is the shared value its handlers
+/// still wait for ([`Dispatcher::with_state`]); a `Dispatcher` (`S = ()`) can serve.
+pub struct Dispatcher<S = ()> {
+    handlers: BTreeMap<ActionType, ErasedHandler<S>>,
+    /// The domain and the JSON Schemas of each handled type's messages, for the AsyncAPI
+    /// document.
+    catalog: Catalog,
 }
 
-impl Dispatcher {
+impl<S> Clone for Dispatcher<S> {
+    fn clone(&self) -> Self {
+        Self {
+            handlers: self.handlers.clone(),
+            catalog: self.catalog.clone(),
+        }
+    }
+}
+
+impl<S: Send + Sync + 'static> Dispatcher<S> {
     /// A dispatcher for `domain`. Panics if the name breaks the domain rule: it is a
     /// constant in the service's code, and a bad one should stop the service at start.
     pub fn new(domain: &str) -> Self {
         let domain = Domain::new(domain).unwrap_or_else(|err| panic!("Dispatcher::new: {err}"));
         Self {
-            domain,
             handlers: BTreeMap::new(),
-            schemas: BTreeMap::new(),
-            state: State::default(),
+            catalog: Catalog::new(domain),
         }
     }
 
@@ -121,29 +133,27 @@ impl Dispatcher {
     /// or already has a handler: both are wiring mistakes. `T` and its output must describe
     /// themselves as JSON Schemas, so the service's messages appear in the AsyncAPI document
     /// (`domain-actions schema`) without a second list of types to keep in step.
-    pub fn on<T, H>(self, handler: H) -> Self
+    pub fn on<T, M>(self, handler: impl Handler<T, T::Output, S, M>) -> Self
     where
         T: ActionPayload + JsonSchema,
         T::Output: JsonSchema,
-        H: Handler<T, T::Output>,
     {
         let action_type = T::action_type();
         assert_eq!(
             action_type.domain(),
-            self.domain,
+            *self.catalog.domain(),
             "{action_type} cannot be handled by the {} dispatcher",
-            self.domain
+            self.catalog.domain()
         );
         self.register(action_type, MessageSchemas::of::<T>(), handler)
     }
 
     /// Registers the handler of the results of `T` (type `<T's type>.result`), which arrive
     /// on this domain's callbacks subject when it sent `T` with a durable callback.
-    pub fn on_result<T, H>(self, handler: H) -> Self
+    pub fn on_result<T, M>(self, handler: impl Handler<ActionResult<T::Output>, (), S, M>) -> Self
     where
         T: ActionPayload,
         T::Output: JsonSchema,
-        H: Handler<ActionResult<T::Output>, ()>,
     {
         self.register(
             T::action_type().result_type(),
@@ -152,24 +162,22 @@ impl Dispatcher {
         )
     }
 
-    fn register<T, R, H>(
+    fn register<T, R, M>(
         mut self,
         action_type: ActionType,
         schemas: MessageSchemas,
-        handler: H,
+        handler: impl Handler<T, R, S, M>,
     ) -> Self
     where
         T: serde::de::DeserializeOwned + Send + 'static,
         R: Serialize,
-        H: Handler<T, R>,
     {
-        let handler = Arc::new(handler);
-        let erased: ErasedHandler = Arc::new(move |raw: RawAction, ctx: Ctx| {
+        let erased: ErasedHandler<S> = Arc::new(move |raw: RawAction, ctx: Ctx, state: &Arc<S>| {
             let action = match raw.decode_data::<T>() {
                 Ok(action) => action,
                 Err(err) => return Box::pin(async move { Err(err) }) as BoxFuture,
             };
-            let future = handler.call(action, ctx);
+            let future = handler.call(action, ctx, state);
             Box::pin(async move {
                 let output = future.await?;
                 serde_json::value::to_raw_value(&output).map_err(|err| {
@@ -179,21 +187,12 @@ impl Dispatcher {
         });
         let previous = self.handlers.insert(action_type.clone(), erased);
         assert!(previous.is_none(), "{action_type} has two handlers");
-        self.schemas.insert(action_type, schemas);
+        self.catalog.insert(action_type, schemas);
         self
     }
 
-    /// Adds a shared value handlers can get with [`Ctx::state`].
-    pub fn with_state<S: Send + Sync + 'static>(mut self, value: S) -> Self {
-        self.state.insert(value);
-        self
-    }
-
-    /// Registers handlers that receive `state` as an argument, typed: the builder this
-    /// returns takes handlers of the form `async fn(Action<T>, Ctx, Arc<S>)`
-    /// ([`StateHandler`]), and [`WithState::done`] gives the dispatcher back. The value is
-    /// also added as [`Dispatcher::with_state`] would, so handlers still reading it with
-    /// [`Ctx::state`] find it.
+    /// Gives the handlers their shared value: the dispatcher this returns misses nothing
+    /// and can serve.
     ///
     /// ```
     /// use std::sync::Arc;
@@ -215,41 +214,47 @@ impl Dispatcher {
     ///
     /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
     /// let hello = Dispatcher::new("hello")
-    ///     .with(Greeting { word: "hi" })
     ///     .on::<Greet, _>(greet)
-    ///     .done();
+    ///     .with_state(Greeting { word: "hi" });
     /// let tenant = TenantId::new("acme").unwrap();
     /// let out = hello.process(Action::new(tenant, Greet { name: "Ada".into() })).await;
     /// assert_eq!(out.unwrap(), "hi Ada");
     /// # });
     /// ```
-    pub fn with<S: Send + Sync + 'static>(mut self, state: S) -> WithState<S> {
+    pub fn with_state(self, state: S) -> Dispatcher {
         let state = Arc::new(state);
-        self.state.insert_shared(state.clone());
-        WithState {
-            dispatcher: self,
-            state,
+        let handlers = self
+            .handlers
+            .into_iter()
+            .map(|(action_type, handler)| {
+                let state = state.clone();
+                let bound: ErasedHandler<()> =
+                    Arc::new(move |raw: RawAction, ctx: Ctx, _: &Arc<()>| {
+                        handler(raw, ctx, &state)
+                    });
+                (action_type, bound)
+            })
+            .collect();
+        Dispatcher {
+            handlers,
+            catalog: self.catalog,
         }
     }
 
     /// The domain this dispatcher serves.
     pub fn domain(&self) -> &Domain {
-        &self.domain
+        self.catalog.domain()
     }
 
-    /// The shared values of this service.
-    pub fn state(&self) -> &State {
-        &self.state
+    /// What this dispatcher handles, with the JSON Schemas of its messages: enough to
+    /// describe the service without giving it its state.
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
     }
 
     /// Every action type with a handler, sorted.
     pub fn action_types(&self) -> impl Iterator<Item = &ActionType> {
         self.handlers.keys()
-    }
-
-    /// Every handled action type with the JSON Schemas of its messages, sorted by type.
-    pub fn message_schemas(&self) -> impl Iterator<Item = (&ActionType, &MessageSchemas)> {
-        self.schemas.iter()
     }
 
     /// Whether any result handlers are registered (then the worker also consumes the
@@ -258,6 +263,21 @@ impl Dispatcher {
         self.handlers.keys().any(ActionType::is_result)
     }
 
+    /// The `unknown_action_type` error naming what this dispatcher does handle.
+    fn unknown(&self, action_type: &ActionType) -> ActionError {
+        let known: Vec<&str> = self.handlers.keys().map(ActionType::as_str).collect();
+        ActionError::new(
+            ErrorCode::UnknownActionType,
+            format!(
+                "{} has no handler for {action_type} (it handles {})",
+                self.domain(),
+                known.join(", ")
+            ),
+        )
+    }
+}
+
+impl Dispatcher {
     /// Runs the handler of `action`'s type. A panic in the handler becomes a
     /// `handler_panic` error; an unregistered type an `unknown_action_type` error.
     pub async fn dispatch(&self, action: RawAction, ctx: Ctx) -> Result<RawOutput, ActionError> {
@@ -271,22 +291,9 @@ impl Dispatcher {
     /// catches them in its own layer (`crate::pipeline`), [`Dispatcher::dispatch`] here.
     pub(crate) fn route(&self, action: RawAction, ctx: Ctx) -> Result<BoxFuture, ActionError> {
         match self.handlers.get(&action.action_type) {
-            Some(handler) => Ok(handler(action, ctx)),
+            Some(handler) => Ok(handler(action, ctx, &NOTHING)),
             None => Err(self.unknown(&action.action_type)),
         }
-    }
-
-    /// The `unknown_action_type` error naming what this dispatcher does handle.
-    fn unknown(&self, action_type: &ActionType) -> ActionError {
-        let known: Vec<&str> = self.handlers.keys().map(ActionType::as_str).collect();
-        ActionError::new(
-            ErrorCode::UnknownActionType,
-            format!(
-                "{} has no handler for {action_type} (it handles {})",
-                self.domain,
-                known.join(", ")
-            ),
-        )
     }
 
     /// Handles a typed action in-process, with no NATS: for unit tests and embedding.
@@ -296,7 +303,7 @@ impl Dispatcher {
         action: Action<T>,
     ) -> Result<T::Output, ActionError> {
         let raw = action.into_raw()?;
-        let ctx = Ctx::for_action(&raw, 1, None, self.state.clone(), CancellationToken::new());
+        let ctx = Ctx::for_action(&raw, 1, None, CancellationToken::new());
         let output = self.dispatch(raw, ctx).await?;
         serde_json::from_str(output.get()).map_err(|err| {
             ActionError::invalid(format!(
@@ -304,57 +311,6 @@ impl Dispatcher {
                 std::any::type_name::<T::Output>()
             ))
         })
-    }
-}
-
-/// A [`Dispatcher`] being given handlers that receive the shared value `S`
-/// ([`Dispatcher::with`]).
-#[must_use = "call .done() to get the dispatcher back"]
-pub struct WithState<S> {
-    dispatcher: Dispatcher,
-    state: Arc<S>,
-}
-
-impl<S: Send + Sync + 'static> WithState<S> {
-    /// Registers the handler of `T`, which receives the shared value, as
-    /// [`Dispatcher::on`] does (same checks, same schemas).
-    pub fn on<T, H>(mut self, handler: H) -> Self
-    where
-        T: ActionPayload + JsonSchema,
-        T::Output: JsonSchema,
-        H: StateHandler<T, T::Output, S>,
-    {
-        let state = self.state.clone();
-        let handler = move |action: Action<T>, ctx: Ctx| handler.call(action, ctx, state.clone());
-        self.dispatcher = self.dispatcher.on::<T, _>(handler);
-        self
-    }
-
-    /// Registers the handler of the results of `T`, which receives the shared value, as
-    /// [`Dispatcher::on_result`] does.
-    pub fn on_result<T, H>(mut self, handler: H) -> Self
-    where
-        T: ActionPayload,
-        T::Output: JsonSchema,
-        H: StateHandler<ActionResult<T::Output>, (), S>,
-    {
-        let state = self.state.clone();
-        let handler = move |action: Action<ActionResult<T::Output>>, ctx: Ctx| {
-            handler.call(action, ctx, state.clone())
-        };
-        self.dispatcher = self.dispatcher.on_result::<T, _>(handler);
-        self
-    }
-
-    /// Another shared value, for the handlers registered next (those registered so far
-    /// keep theirs).
-    pub fn with<U: Send + Sync + 'static>(self, state: U) -> WithState<U> {
-        self.dispatcher.with(state)
-    }
-
-    /// The dispatcher with every handler registered so far.
-    pub fn done(self) -> Dispatcher {
-        self.dispatcher
     }
 }
 
@@ -405,9 +361,8 @@ mod tests {
         type Output = ();
     }
 
-    async fn add(action: Action<Add>, ctx: Ctx) -> Result<i64, ActionError> {
-        let offset = ctx.state::<i64>().map(|o| *o).unwrap_or(0);
-        Ok(action.data.a + action.data.b + offset)
+    async fn add(action: Action<Add>, _: Ctx) -> Result<i64, ActionError> {
+        Ok(action.data.a + action.data.b)
     }
 
     async fn boom(_: Action<Boom>, _: Ctx) -> Result<(), ActionError> {
@@ -432,13 +387,6 @@ mod tests {
                 .await,
             Ok(5)
         );
-        let with_state = calc().with_state(10i64);
-        assert_eq!(
-            with_state
-                .process(Action::new(acme(), Add { a: 2, b: 3 }))
-                .await,
-            Ok(15)
-        );
     }
 
     #[tokio::test]
@@ -452,14 +400,14 @@ mod tests {
     async fn unknown_types_and_bad_data_are_named() {
         let mut raw = Action::new(acme(), Add { a: 1, b: 1 }).into_raw().unwrap();
         raw.action_type = ActionType::new("calc.sub").unwrap();
-        let ctx = Ctx::for_action(&raw, 1, None, State::default(), CancellationToken::new());
+        let ctx = Ctx::for_action(&raw, 1, None, CancellationToken::new());
         let err = calc().dispatch(raw, ctx).await.unwrap_err();
         assert_eq!(err.code, ErrorCode::UnknownActionType);
         assert!(err.message.contains("calc.add"), "{}", err.message);
 
         let mut raw = Action::new(acme(), Add { a: 1, b: 1 }).into_raw().unwrap();
         raw.data = RawValue::from_string("\"nope\"".into()).unwrap();
-        let ctx = Ctx::for_action(&raw, 1, None, State::default(), CancellationToken::new());
+        let ctx = Ctx::for_action(&raw, 1, None, CancellationToken::new());
         assert_eq!(
             calc().dispatch(raw, ctx).await.unwrap_err().code,
             ErrorCode::InvalidAction
@@ -479,28 +427,24 @@ mod tests {
     #[tokio::test]
     async fn typed_state_is_handed_to_its_handlers() {
         let calc = Dispatcher::new("calc")
-            .with(Offset(100))
             .on::<Add, _>(add_offset)
-            .with(7i64)
             .on::<Boom, _>(boom_with_state)
-            .done();
+            .with_state(Offset(100));
         let sum = calc.process(Action::new(acme(), Add { a: 2, b: 3 })).await;
         assert_eq!(sum, Ok(105));
-        // Still found the old way, by type.
-        assert_eq!(*calc.state().get::<i64>().unwrap(), 7);
-        assert_eq!(calc.state().get::<Offset>().unwrap().0, 100);
         let err = calc.process(Action::new(acme(), Boom)).await.unwrap_err();
-        assert!(err.message.contains("state 7"), "{err}");
+        assert!(err.message.contains("offset 100"), "{err}");
     }
 
-    async fn boom_with_state(_: Action<Boom>, _: Ctx, n: Arc<i64>) -> Result<(), ActionError> {
-        Err(ActionError::handler(format!("state {n}")))
+    async fn boom_with_state(_: Action<Boom>, _: Ctx, n: Arc<Offset>) -> Result<(), ActionError> {
+        Err(ActionError::handler(format!("offset {}", n.0)))
     }
 
     #[test]
     #[should_panic(expected = "cannot be handled by the calc dispatcher")]
     fn refuses_foreign_types() {
-        let _ = Dispatcher::new("calc").on::<Other, _>(|_: Action<Other>, _: Ctx| async { Ok(()) });
+        let _: Dispatcher =
+            Dispatcher::new("calc").on::<Other, _>(|_: Action<Other>, _: Ctx| async { Ok(()) });
     }
 
     #[test]

@@ -70,8 +70,9 @@ pub use action::{
     ResultStatus, TenantId,
 };
 pub use context::Ctx;
-pub use dispatcher::{Dispatcher, StateHandler, WithState};
+pub use dispatcher::{Dispatcher, Handler};
 pub use publish::{Enqueued, PublishError, Publisher};
+pub use schema::Catalog;
 pub use settings::Settings;
 pub use subject::CallbackSubject;
 pub use worker::{Worker, WorkerConfig, WorkerError};

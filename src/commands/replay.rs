@@ -222,13 +222,7 @@ async fn handle(dispatcher: &Dispatcher, stored: &Stored) {
         Ok(received) => {
             let action = received.action;
             let address = ResultAddress::from(&action);
-            let ctx = Ctx::for_action(
-                &action,
-                1,
-                None,
-                dispatcher.state().clone(),
-                CancellationToken::new(),
-            );
+            let ctx = Ctx::for_action(&action, 1, None, CancellationToken::new());
             let started = Instant::now();
             let outcome = dispatcher.dispatch(action, ctx).await;
             let ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);

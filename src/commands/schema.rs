@@ -18,22 +18,22 @@ pub struct Args {
     out: Option<PathBuf>,
 }
 
-/// Builds the document from the services' registrations (no NATS needed) and prints it.
+/// Builds the document from the services' catalogs (no NATS needed) and prints it.
 pub fn run(args: Args) -> Outcome {
     let names: Vec<&str> = if args.services.is_empty() {
         services::ALL.to_vec()
     } else {
         args.services.iter().map(String::as_str).collect()
     };
-    let dispatchers = names
+    let catalogs = names
         .iter()
         .map(|name| {
-            services::registrations(name)
+            services::catalog(name)
                 .ok_or_else(|| Failure::usage(format!("unknown service {name:?}")))
         })
         .collect::<Result<Vec<_>, _>>()?;
     let document =
-        platform::asyncapi::document("Domain Actions", env!("CARGO_PKG_VERSION"), &dispatchers);
+        platform::asyncapi::document("Domain Actions", env!("CARGO_PKG_VERSION"), &catalogs);
     let mut text = serde_json::to_string_pretty(&document)
         .map_err(|err| Failure::runtime(format!("cannot encode the document: {err}")))?;
     text.push('\n');

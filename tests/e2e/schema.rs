@@ -5,7 +5,7 @@ use std::process::Output;
 
 use async_nats::HeaderMap;
 use serde_json::{Map, Value, json};
-use shared::Dispatcher;
+use shared::Catalog;
 
 use crate::harness::*;
 
@@ -64,14 +64,14 @@ fn headers_json(headers: Option<&HeaderMap>) -> Value {
 }
 
 /// Every service's handlers, as the binary registers them.
-fn every_service() -> Vec<Dispatcher> {
+fn every_service() -> Vec<Catalog> {
     vec![
-        echo::dispatcher(),
-        embedding::registrations(),
-        query::registrations(),
-        ingestion::registrations(),
-        execution::registrations(),
-        orchestrator::registrations(),
+        echo::dispatcher().catalog().clone(),
+        embedding::routes().catalog().clone(),
+        query::routes().catalog().clone(),
+        ingestion::routes().catalog().clone(),
+        execution::routes().catalog().clone(),
+        orchestrator::routes().catalog().clone(),
     ]
 }
 
@@ -80,9 +80,9 @@ async fn every_action_type_of_every_service_is_described() {
     let document = schema("schema").await;
     assert_eq!(document["asyncapi"], "3.0.0");
     let messages = &document["components"]["messages"];
-    for dispatcher in every_service() {
-        let domain = dispatcher.domain().as_str();
-        for action_type in dispatcher.action_types() {
+    for catalog in every_service() {
+        let domain = catalog.domain().as_str();
+        for action_type in catalog.action_types() {
             let name = action_type.as_str();
             assert_eq!(messages[name]["name"], name, "{name} is not described");
             if action_type.is_result() {

@@ -30,11 +30,12 @@ use shared::Dispatcher;
 
 /// The embedding domain's dispatcher, running `service`'s model.
 pub fn dispatcher(service: embedder::EmbeddingService) -> Dispatcher {
-    registrations().with_state(service)
+    routes().with_state(service)
 }
 
-/// Every handler of the domain, without the state they run on: what `domain-actions schema`
-/// describes, built without opening a model, a store or a NATS connection.
-pub fn registrations() -> Dispatcher {
+/// Every handler of the domain, still waiting for the state they run on: its
+/// [`Dispatcher::catalog`] is what `domain-actions schema` describes, built without opening
+/// a model, a store or a NATS connection.
+pub fn routes() -> Dispatcher<embedder::EmbeddingService> {
     Dispatcher::new("embedding").on::<actions::Generate, _>(handlers::generate)
 }

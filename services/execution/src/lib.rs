@@ -44,12 +44,13 @@ use shared::Dispatcher;
 
 /// The execution domain's dispatcher over `service`.
 pub fn dispatcher(service: ExecutionService) -> Dispatcher {
-    registrations().with_state(service)
+    routes().with_state(service)
 }
 
-/// Every handler of the domain, without the state they run on: what `domain-actions schema`
-/// describes, built without opening a model, a store or a NATS connection.
-pub fn registrations() -> Dispatcher {
+/// Every handler of the domain, still waiting for the state they run on: its
+/// [`Dispatcher::catalog`] is what `domain-actions schema` describes, built without opening
+/// a model, a store or a NATS connection.
+pub fn routes() -> Dispatcher<ExecutionService> {
     Dispatcher::new("execution")
         .on::<actions::AgentPut, _>(handlers::agent_put)
         .on::<actions::AgentGet, _>(handlers::agent_get)

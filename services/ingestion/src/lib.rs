@@ -47,12 +47,13 @@ use shared::Dispatcher;
 
 /// The ingestion domain's dispatcher over `service`.
 pub fn dispatcher(service: IngestionService) -> Dispatcher {
-    registrations().with_state(service)
+    routes().with_state(service)
 }
 
-/// Every handler of the domain, without the state they run on: what `domain-actions schema`
-/// describes, built without opening a model, a store or a NATS connection.
-pub fn registrations() -> Dispatcher {
+/// Every handler of the domain, still waiting for the state they run on: its
+/// [`Dispatcher::catalog`] is what `domain-actions schema` describes, built without opening
+/// a model, a store or a NATS connection.
+pub fn routes() -> Dispatcher<IngestionService> {
     Dispatcher::new("ingestion")
         .on::<actions::IngestDocument, _>(handlers::ingest_document)
         .on::<actions::GetStatus, _>(handlers::get_status)

@@ -58,12 +58,13 @@ fn domain() -> Domain {
 /// publishes session events on `client`. Run it with a [`shared::Worker`] in every
 /// instance; the instances share the durable callbacks consumer.
 pub fn dispatcher(client: Client) -> Dispatcher {
-    registrations().with_state(events::EventPublisher::new(client))
+    routes().with_state(events::EventPublisher::new(client))
 }
 
-/// Every handler of the domain, without the state they run on: what `domain-actions schema`
-/// describes, built without opening a model, a store or a NATS connection.
-pub fn registrations() -> Dispatcher {
+/// Every handler of the domain, still waiting for the state they run on: its
+/// [`Dispatcher::catalog`] is what `domain-actions schema` describes, built without opening
+/// a model, a store or a NATS connection.
+pub fn routes() -> Dispatcher<events::EventPublisher> {
     Dispatcher::new(DOMAIN).on_result::<execution_contract::AgentRun, _>(handlers::agent_run_result)
 }
 

@@ -201,7 +201,6 @@ impl Service for Dispatch {
             &call.action,
             call.delivery,
             self.publisher.clone(),
-            self.dispatcher.state().clone(),
             self.cancel.clone(),
         );
         let output = match self.dispatcher.route(call.action, ctx) {

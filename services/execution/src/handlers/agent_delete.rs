@@ -1,3 +1,5 @@
+use std::sync::Arc;
+
 use shared::{Action, ActionError, Ctx};
 
 use crate::ExecutionService;
@@ -8,8 +10,8 @@ use crate::actions::{AgentDelete, AgentDeleted};
 pub async fn agent_delete(
     action: Action<AgentDelete>,
     ctx: Ctx,
+    service: Arc<ExecutionService>,
 ) -> Result<AgentDeleted, ActionError> {
-    let service = ctx.state::<ExecutionService>()?;
     let deleted = service
         .agents
         .delete(ctx.tenant(), &action.data.agent_id)

@@ -1,3 +1,5 @@
+use std::sync::Arc;
+
 use shared::{Action, ActionError, Ctx};
 
 use crate::ExecutionService;
@@ -6,7 +8,10 @@ use crate::agent::Agent;
 
 /// Stores the agent for the action's tenant, replacing one with the same id: agents are
 /// configuration, so a client sends the whole of it every time.
-pub async fn agent_put(action: Action<AgentPut>, ctx: Ctx) -> Result<Agent, ActionError> {
-    let service = ctx.state::<ExecutionService>()?;
+pub async fn agent_put(
+    action: Action<AgentPut>,
+    ctx: Ctx,
+    service: Arc<ExecutionService>,
+) -> Result<Agent, ActionError> {
     service.agents.put(ctx.tenant(), action.data.agent).await
 }

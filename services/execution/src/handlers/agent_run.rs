@@ -1,3 +1,5 @@
+use std::sync::Arc;
+
 use shared::{Action, ActionError, Ctx};
 use time::OffsetDateTime;
 
@@ -15,9 +17,12 @@ pub const MAX_MESSAGE_BYTES: usize = 32 * 1024;
 /// Answers the message with the agent, in its conversation: loads both, answers (searching
 /// the tenant's documents as the agent allows, streaming tokens if asked), then saves the
 /// user's turn and the answer, so the next run of the session sees them.
-pub async fn agent_run(action: Action<AgentRun>, ctx: Ctx) -> Result<Reply, ActionError> {
+pub async fn agent_run(
+    action: Action<AgentRun>,
+    ctx: Ctx,
+    service: Arc<ExecutionService>,
+) -> Result<Reply, ActionError> {
     let said_at = OffsetDateTime::now_utc();
-    let service = ctx.state::<ExecutionService>()?;
     let task_id = action
         .task_id
         .clone()

@@ -1,3 +1,5 @@
+use std::sync::Arc;
+
 use shared::{Action, ActionError, Ctx};
 
 use crate::IngestionService;
@@ -10,8 +12,8 @@ use crate::collections::{CollectionRecord, CollectionSettings};
 pub async fn collection_put(
     action: Action<CollectionPut>,
     ctx: Ctx,
+    service: Arc<IngestionService>,
 ) -> Result<CollectionRecord, ActionError> {
-    let service = ctx.state::<IngestionService>()?;
     let request = action.data;
     Ok(service
         .collections

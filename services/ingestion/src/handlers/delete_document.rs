@@ -1,3 +1,5 @@
+use std::sync::Arc;
+
 use shared::{Action, ActionError, Ctx, TenantId};
 
 use crate::IngestionService;
@@ -8,8 +10,8 @@ use crate::task::check_id;
 pub async fn delete_document(
     action: Action<DeleteDocument>,
     ctx: Ctx,
+    service: Arc<IngestionService>,
 ) -> Result<DocumentDeleted, ActionError> {
-    let service = ctx.state::<IngestionService>()?;
     let tenant = ctx.tenant().clone();
     let timeout = service.limits.query_timeout;
     remove_document(

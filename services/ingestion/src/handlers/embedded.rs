@@ -1,3 +1,4 @@
+use std::sync::Arc;
 use std::time::Instant;
 
 use embedding_contract::Generated;
@@ -37,8 +38,8 @@ impl BatchTarget {
 pub async fn embedded(
     action: Action<ActionResult<Generated>>,
     ctx: Ctx,
+    service: Arc<IngestionService>,
 ) -> Result<(), ActionError> {
-    let service = ctx.state::<IngestionService>()?;
     let tenant = ctx.tenant().clone();
     let target: BatchTarget = action
         .metadata

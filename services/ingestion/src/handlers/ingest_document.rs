@@ -1,3 +1,4 @@
+use std::sync::Arc;
 use std::time::Instant;
 
 use embedding_contract::{EmbeddingKind, Generate};
@@ -21,8 +22,8 @@ use crate::task::{TaskState, TaskStatus, check_id, now};
 pub async fn ingest_document(
     action: Action<IngestDocument>,
     ctx: Ctx,
+    service: Arc<IngestionService>,
 ) -> Result<TaskState, ActionError> {
-    let service = ctx.state::<IngestionService>()?;
     let tenant = ctx.tenant().clone();
     let request = action.data;
     let document_id = request

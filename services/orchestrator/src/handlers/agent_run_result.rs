@@ -1,5 +1,7 @@
 //! `execution.agent_run.result`, arriving on `orchestrator.<tenant>.callbacks`.
 
+use std::sync::Arc;
+
 use execution_contract::Reply;
 use shared::{Action, ActionError, ActionResult, Ctx};
 
@@ -16,8 +18,8 @@ use crate::events::{EventPublisher, SessionEvent};
 pub async fn agent_run_result(
     action: Action<ActionResult<Reply>>,
     ctx: Ctx,
+    events: Arc<EventPublisher>,
 ) -> Result<(), ActionError> {
-    let events = ctx.state::<EventPublisher>()?;
     let Action {
         session_id,
         task_id,

@@ -1,3 +1,5 @@
+use std::sync::Arc;
+
 use shared::{Action, ActionError, Ctx};
 
 use crate::QueryService;
@@ -5,8 +7,11 @@ use crate::actions::{Answer, Answered, Search};
 use crate::answerer::Question;
 
 /// Searches the tenant's collections, then answers from the passages found, citing them.
-pub async fn answer(action: Action<Answer>, ctx: Ctx) -> Result<Answered, ActionError> {
-    let service = ctx.state::<QueryService>()?;
+pub async fn answer(
+    action: Action<Answer>,
+    ctx: Ctx,
+    service: Arc<QueryService>,
+) -> Result<Answered, ActionError> {
     let ask = action.data;
     if ask.query.trim().is_empty() {
         return Err(ActionError::invalid("the question is empty"));

@@ -1,3 +1,5 @@
+use std::sync::Arc;
+
 use shared::{Action, ActionError, Ctx};
 
 use crate::QueryService;
@@ -6,8 +8,11 @@ use crate::service::store_error;
 use crate::store::Scope;
 
 /// Deletes a document's chunks, or a whole collection, of the action's tenant only.
-pub async fn delete(action: Action<Delete>, ctx: Ctx) -> Result<Deleted, ActionError> {
-    let service = ctx.state::<QueryService>()?;
+pub async fn delete(
+    action: Action<Delete>,
+    ctx: Ctx,
+    service: Arc<QueryService>,
+) -> Result<Deleted, ActionError> {
     let Delete {
         collection,
         document_id,

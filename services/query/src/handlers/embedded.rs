@@ -1,3 +1,5 @@
+use std::sync::Arc;
+
 use embedding_contract::Generated;
 use serde::{Deserialize, Serialize};
 use shared::{Action, ActionError, ActionResult, Ctx};
@@ -33,8 +35,8 @@ fn yes() -> bool {
 pub async fn embedded(
     action: Action<ActionResult<Generated>>,
     ctx: Ctx,
+    service: Arc<QueryService>,
 ) -> Result<(), ActionError> {
-    let service = ctx.state::<QueryService>()?;
     let target = action.metadata.get("index").ok_or_else(|| {
         ActionError::invalid(
             "an embedding result reached query without metadata.index saying where to index it",

@@ -1,3 +1,5 @@
+use std::sync::Arc;
+
 use embedding_contract::EmbeddingKind;
 use shared::{Action, ActionError, Ctx, TenantId};
 
@@ -7,8 +9,11 @@ use crate::service::store_error;
 use crate::store::{ChunkPoint, Scope, StoredChunk};
 
 /// Stores a document's chunks; chunks without vectors are embedded first (over rpc).
-pub async fn index(action: Action<Index>, ctx: Ctx) -> Result<Indexed, ActionError> {
-    let service = ctx.state::<QueryService>()?;
+pub async fn index(
+    action: Action<Index>,
+    ctx: Ctx,
+    service: Arc<QueryService>,
+) -> Result<Indexed, ActionError> {
     let Index {
         collection,
         document_id,
