@@ -1,5 +1,7 @@
 //! Reading what a stream stores, in order, without disturbing anyone: `replay` reads a
-//! domain's actions and `dlq` its dead letters through here.
+//! domain's actions (from `<DOMAIN>_HISTORY`, where the work queue `<DOMAIN>` republishes
+//! each one as it is stored: [`Stored::republished`]) and `dlq` its dead letters through
+//! here.
 //!
 //! An ordered consumer is ephemeral, unacknowledged and filtered by subject: it moves no
 //! durable consumer's position and the server removes it when it goes quiet. Unless told to
@@ -29,8 +31,6 @@ use crate::exit::Failure;
 pub enum Start {
     /// The oldest message still stored.
     All,
-    /// The first message at or after this stream sequence.
-    Sequence(u64),
     /// The first message stored at or after this time.
     Time(OffsetDateTime),
 }
@@ -40,8 +40,6 @@ pub enum Start {
 pub struct Range {
     /// Where to start.
     pub start: Start,
-    /// Stop after this stream sequence.
-    pub to_sequence: Option<u64>,
     /// Stop at the first message stored after this time.
     pub until: Option<OffsetDateTime>,
     /// Keep waiting for new messages instead of stopping at the end.
@@ -53,7 +51,6 @@ impl Range {
     pub fn everything() -> Self {
         Self {
             start: Start::All,
-            to_sequence: None,
             until: None,
             follow: false,
         }
@@ -77,6 +74,18 @@ pub struct Stored {
     pub payload: Bytes,
 }
 
+/// The headers the server adds to a republished message.
+const REPUBLISHED_STREAM: &str = "Nats-Stream";
+const REPUBLISHED_SUBJECT: &str = "Nats-Subject";
+const REPUBLISHED_SEQUENCE: &str = "Nats-Sequence";
+const REPUBLISH_HEADERS: [&str; 5] = [
+    REPUBLISHED_STREAM,
+    REPUBLISHED_SUBJECT,
+    REPUBLISHED_SEQUENCE,
+    "Nats-Time-Stamp",
+    "Nats-Last-Sequence",
+];
+
 impl Stored {
     /// A message read back by sequence (`STREAM.MSG.GET`).
     pub fn from_get(stream: &str, message: StreamMessage) -> Self {
@@ -88,6 +97,36 @@ impl Stored {
             headers: message.headers,
             payload: message.payload,
         }
+    }
+
+    /// A message the server republished from another stream (`republish` in the stream's
+    /// definition) as it was there: its original subject, and its headers without the
+    /// `Nats-Stream`, `Nats-Subject`, `Nats-Sequence`, `Nats-Time-Stamp` and
+    /// `Nats-Last-Sequence` the server added, and the stream and sequence it was stored at
+    /// first (so `replay` names `ECHO:12`, where the worker took it from, not its place in
+    /// the history stream).
+    pub fn republished(mut self) -> Self {
+        let header = |stored: &Self, name: &str| stored.header(name).map(str::to_owned);
+        if let Some(subject) = header(&self, REPUBLISHED_SUBJECT) {
+            self.subject = subject;
+        }
+        let mut kept = HeaderMap::new();
+        for (name, values) in self.headers.iter() {
+            if REPUBLISH_HEADERS.contains(&name.as_ref()) {
+                continue;
+            }
+            for value in values {
+                kept.append(name.clone(), value.clone());
+            }
+        }
+        if let Some(stream) = header(&self, REPUBLISHED_STREAM) {
+            self.stream = stream;
+        }
+        if let Some(sequence) = header(&self, REPUBLISHED_SEQUENCE).and_then(|s| s.parse().ok()) {
+            self.sequence = sequence;
+        }
+        self.headers = kept;
+        self
     }
 
     /// The value of header `name`, if present.
@@ -165,14 +204,9 @@ impl History {
             .map_err(|err| Failure::runtime(format!("stream {stream}: {err}")))?
             .state
             .last_sequence;
-        let end = match (range.follow, range.to_sequence) {
-            (true, _) => None,
-            (false, Some(to)) => Some(to.min(last)),
-            (false, None) => Some(last),
-        };
+        let end = (!range.follow).then_some(last);
         let last_seen = match range.start {
             Start::All => Some(0),
-            Start::Sequence(sequence) => Some(sequence.saturating_sub(1)),
             Start::Time(_) => None,
         };
         let mut reader = Self {
@@ -188,16 +222,8 @@ impl History {
         };
         let deliver_policy = match range.start {
             Start::All => DeliverPolicy::All,
-            Start::Sequence(sequence) => DeliverPolicy::ByStartSequence {
-                start_sequence: sequence.max(1),
-            },
             Start::Time(start_time) => DeliverPolicy::ByStartTime { start_time },
         };
-        if let (Start::Sequence(from), Some(end)) = (range.start, end)
-            && from > end
-        {
-            return Ok(reader);
-        }
         let config = OrderedConfig {
             filter_subject: filter,
             deliver_policy,

@@ -46,6 +46,19 @@ pub enum PublishError {
         "no JetStream stream stores {0}: run `domain-actions streams apply` (on a cluster, its stream may be electing a leader: send again)"
     )]
     NoStream(String),
+    /// The tenant already has as many unhandled messages on this subject as its stream
+    /// keeps for one tenant (`max_msgs_per_subject`): nothing was stored. Its other work,
+    /// and every other tenant's, is untouched; send again once some is handled.
+    #[error(
+        "backlog_full: {0} already holds as many unhandled messages as the stream keeps for one tenant; nothing was stored, send again once some are handled"
+    )]
+    BacklogFull(String),
+    /// The stream holding `{0}` is full (`max_bytes` or `max_msgs`): nothing was stored,
+    /// and nothing stored was evicted to make room.
+    #[error(
+        "stream_full: the stream storing {0} is full; nothing was stored and nothing was evicted, send again once work is handled (or raise the stream's limits)"
+    )]
+    StreamFull(String),
     /// Nobody answered an rpc request.
     #[error("no service answers on {0}: is its worker running?")]
     NoResponders(String),
@@ -66,9 +79,11 @@ impl From<PublishError> for ActionError {
             PublishError::PayloadTooLarge { .. } => ErrorCode::PayloadTooLarge,
             PublishError::Timeout(..) => ErrorCode::Timeout,
             PublishError::BadReply(..) => ErrorCode::InvalidAction,
-            PublishError::NoStream(_) | PublishError::NoResponders(_) | PublishError::Nats(_) => {
-                ErrorCode::Unavailable
-            }
+            PublishError::NoStream(_)
+            | PublishError::NoResponders(_)
+            | PublishError::Nats(_)
+            | PublishError::BacklogFull(_)
+            | PublishError::StreamFull(_) => ErrorCode::Unavailable,
         };
         ActionError::new(code, err.to_string())
     }
@@ -331,7 +346,8 @@ impl Publisher {
         let map = |err: jetstream::context::PublishError| match err.kind() {
             PublishErrorKind::StreamNotFound => PublishError::NoStream(subject.clone()),
             PublishErrorKind::TimedOut => PublishError::Timeout(Duration::ZERO, subject.clone()),
-            _ => PublishError::Nats(err.to_string()),
+            _ => refusal(&err.to_string(), &subject)
+                .unwrap_or_else(|| PublishError::Nats(err.to_string())),
         };
         let pending = self
             .inner
@@ -350,6 +366,22 @@ impl Publisher {
             return Err(PublishError::PayloadTooLarge { size, max });
         }
         Ok(())
+    }
+}
+
+/// The stream's refusal to store, read from the server's error text (the client gives no
+/// code for these): a tenant's full backlog (`discard_new_per_subject`, err_code 10077
+/// "maximum messages per subject exceeded") or a full stream ("maximum bytes exceeded",
+/// "maximum messages exceeded").
+fn refusal(error: &str, subject: &str) -> Option<PublishError> {
+    if error.contains("maximum messages per subject exceeded") {
+        Some(PublishError::BacklogFull(subject.to_owned()))
+    } else if error.contains("maximum bytes exceeded")
+        || error.contains("maximum messages exceeded")
+    {
+        Some(PublishError::StreamFull(subject.to_owned()))
+    } else {
+        None
     }
 }
 

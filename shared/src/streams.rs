@@ -6,13 +6,21 @@
 //! applies exactly the definitions it was built with.
 //!
 //! The framework knows no application domain. It defines its own streams (`DLQ`,
-//! `ADVISORIES`: `nats/streams/`) and one template for every domain (`nats/template/`):
-//! the stream `<DOMAIN>` on `<domain>.*.actions` and `<domain>.*.callbacks`, the shared
-//! durable consumers `<domain>-actions` and `<domain>-callbacks`, and `<domain>-max-deliveries`
-//! on `ADVISORIES`, with `{domain}` and `{STREAM}` filled in. A domain that needs other
-//! limits overrides its stream or consumers with files of those names in a directory laid
-//! out like `nats/` ([`Definitions::from_dir`], `streams apply --dir`), or in code
-//! ([`Definitions::with_stream`]). A new service is a new crate: nothing here changes.
+//! `ADVISORIES`: `nats/streams/`) and one template for every domain (`nats/template/`),
+//! with `{domain}` and `{STREAM}` filled in:
+//! - the work queue `<DOMAIN>` on `<domain>.*.actions` and `<domain>.*.callbacks`: a
+//!   handled message is removed, and a full stream, or a tenant with a full backlog
+//!   (`max_msgs_per_subject`), refuses new messages instead of evicting any;
+//! - `<DOMAIN>_HISTORY`, where `<DOMAIN>` republishes every action (as
+//!   `history.<domain>.<tenant>.actions`) so `replay` can read what was handled;
+//! - a durable consumer per tenant with work, `<domain>-actions-<tenant>`, made from
+//!   `actions.json` when the tenant shows up (`{tenant}` filled in; see
+//!   `crate::worker` for why one per tenant), the shared `<domain>-callbacks`, and
+//!   `<domain>-max-deliveries` on `ADVISORIES`.
+//!
+//! A domain that needs other limits overrides its stream or consumers with files of those
+//! names in a directory laid out like `nats/` ([`Definitions::from_dir`], `streams apply
+//! --dir`), or in code ([`Definitions::with_stream`]). A new service is a new crate: nothing here changes.
 //!
 //! Applying is create-or-update: running it twice changes nothing, and a changed file
 //! updates the live stream or consumer (the server refuses changes it cannot make, such as
@@ -40,6 +48,7 @@ const TEMPLATE: Template = Template {
     actions: include_str!("../../nats/template/actions.json"),
     callbacks: include_str!("../../nats/template/callbacks.json"),
     max_deliveries: include_str!("../../nats/template/max-deliveries.json"),
+    history: include_str!("../../nats/template/history.json"),
 };
 
 /// The definitions every domain gets, with `{domain}` and `{STREAM}` to fill in.
@@ -49,6 +58,7 @@ struct Template<S = &'static str> {
     actions: S,
     callbacks: S,
     max_deliveries: S,
+    history: S,
 }
 
 /// The stream holding every dead letter.
@@ -92,6 +102,20 @@ pub struct StreamDefinition {
     pub stream: stream::Config,
     /// Its consumers, as `nats consumer add --config` takes them.
     pub consumers: Vec<consumer::pull::Config>,
+    /// Consumers made for each tenant that has work, with `{tenant}` still to fill in
+    /// ([`Definitions::tenant_consumer`]); not created by [`Definitions::apply`].
+    pub per_tenant: Vec<consumer::pull::Config>,
+}
+
+impl StreamDefinition {
+    /// A stream with no consumers.
+    pub fn new(stream: stream::Config) -> Self {
+        Self {
+            stream,
+            consumers: Vec::new(),
+            per_tenant: Vec::new(),
+        }
+    }
 }
 
 /// A set of stream definitions: the framework's streams, any per-domain overrides, and the
@@ -118,6 +142,7 @@ impl Template<String> {
             actions: TEMPLATE.actions.to_owned(),
             callbacks: TEMPLATE.callbacks.to_owned(),
             max_deliveries: TEMPLATE.max_deliveries.to_owned(),
+            history: TEMPLATE.history.to_owned(),
         }
     }
 
@@ -140,10 +165,7 @@ impl Definitions {
     pub fn built_in() -> Result<Self, StreamsError> {
         let mut streams = Vec::new();
         for (file, json) in STREAMS {
-            streams.push(StreamDefinition {
-                stream: parse(file, json)?,
-                consumers: Vec::new(),
-            });
+            streams.push(StreamDefinition::new(parse(file, json)?));
         }
         Ok(Self {
             streams,
@@ -181,10 +203,7 @@ impl Definitions {
         for file in read_dir(&dir.join("streams"))? {
             if file.extension().is_some_and(|e| e == "json") {
                 let stream = parse(&file.display().to_string(), &read(&file)?)?;
-                definitions = definitions.with_stream(StreamDefinition {
-                    stream,
-                    consumers: Vec::new(),
-                });
+                definitions = definitions.with_stream(StreamDefinition::new(stream));
             }
         }
         let consumers_dir = dir.join("consumers");
@@ -209,6 +228,7 @@ impl Definitions {
             ("actions.json", &mut template.actions),
             ("callbacks.json", &mut template.callbacks),
             ("max-deliveries.json", &mut template.max_deliveries),
+            ("history.json", &mut template.history),
         ] {
             let file = template_dir.join(name);
             if file.is_file() {
@@ -248,27 +268,29 @@ impl Definitions {
         let mut advisory_consumers = Vec::new();
         for domain in domains {
             let name = domain.stream_name();
-            let mut own = match self.streams.iter().find(|d| d.stream.name == name) {
-                Some(overridden) => overridden.clone(),
-                None => StreamDefinition {
-                    stream: Template::fill("stream.json", &template.stream, domain)?,
-                    consumers: Vec::new(),
-                },
+            let own_or = |name: &str, file: &str, json: &str| -> Result<_, StreamsError> {
+                Ok(match self.streams.iter().find(|d| d.stream.name == name) {
+                    Some(overridden) => overridden.clone(),
+                    None => StreamDefinition::new(Template::fill(file, json, domain)?),
+                })
             };
-            for (file, json) in [
-                ("actions.json", &template.actions),
-                ("callbacks.json", &template.callbacks),
-            ] {
-                let consumer: consumer::pull::Config = Template::fill(file, json, domain)?;
-                if !own
-                    .consumers
-                    .iter()
-                    .any(|c| durable(c) == durable(&consumer))
-                {
-                    own.consumers.push(consumer);
-                }
+            let mut own = own_or(&name, "stream.json", &template.stream)?;
+            let callbacks: consumer::pull::Config =
+                Template::fill("callbacks.json", &template.callbacks, domain)?;
+            if !own
+                .consumers
+                .iter()
+                .any(|c| durable(c) == durable(&callbacks))
+            {
+                own.consumers.push(callbacks);
+            }
+            if own.per_tenant.is_empty() {
+                own.per_tenant
+                    .push(Template::fill("actions.json", &template.actions, domain)?);
             }
             streams.push(own);
+            let history = format!("{name}_HISTORY");
+            streams.push(own_or(&history, "history.json", &template.history)?);
             let advisory = format!("{domain}-max-deliveries");
             let overridden = self
                 .streams
@@ -286,8 +308,8 @@ impl Definitions {
                 streams.push(def.clone());
             } else if def.stream.name == ADVISORIES_STREAM {
                 streams.push(StreamDefinition {
-                    stream: def.stream.clone(),
                     consumers: advisory_consumers.clone(),
+                    ..StreamDefinition::new(def.stream.clone())
                 });
             }
         }
@@ -305,17 +327,22 @@ impl Definitions {
         self
     }
 
-    /// Overrides the ack wait and max deliveries of the `<domain>-actions` and
-    /// `<domain>-callbacks` consumers (a worker setting; the files hold the defaults).
+    /// Overrides the ack wait and max deliveries of the per-tenant `<domain>-actions-…`
+    /// and the `<domain>-callbacks` consumers (a worker setting; the files hold the
+    /// defaults).
     pub fn with_delivery(
         mut self,
         domain: &Domain,
         ack_wait: Option<Duration>,
         max_deliver: Option<i64>,
     ) -> Self {
-        let names = [format!("{domain}-actions"), format!("{domain}-callbacks")];
-        for consumer in self.streams.iter_mut().flat_map(|d| d.consumers.iter_mut()) {
-            if names.iter().any(|n| n == durable(consumer)) {
+        let callbacks = format!("{domain}-callbacks");
+        let stream = domain.stream_name();
+        for def in &mut self.streams {
+            let own = def.stream.name == stream;
+            let per_tenant = def.per_tenant.iter_mut().filter(move |_| own);
+            let callbacks = def.consumers.iter_mut().filter(|c| durable(c) == callbacks);
+            for consumer in callbacks.chain(per_tenant) {
                 if let Some(wait) = ack_wait {
                     consumer.ack_wait = wait;
                 }
@@ -333,6 +360,31 @@ impl Definitions {
             .iter()
             .flat_map(|d| d.consumers.iter())
             .find(|c| durable(c) == name)
+    }
+
+    /// The consumer of the actions stored under `<domain>.<tenant>.actions`
+    /// (`<domain>-actions-<tenant>` as the template writes it), or `None` if `domain` is not
+    /// among these definitions. `tenant` is the subject's token as stored: a valid
+    /// [`crate::TenantId`] is used as it is; anything else (which the worker will only
+    /// dead-letter) is named `invalid-<hash>` in the consumer's name, since a name may not
+    /// hold every character a subject token may.
+    pub fn tenant_consumer(&self, domain: &Domain, tenant: &str) -> Option<consumer::pull::Config> {
+        let stream = domain.stream_name();
+        let def = self.streams.iter().find(|d| d.stream.name == stream)?;
+        let mut consumer = def.per_tenant.first()?.clone();
+        let name = match crate::TenantId::new(tenant) {
+            Ok(_) => tenant.to_owned(),
+            Err(_) => {
+                let hash = crate::action::derived_id(&[tenant.as_bytes()]).simple();
+                format!("invalid-{}", &hash.to_string()[..16])
+            }
+        };
+        let name = |text: &str| text.replace("{tenant}", &name);
+        consumer.durable_name = consumer.durable_name.as_deref().map(name);
+        consumer.name = consumer.name.as_deref().map(name);
+        consumer.description = consumer.description.as_deref().map(name);
+        consumer.filter_subject = consumer.filter_subject.replace("{tenant}", tenant);
+        Some(consumer)
     }
 
     /// Creates or updates every stream and consumer. Safe to run at every start, from
@@ -381,17 +433,37 @@ mod tests {
             .iter()
             .map(|d| d.stream.name.as_str())
             .collect();
-        assert_eq!(names, ["BILLING", "DLQ", "ADVISORIES"]);
+        assert_eq!(names, ["BILLING", "BILLING_HISTORY", "DLQ", "ADVISORIES"]);
         let stream = &billing.streams[0].stream;
         assert_eq!(
             stream.subjects,
             vec!["billing.*.actions", "billing.*.callbacks"]
         );
-        assert_eq!(stream.retention, stream::RetentionPolicy::Limits);
+        assert_eq!(stream.retention, stream::RetentionPolicy::WorkQueue);
+        assert_eq!(stream.discard, stream::DiscardPolicy::New);
+        assert!(stream.discard_new_per_subject);
         assert_eq!(stream.duplicate_window, Duration::from_secs(120));
-        let actions = billing.consumer("billing-actions").unwrap();
-        assert_eq!(actions.filter_subject, "billing.*.actions");
+        let republish = stream.republish.as_ref().unwrap();
+        assert_eq!(
+            republish.destination,
+            "history.billing.{{wildcard(1)}}.actions"
+        );
+        assert_eq!(
+            billing.streams[1].stream.subjects,
+            vec!["history.billing.*.actions"]
+        );
+        assert!(
+            billing.consumer("billing-actions").is_none(),
+            "one per tenant"
+        );
+        let actions = billing.tenant_consumer(&domain("billing"), "acme").unwrap();
+        assert_eq!(
+            actions.durable_name.as_deref(),
+            Some("billing-actions-acme")
+        );
+        assert_eq!(actions.filter_subject, "billing.acme.actions");
         assert_eq!(actions.ack_policy, consumer::AckPolicy::Explicit);
+        assert!(actions.inactive_threshold > Duration::ZERO);
         assert_eq!(
             billing
                 .consumer("billing-callbacks")
@@ -408,7 +480,9 @@ mod tests {
         );
         let tuned =
             billing.with_delivery(&domain("billing"), Some(Duration::from_secs(2)), Some(2));
-        assert_eq!(tuned.consumer("billing-actions").unwrap().max_deliver, 2);
+        let acme = tuned.tenant_consumer(&domain("billing"), "acme").unwrap();
+        assert_eq!(acme.max_deliver, 2);
+        assert_eq!(tuned.consumer("billing-callbacks").unwrap().max_deliver, 2);
     }
 
     #[test]
@@ -422,7 +496,17 @@ mod tests {
             .iter()
             .map(|d| d.stream.name.as_str())
             .collect();
-        assert_eq!(names, ["ECHO", "QUERY", "DLQ", "ADVISORIES"]);
+        assert_eq!(
+            names,
+            [
+                "ECHO",
+                "ECHO_HISTORY",
+                "QUERY",
+                "QUERY_HISTORY",
+                "DLQ",
+                "ADVISORIES"
+            ]
+        );
         assert!(both.consumer("echo-max-deliveries").is_some());
         assert!(both.consumer("query-max-deliveries").is_some());
     }
@@ -435,7 +519,8 @@ mod tests {
         let video = defs.with_stream(big).for_domain(&domain("video")).unwrap();
         assert_eq!(video.streams[0].stream.max_bytes, 10 << 30);
         assert!(
-            video.consumer("video-actions").is_some(),
+            video.consumer("video-callbacks").is_some()
+                && video.tenant_consumer(&domain("video"), "acme").is_some(),
             "template consumers kept"
         );
 
@@ -461,7 +546,7 @@ mod tests {
         let from_dir = Definitions::from_dir(dir.path()).unwrap();
         let echo = from_dir.for_domain(&domain("echo")).unwrap();
         assert_eq!(echo.streams[0].stream.max_age, Duration::from_secs(3600));
-        assert!(echo.consumer("echo-actions").is_some());
+        assert!(echo.tenant_consumer(&domain("echo"), "acme").is_some());
     }
 
     #[test]

@@ -21,9 +21,12 @@ use crate::services;
 /// Flags of `replay`.
 #[derive(clap::Args)]
 #[command(after_help = "\
-Reads <domain>.<tenant or *>.actions from the domain's stream (ECHO for echo) with an \
-ordered consumer, which moves no service's durable consumer. Stops at the last action \
-stored when it started (or at --until / --to-seq) unless --follow.
+Reads <domain>.<tenant or *>.actions from the domain's history stream (ECHO_HISTORY for \
+echo, where the ECHO work queue republishes every action it stores) with an ordered \
+consumer, which moves no service's durable consumer. Sequences (--from-seq, --to-seq, \
+the output's stream and sequence) are those of the domain's stream, where each action was \
+stored. Stops at the last action stored when it started (or at --until / --to-seq) unless \
+--follow.
 
 Output: one JSON line per action {stream, sequence, time, subject, headers, body}. \
 --republish prints {replayed_from, action_id, stream, sequence} per action sent; --handle \
@@ -107,24 +110,33 @@ pub async fn run(url: &str, args: Args) -> Outcome {
         Some(tenant) => subject::actions(&args.domain, tenant),
         None => subject::any_tenant(&args.domain, Channel::Actions),
     };
+    let filter = format!("{HISTORY_PREFIX}{filter}");
+    // --from-seq and --to-seq are sequences of the domain's stream, where each action was
+    // stored and the worker took it from; the history stream numbers its copies its own
+    // way, so they are applied to each copy's original sequence here.
     let range = Range {
-        start: match (args.since, args.from_seq) {
-            (Some(time), _) => Start::Time(time),
-            (None, Some(sequence)) => Start::Sequence(sequence),
-            (None, None) => Start::All,
+        start: match args.since {
+            Some(time) => Start::Time(time),
+            None => Start::All,
         },
-        to_sequence: args.to_seq,
         until: args.until,
         follow: args.follow,
     };
-    let mut history = History::open(&js, &args.domain.stream_name(), filter, &range).await?;
+    let stream = format!("{}_HISTORY", args.domain.stream_name());
+    let mut history = History::open(&js, &stream, filter, &range).await?;
     let shutdown = shared::shutdown::on_signal();
     let mut skipped = 0usize;
     loop {
         let stored = tokio::select! {
             _ = shutdown.cancelled() => break,
-            stored = history.next() => match stored? { Some(s) => s, None => break },
+            stored = history.next() => match stored? { Some(s) => s.republished(), None => break },
         };
+        if args.from_seq.is_some_and(|from| stored.sequence < from) {
+            continue;
+        }
+        if args.to_seq.is_some_and(|to| stored.sequence > to) {
+            break;
+        }
         if !args.action_types.is_empty()
             && !stored
                 .action_type()
@@ -188,6 +200,10 @@ fn decoded(stored: &Stored) -> Result<shared::action::Received, shared::action::
         derived_id(&[stored.stream.as_bytes(), &stored.sequence.to_be_bytes()]),
     )
 }
+
+/// What `<DOMAIN>` prefixes to an action's subject when it republishes it into
+/// `<DOMAIN>_HISTORY` (nats/template/stream.json).
+const HISTORY_PREFIX: &str = "history.";
 
 /// Sends `stored` again under a fresh id; false when it does not decode (skipped).
 async fn republish(publisher: &Publisher, stored: &Stored) -> Result<bool, Failure> {

@@ -105,11 +105,7 @@ async fn publish_no_wait_prints_where_it_is_stored() {
     assert_eq!(stored["duplicate"], false, "{stored}");
     let sequence = stored["sequence"].as_u64().expect("sequence");
     let action_id = stored["action_id"].as_str().expect("action_id");
-    let stream = env.js.get_stream(ECHO).await.expect("ECHO stream");
-    let message = stream
-        .get_raw_message(sequence)
-        .await
-        .expect("the stored action");
+    let message = env.stored_action(sequence).await;
     assert_eq!(message.subject.as_str(), ACTIONS);
     let body: Value = serde_json::from_slice(&message.payload).expect("stored body");
     assert_eq!(body["action_id"], action_id, "{body}");

@@ -18,7 +18,7 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use async_nats::jetstream::{self, consumer::pull::OrderedConfig};
+use async_nats::jetstream;
 use bytes::Bytes;
 use futures::stream::FuturesUnordered;
 use futures::{StreamExt, TryStreamExt};
@@ -30,7 +30,7 @@ use testkit::{self, Cluster};
 use tokio::time::{Instant, timeout};
 
 use crate::harness::{
-    ACTIONS, CALLBACKS, ECHO, ECHO_ACTIONS, Env, action_body, action_headers, new_id,
+    ACTIONS, CALLBACKS, ECHO, ECHO_ACTIONS, Env, action_body, action_headers, new_id, read_stored,
 };
 
 /// Actions published in the run; the leader is killed after half of them.
@@ -71,7 +71,8 @@ async fn leader_killed_mid_run() {
     let client = cluster.client().await;
     let js = jetstream::new(client.clone());
     apply_at_r3(&js, &settings).await;
-    let worker = testkit::spawn_worker(cluster.client().await, echo::dispatcher(), config).await;
+    let worker =
+        testkit::spawn_worker(cluster.client().await, echo::dispatcher(), config.clone()).await;
 
     let stream_info = js
         .get_stream(ECHO)
@@ -87,14 +88,14 @@ async fn leader_killed_mid_run() {
         .and_then(|c| c.leader)
         .expect("ECHO has a leader");
 
-    let ack_wait = js
-        .get_stream(ECHO)
-        .await
-        .expect("ECHO stream")
-        .consumer_info(ECHO_ACTIONS)
-        .await
-        .expect("echo-actions info")
-        .config
+    // acme's consumer is made once acme has work; its ack wait is the template's.
+    let echo = Domain::new("echo").expect("domain");
+    let ack_wait = Definitions::built_in()
+        .and_then(|d| d.for_domain(&echo))
+        .expect("echo definitions")
+        .with_delivery(&echo, config.ack_wait, config.max_deliver)
+        .tenant_consumer(&echo, "acme")
+        .expect("acme's consumer")
         .ack_wait;
 
     let ids: Vec<String> = (0..TOTAL).map(|_| new_id()).collect();
@@ -421,23 +422,9 @@ async fn stored_on(js: &jetstream::Context, subject: &str) -> Result<usize, Stri
 
 /// Every result stored on the callbacks subject, counted by the action it answers.
 async fn read_results(js: &jetstream::Context) -> Result<HashMap<String, usize>, String> {
-    let stored = stored_on(js, CALLBACKS).await?;
     let stream = js.get_stream(ECHO).await.map_err(|e| e.to_string())?;
-    let consumer = stream
-        .create_consumer(OrderedConfig {
-            filter_subject: CALLBACKS.to_owned(),
-            ..Default::default()
-        })
-        .await
-        .map_err(|e| format!("ordered consumer on the callbacks: {e}"))?;
-    let mut messages = consumer.messages().await.map_err(|e| e.to_string())?;
     let mut counts: HashMap<String, usize> = HashMap::new();
-    let mut read = 0;
-    while read < stored {
-        let Ok(Some(Ok(message))) = timeout(Duration::from_secs(10), messages.next()).await else {
-            return Err(format!("read {read} of {stored} stored results"));
-        };
-        read += 1;
+    for message in read_stored(&stream, CALLBACKS).await {
         let body: serde_json::Value =
             serde_json::from_slice(&message.payload).map_err(|e| format!("a result: {e}"))?;
         let id = body["correlation_id"]

@@ -11,9 +11,8 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use async_nats::jetstream::consumer::pull::OrderedConfig;
 use async_nats::jetstream::context::PublishAckFuture;
-use futures::{StreamExt, TryStreamExt};
+use futures::TryStreamExt;
 use serde_json::json;
 use testkit::TestServer;
 use tokio::task::JoinSet;
@@ -188,29 +187,12 @@ async fn wait_for_results(env: &Env, expected: &HashSet<String>) -> HashMap<Stri
     }
 }
 
-/// Every result stored on `echo.acme.callbacks`, counted by correlation id; read with an
-/// ordered consumer, as a user would read the stream.
+/// Every result stored on `echo.acme.callbacks`, counted by correlation id; read back by
+/// sequence, as a user would read the work queue.
 async fn stored_results(env: &Env) -> HashMap<String, usize> {
     let stream = env.js.get_stream(ECHO).await.expect("ECHO stream");
-    let stored = stored_on(&stream, CALLBACKS).await;
     let mut results = HashMap::new();
-    if stored == 0 {
-        return results;
-    }
-    let consumer = stream
-        .create_consumer(OrderedConfig {
-            filter_subject: CALLBACKS.to_owned(),
-            ..Default::default()
-        })
-        .await
-        .expect("ordered consumer on the callbacks");
-    let mut messages = consumer.messages().await.expect("callback messages");
-    for _ in 0..stored {
-        let message = timeout(WAIT, messages.next())
-            .await
-            .expect("stored results read in time")
-            .expect("callback messages end")
-            .expect("callback message");
+    for message in read_stored(&stream, CALLBACKS).await {
         let result: serde_json::Value =
             serde_json::from_slice(&message.payload).expect("a result is JSON");
         assert_eq!(result["data"]["status"], "success", "{result}");

@@ -176,11 +176,9 @@ async fn redriving_twice_processes_each_letter_once() {
     );
 
     // The redriven ping is stored with its new id and where it came from, no dlq_* headers.
-    let stream = env.js.get_stream(ECHO).await.expect("ECHO stream");
-    let stored = stream
-        .get_raw_message(redriven[0]["sequence"].as_u64().expect("sequence"))
-        .await
-        .expect("the redriven action");
+    let stored = env
+        .stored_action(redriven[0]["sequence"].as_u64().expect("sequence"))
+        .await;
     let headers = Some(&stored.headers);
     assert_eq!(header(headers, "Nats-Msg-Id"), Some(ping_new.as_str()));
     assert_eq!(
@@ -266,7 +264,9 @@ async fn streams_ls_shows_consumer_counts() {
             .collect()
     };
     let echo = row(ECHO);
-    assert_eq!(echo[1], "1", "one message stored:\n{output}");
+    assert_eq!(echo[1], "0", "handled, so out of the work queue:\n{output}");
+    let history = row(ECHO_HISTORY);
+    assert_eq!(history[1], "1", "and kept in the history:\n{output}");
     let consumer = row(ECHO_ACTIONS);
     assert_eq!(
         consumer[1..],

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use async_nats::jetstream::consumer::{self, pull::OrderedConfig};
 use async_nats::jetstream::publish::PublishAck;
+use async_nats::jetstream::stream::LastRawMessageErrorKind;
 use async_nats::jetstream::{self, message::StreamMessage};
 use async_nats::{Client, HeaderMap, Message, Subscriber};
 use bytes::Bytes;
@@ -33,9 +34,11 @@ pub const ACTIONS: &str = "echo.acme.actions";
 pub const CALLBACKS: &str = "echo.acme.callbacks";
 pub const RPC: &str = "echo.acme.rpc";
 pub const DLQ_ACME: &str = "dlq.echo.acme";
-/// The echo domain's stream and its shared durable consumer.
+/// The echo domain's stream and acme's durable consumer on it (made when acme has work).
 pub const ECHO: &str = "ECHO";
-pub const ECHO_ACTIONS: &str = "echo-actions";
+pub const ECHO_ACTIONS: &str = "echo-actions-acme";
+/// Where ECHO republishes every action it stores, as `history.<subject>`.
+pub const ECHO_HISTORY: &str = "ECHO_HISTORY";
 
 /// A nats-server of its own, a bare client on it, and (usually) an echo worker.
 pub struct Env {
@@ -242,16 +245,24 @@ impl Env {
             .unwrap_or_default()
     }
 
-    /// The state of the shared `echo-actions` consumer.
+    /// The state of acme's `echo-actions-acme` consumer, once the worker has made it (it
+    /// does when acme has work).
     pub async fn consumer_info(&self) -> consumer::Info {
         let stream = self.js.get_stream(ECHO).await.expect("ECHO stream");
-        stream
-            .consumer_info(ECHO_ACTIONS)
-            .await
-            .expect("echo-actions consumer info")
+        let deadline = Instant::now() + WAIT;
+        loop {
+            match stream.consumer_info(ECHO_ACTIONS).await {
+                Ok(info) => return info,
+                Err(err) => assert!(
+                    Instant::now() < deadline,
+                    "{ECHO_ACTIONS} not made within {WAIT:?}: {err}"
+                ),
+            }
+            sleep(Duration::from_millis(25)).await;
+        }
     }
 
-    /// Waits until the `echo-actions` consumer satisfies `ok`; returns its state then.
+    /// Waits until the `echo-actions-acme` consumer satisfies `ok`; returns its state then.
     pub async fn wait_consumer(
         &self,
         what: &str,
@@ -265,7 +276,7 @@ impl Env {
             }
             assert!(
                 Instant::now() < deadline,
-                "echo-actions: not {what} within {WAIT:?}: delivered {:?}, ack floor {:?}, pending {}, ack pending {}, redelivered {}",
+                "{ECHO_ACTIONS}: not {what} within {WAIT:?}: delivered {:?}, ack floor {:?}, pending {}, ack pending {}, redelivered {}",
                 info.delivered,
                 info.ack_floor,
                 info.num_pending,
@@ -297,9 +308,17 @@ impl Env {
         json_of(&reply)
     }
 
-    /// Asserts the ECHO stream stores exactly `expected` messages on `subject`.
+    /// Asserts exactly `expected` messages were stored on `subject`: for actions, as kept
+    /// in ECHO_HISTORY (the ECHO work queue drops each once handled); for anything else,
+    /// as ECHO still holds them (results on a callbacks subject wait for a consumer).
     pub async fn assert_stored(&self, subject: &str, expected: usize) {
-        let stream = self.js.get_stream(ECHO).await.expect("ECHO stream");
+        let (stream, subject) = if subject.ends_with(".actions") {
+            (ECHO_HISTORY, format!("history.{subject}"))
+        } else {
+            (ECHO, subject.to_owned())
+        };
+        let subject = subject.as_str();
+        let stream = self.js.get_stream(stream).await.expect("stream");
         let mut subjects = stream
             .info_with_subjects(subject)
             .await
@@ -311,6 +330,29 @@ impl Env {
             }
         }
         assert_eq!(count, expected, "messages stored on {subject}");
+    }
+
+    /// The action ECHO stored at `sequence`, as kept in ECHO_HISTORY once handled (with
+    /// its original subject; the history's `Nats-*` republish headers are left on).
+    pub async fn stored_action(&self, sequence: u64) -> StreamMessage {
+        let history = self.js.get_stream(ECHO_HISTORY).await.expect("history");
+        let history = &history;
+        eventually(
+            &format!("ECHO:{sequence} in {ECHO_HISTORY}"),
+            || async move {
+                let mut found = read_stored(history, "history.echo.*.actions")
+                    .await
+                    .into_iter()
+                    .find(|m| {
+                        m.headers.get("Nats-Sequence").map(|v| v.as_str())
+                            == Some(&sequence.to_string())
+                    })?;
+                let original = found.headers.get("Nats-Subject")?.as_str().to_owned();
+                found.subject = original.into();
+                Some(found)
+            },
+        )
+        .await
     }
 
     /// The last message `stream` stores on `subject`, once there is one.
@@ -639,7 +681,17 @@ pub fn assert_stored_letter(letter: &Letter, reason: &str, sequence: u64, delive
         Some(deliveries.to_string().as_str()),
         "{all:?}"
     );
-    assert_eq!(letter.header("dlq_consumer"), Some(ECHO_ACTIONS), "{all:?}");
+    // The consumer of the subject's tenant; a tenant that is no valid name (a poison
+    // subject) gets one named by a hash.
+    let tenant = letter
+        .header("dlq_subject")
+        .and_then(|s| s.split('.').nth(1))
+        .unwrap_or_default();
+    let consumer = letter.header("dlq_consumer").unwrap_or_default();
+    match shared::TenantId::new(tenant) {
+        Ok(_) => assert_eq!(consumer, format!("echo-actions-{tenant}"), "{all:?}"),
+        Err(_) => assert!(consumer.starts_with("echo-actions-invalid-"), "{all:?}"),
+    }
 }
 
 /// The `domain-actions` binary with `args`, output discarded, killed when dropped.
@@ -783,4 +835,21 @@ pub fn settings_in(data: &std::path::Path, vars: &[(&str, &str)]) -> shared::Set
         .collect();
     map.insert("DA_DATA_DIR".into(), data.display().to_string());
     shared::Settings::from_vars(&map).expect("settings")
+}
+
+/// Every message `stream` stores on `subject`, oldest first, read one by one by sequence
+/// (direct get): works on a work-queue stream, where an ordered consumer is refused.
+pub async fn read_stored(stream: &jetstream::stream::Stream, subject: &str) -> Vec<StreamMessage> {
+    let mut messages = Vec::new();
+    let mut next = 1;
+    loop {
+        match stream.get_first_raw_message_by_subject(subject, next).await {
+            Ok(message) => {
+                next = message.sequence + 1;
+                messages.push(message);
+            }
+            Err(err) if err.kind() == LastRawMessageErrorKind::NoMessageFound => return messages,
+            Err(err) => panic!("reading {subject}: {err}"),
+        }
+    }
 }

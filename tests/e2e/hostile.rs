@@ -58,7 +58,10 @@ impl Victim {
         Self { sessions, revision }
     }
 
-    /// globex's history is exactly as it was, and the ECHO stream was neither deleted nor purged.
+    /// globex's history is exactly as it was, and the ECHO stream was neither deleted nor
+    /// purged: it still counts at least `echo_messages` stored (a work queue drops what is
+    /// handled, so its last sequence is what a deletion would reset), and its history still
+    /// holds them.
     async fn assert_unchanged(&self, services: &Client, echo_messages: u64) {
         let entry = self
             .sessions
@@ -75,9 +78,15 @@ impl Victim {
         let mut echo = js.get_stream(ECHO).await.expect("ECHO still exists");
         let info = echo.info().await.expect("ECHO info");
         assert!(
-            info.state.messages >= echo_messages,
-            "ECHO lost messages: {} < {echo_messages}",
-            info.state.messages
+            info.state.last_sequence >= echo_messages,
+            "ECHO was re-created: last sequence {} < {echo_messages}",
+            info.state.last_sequence
+        );
+        let mut history = js.get_stream(ECHO_HISTORY).await.expect("history exists");
+        let kept = history.info().await.expect("history info").state.messages;
+        assert!(
+            kept >= echo_messages,
+            "{ECHO_HISTORY} lost messages: {kept} < {echo_messages}"
         );
     }
 }

@@ -6,6 +6,7 @@
 //!
 //! - [`harness`]: the shared helpers (server + worker, headers, waits, dead letters).
 //! - [`durable`]: actions published through JetStream, results, dedupe, trace, leases.
+//! - [`fairness`]: tenants take turns; a full backlog refuses, nothing is evicted.
 //! - [`rpc`]: request/reply and the micro service endpoints.
 //! - [`schema`]: the AsyncAPI document against every service and against real traffic.
 //! - [`poison`]: every kind of message a worker must refuse, and that it keeps serving.
@@ -35,6 +36,7 @@ mod deploy;
 mod dlq;
 mod durable;
 mod execution;
+mod fairness;
 mod gateway;
 mod hostile;
 mod hostile_documents;

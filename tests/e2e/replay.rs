@@ -139,10 +139,15 @@ async fn replay_prints_exactly_the_chosen_actions() {
         before.ack_floor.stream_sequence
     );
     assert_eq!((after.num_pending, after.num_ack_pending), (0, 0));
-    // And left no reading consumer behind: only the services' two durables remain.
-    let mut stream = env.js.get_stream(ECHO).await.expect("ECHO stream");
-    let consumers = stream.info().await.expect("ECHO info").state.consumer_count;
-    assert_eq!(consumers, 2, "echo-actions and echo-callbacks only");
+    // And left no reading consumer behind on the history it read.
+    let mut history = env.js.get_stream(ECHO_HISTORY).await.expect("history");
+    let consumers = history
+        .info()
+        .await
+        .expect("history info")
+        .state
+        .consumer_count;
+    assert_eq!(consumers, 0, "no reader left on {ECHO_HISTORY}");
     expect_nothing(&mut results, "a result caused by printing history").await;
 }
 
@@ -189,11 +194,9 @@ async fn republish_sends_fresh_actions_the_worker_handles_again() {
             "{line}"
         );
 
-        let stream = env.js.get_stream(ECHO).await.expect("ECHO stream");
-        let stored = stream
-            .get_raw_message(line["sequence"].as_u64().expect("sequence"))
-            .await
-            .expect("the republished action");
+        let stored = env
+            .stored_action(line["sequence"].as_u64().expect("sequence"))
+            .await;
         assert_eq!(stored.subject.as_str(), ACTIONS);
         let headers = Some(&stored.headers);
         assert_eq!(header(headers, "replayed_from"), Some(origin.as_str()));

@@ -130,7 +130,7 @@ async fn dead_letter(
         body: original.payload.clone(),
         error: &error,
         origin: Origin::Stored {
-            stream: advisory.stream,
+            stream: advisory.stream.clone(),
             sequence: advisory.stream_seq,
             deliveries: advisory.deliveries,
             consumer: advisory.consumer,
@@ -138,5 +138,10 @@ async fn dead_letter(
     }
     .publish(publisher)
     .await?;
+    // Kept, so removed from the work queue: its consumer will not deliver it again, and
+    // left there it would count against its tenant's backlog for good.
+    if let Err(err) = stream.delete_message(advisory.stream_seq).await {
+        tracing::warn!(%err, stream = %advisory.stream, seq = advisory.stream_seq, "dead-lettered, but not removed from its stream");
+    }
     Ok(())
 }

@@ -2,8 +2,10 @@
 //!
 //! A worker applies its domain's stream definitions, then serves three paths at once with
 //! the same dispatcher, every message of each going through one [`crate::pipeline`]:
-//! - the durable `<domain>-actions` pull consumer, shared by every instance ([`outcome`]
-//!   says what is durable about each message's end: ack, nak, term, results to callbacks);
+//! - the durable path: a pull consumer per tenant with work, `<domain>-actions-<tenant>`,
+//!   shared by every instance, the tenants taking turns at the worker's handler slots
+//!   ([`tenants`] says why and how; [`outcome`] says what is durable about each message's
+//!   end: ack, nak, term, results to callbacks);
 //! - `<domain>-callbacks`, when the dispatcher has result handlers;
 //! - the rpc endpoint `<domain>.*.rpc`, a NATS micro service (`crate::service`).
 //!
@@ -19,6 +21,7 @@ pub mod dead_letter;
 mod outcome;
 mod pull;
 mod resend;
+pub mod tenants;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -181,12 +184,11 @@ impl Worker {
         let domain = self.dispatcher.domain().clone();
         let publisher = Publisher::with_inboxes(self.client.clone(), self.config.inboxes);
         let js = publisher.jetstream().clone();
-        Definitions::built_in()?
+        let definitions = Definitions::built_in()?
             .for_domain(&domain)?
             .with_replicas(self.config.replicas)
-            .with_delivery(&domain, self.config.ack_wait, self.config.max_deliver)
-            .apply(&js)
-            .await?;
+            .with_delivery(&domain, self.config.ack_wait, self.config.max_deliver);
+        definitions.apply(&js).await?;
 
         let pipeline = Pipeline::new(
             self.dispatcher,
@@ -199,12 +201,18 @@ impl Worker {
             config: self.config,
         });
         let stream = domain.stream_name();
-        let mut consumers = vec![format!("{domain}-actions")];
+        let mut consumers = Vec::new();
         if shared.pipeline.dispatcher.handles_results() {
             consumers.push(format!("{domain}-callbacks"));
         }
 
         let mut paths = JoinSet::new();
+        paths.spawn(tenants::serve(
+            shared.clone(),
+            definitions,
+            domain.clone(),
+            shutdown.clone(),
+        ));
         for name in consumers {
             let consumer: PullConsumer = js
                 .get_consumer_from_stream(&name, &stream)
@@ -216,12 +224,18 @@ impl Worker {
                 ack_wait: config.ack_wait,
                 max_deliver: config.max_deliver,
             });
-            paths.spawn(serve_consumer(
+            let slots = Arc::new(Semaphore::new(shared.config.concurrency.max(1)));
+            let served = serve_consumer(
                 shared.clone(),
                 lane,
                 consumer,
+                slots,
+                None,
                 shutdown.clone(),
-            ));
+            );
+            paths.spawn(async move {
+                served.await;
+            });
         }
         if shared.config.rpc {
             let pipeline = shared.pipeline.clone();
@@ -265,31 +279,39 @@ pub async fn wait_until_serving(client: &Client, domain: &crate::Domain, within:
     false
 }
 
-/// Pulls from one durable consumer until shutdown, then drains it.
+/// Pulls from one durable consumer, its handlers taking `slots`, until shutdown (or until
+/// it has been `idle` that long), then drains it. Returns how many messages it received.
 async fn serve_consumer(
     shared: Arc<WorkerParts>,
     lane: Arc<Lane>,
     consumer: PullConsumer,
+    slots: Arc<Semaphore>,
+    idle: Option<Duration>,
     shutdown: CancellationToken,
-) {
-    let capacity = shared.config.concurrency.max(1);
+) -> u64 {
+    let expires = match idle {
+        Some(idle) => shared.config.pull_expires.min(idle),
+        None => shared.config.pull_expires,
+    };
     let pull = PullLoop {
         consumer,
         jetstream: shared.pipeline.publisher.jetstream().clone(),
-        slots: Arc::new(Semaphore::new(capacity)),
-        capacity,
-        expires: shared.config.pull_expires,
+        slots,
+        capacity: shared.config.concurrency.max(1),
+        expires,
+        idle,
     };
     let mut inflight = InFlight::default();
     let handle = |msg: Message| outcome::handle(shared.clone(), lane.clone(), msg);
-    let leftover = match pull.run(shutdown, &mut inflight, handle).await {
-        Ok(subscription) => Some(subscription),
+    let (leftover, received) = match pull.run(shutdown, &mut inflight, handle).await {
+        Ok(pulled) => (Some(pulled.subscription), pulled.received),
         Err(err) => {
             tracing::error!(%err, consumer = %lane.consumer, "pulling stopped");
-            None
+            (None, 0)
         }
     };
     drain(&shared, &lane, inflight, leftover).await;
+    received
 }
 
 /// Runs in-flight handlers to their end; naks whatever is still delivered meanwhile.

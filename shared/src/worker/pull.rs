@@ -14,6 +14,13 @@
 //!
 //! The loop also drives the handlers it starts ([`InFlight`]): slots are freed only when
 //! it polls them, so it never waits for a slot without polling them too.
+//!
+//! Several loops can share one semaphore: every tenant's loop does ([`super::tenants`]).
+//! Tokio's semaphore serves waiters first come, first served, and a loop waits for at most
+//! one batch of permits at a time, so a freed slot goes to the loop that has waited
+//! longest: the loops take turns. A tenant's loop also ends once its tenant has been quiet
+//! for a while (`idle`), after its last pull request has expired, so nothing is delivered
+//! to it once it is gone.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -40,6 +47,17 @@ pub(crate) struct PullLoop {
     pub slots: Arc<Semaphore>,
     pub capacity: usize,
     pub expires: Duration,
+    /// End once nothing has arrived for this long, nothing is in flight and no pull
+    /// request is open; `None`: run until stopped.
+    pub idle: Option<Duration>,
+}
+
+/// How a pull loop ended.
+pub(crate) struct Pulled {
+    /// The inbox, so the caller can turn away what still arrives while it drains.
+    pub subscription: Subscriber,
+    /// How many messages it received in all.
+    pub received: u64,
 }
 
 /// Permits held for requested-but-undelivered messages.
@@ -82,15 +100,15 @@ impl Reserved {
 }
 
 impl PullLoop {
-    /// Pulls until `stop` is cancelled, starting `handle(message)` in `inflight` for each
-    /// message; its slot is freed when it finishes. Returns the subscription so the caller
-    /// can turn away what still arrives while it drains `inflight`.
+    /// Pulls until `stop` is cancelled (or it has been idle: [`PullLoop::idle`]), starting
+    /// `handle(message)` in `inflight` for each message; its slot is freed when it
+    /// finishes.
     pub async fn run<F>(
         self,
         stop: CancellationToken,
         inflight: &mut InFlight,
         handle: impl Fn(Message) -> F,
-    ) -> Result<Subscriber, async_nats::Error>
+    ) -> Result<Pulled, async_nats::Error>
     where
         F: Future<Output = ()> + Send + 'static,
     {
@@ -104,6 +122,8 @@ impl PullLoop {
             count: 0,
         };
         let mut last_heard = Instant::now();
+        let mut last_message = Instant::now();
+        let mut received = 0u64;
         // Fires no later than three heartbeats after `last_heard`; checked and moved on when
         // it fires, rather than re-armed on every message (a timer per message is not free).
         let quiet = heartbeat * 3;
@@ -124,6 +144,8 @@ impl PullLoop {
                     last_heard = Instant::now();
                     match message.status {
                         None | Some(StatusCode::OK) => {
+                            last_message = last_heard;
+                            received += 1;
                             let permit = match reserved.take_one() {
                                 Some(permit) => permit,
                                 // A request we had given up on was filled after all: wait
@@ -151,11 +173,22 @@ impl PullLoop {
                                 .and_then(|v| v.as_str().parse::<usize>().ok());
                             match pending {
                                 Some(n) => reserved.release(n),
+                                None if matches!(status, StatusCode::NOT_FOUND | StatusCode::NO_RESPONDERS)
+                                    && self.idle.is_some() =>
+                                {
+                                    // The tenant's consumer was removed: the worker makes it
+                                    // again if the tenant still has work.
+                                    break;
+                                }
                                 None if status != StatusCode::TIMEOUT => {
                                     tracing::warn!(%status, description = ?message.description, "pull request ended");
                                     reserved.release(reserved.count);
                                 }
                                 None => {}
+                            }
+                            let rested = self.idle.is_some_and(|idle| last_message.elapsed() >= idle);
+                            if rested && reserved.count == 0 && inflight.is_empty() {
+                                break;
                             }
                         }
                     }
@@ -202,7 +235,10 @@ impl PullLoop {
                 }
             }
         }
-        Ok(inbox_sub)
+        Ok(Pulled {
+            subscription: inbox_sub,
+            received,
+        })
     }
 }
 

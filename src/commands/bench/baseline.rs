@@ -222,7 +222,7 @@ fn action(id: &str, callback: Option<&str>, seq: u64) -> Result<(HeaderMap, Vec<
     let body = serde_json::to_vec(&OutAction {
         action_id: id,
         action_type: "echo.ping",
-        tenant_id: "bench",
+        tenant_id: super::TENANT,
         correlation_id: None,
         callback_subject: callback,
         created_at: now(),
@@ -265,29 +265,42 @@ fn answer(payload: &[u8]) -> Option<(HeaderMap, Vec<u8>)> {
     Some((headers, body))
 }
 
-/// The BENCH stream and its consumer: ECHO's and echo-actions' definitions, renamed.
+/// The BENCH stream, its history and its consumer: ECHO's, ECHO_HISTORY's and the
+/// per-tenant echo consumer's definitions, renamed, so the server does the same work for
+/// both sides (a work queue that republishes every action into a history stream).
 async fn bench_consumer(js: &jetstream::Context) -> Result<PullConsumer, String> {
     let echo_domain = shared::Domain::new("echo").map_err(|e| e.to_string())?;
     let definitions = shared::streams::Definitions::built_in()
         .and_then(|d| d.for_domain(&echo_domain))
         .map_err(|e| e.to_string())?;
-    let echo = definitions
-        .streams
-        .iter()
-        .find(|d| d.stream.name == "ECHO")
-        .ok_or("no ECHO definition")?;
-    let mut stream = echo.stream.clone();
+    let stream_named = |name: &str| {
+        definitions
+            .streams
+            .iter()
+            .find(|d| d.stream.name == name)
+            .map(|d| d.stream.clone())
+            .ok_or(format!("no {name} definition"))
+    };
+    let mut history = stream_named("ECHO_HISTORY")?;
+    history.name = "BENCH_HISTORY".into();
+    history.subjects = vec!["history.bench.*.actions".into()];
+    let mut stream = stream_named("ECHO")?;
     stream.name = "BENCH".into();
     stream.subjects = vec!["bench.*.actions".into(), "bench.*.callbacks".into()];
-    js.create_or_update_stream(stream)
-        .await
-        .map_err(|e| e.to_string())?;
+    if let Some(republish) = stream.republish.as_mut() {
+        republish.source = "bench.*.actions".into();
+        republish.destination = "history.bench.{{wildcard(1)}}.actions".into();
+    }
+    for stream in [history, stream] {
+        js.create_or_update_stream(stream)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
     let mut consumer = definitions
-        .consumer("echo-actions")
-        .ok_or("no echo-actions definition")?
-        .clone();
+        .tenant_consumer(&echo_domain, super::TENANT)
+        .ok_or("no per-tenant echo consumer definition")?;
     consumer.durable_name = Some("bench-actions".into());
-    consumer.filter_subject = "bench.*.actions".into();
+    consumer.filter_subject = format!("bench.{}.actions", super::TENANT);
     js.create_consumer_on_stream(consumer, "BENCH")
         .await
         .map_err(|e| e.to_string())

@@ -20,6 +20,7 @@
 
 mod baseline;
 mod embedding;
+mod fairness;
 mod harness;
 mod ingest;
 mod ours;
@@ -33,6 +34,9 @@ use serde::Serialize;
 
 use crate::exit::{Failure, Outcome, connect};
 use harness::Measured;
+
+/// The tenant every framework scenario sends as, on both sides.
+const TENANT: &str = "bench";
 
 /// Flags of `bench`.
 #[derive(clap::Args)]
@@ -66,6 +70,9 @@ pub struct Args {
     /// `--suite ingest`: how many documents of the corpus to ingest (the first by name).
     #[arg(long, default_value_t = 100)]
     pub docs: usize,
+    /// `--suite fairness`: how many actions the noisy tenant queues at once.
+    #[arg(long, default_value_t = 20_000)]
+    pub backlog: usize,
 }
 
 /// The benchmark suites.
@@ -79,6 +86,8 @@ pub enum Suite {
     Search,
     /// Documents through extract, chunk, embed and index: documents/s, chunks/s, stage shares.
     Ingest,
+    /// A quiet tenant's round trips while a noisy tenant's backlog drains.
+    Fairness,
 }
 
 /// One scenario's path and concurrency.
@@ -163,6 +172,7 @@ pub async fn run(url: &str, args: Args) -> Outcome {
         Suite::Embedding => embedding::run(&args).await,
         Suite::Search => search::run(&args).await,
         Suite::Ingest => ingest::run(&args).await,
+        Suite::Fairness => fairness::run(url, &args).await,
     }
 }
 

@@ -29,7 +29,7 @@ pub async fn run(
     }
 
     let publisher = Publisher::new(caller.clone());
-    let tenant = TenantId::new("bench").map_err(|e| e.to_string())?;
+    let tenant = TenantId::new(super::TENANT).map_err(|e| e.to_string())?;
     let measured = match path {
         Path::DurableInbox | Path::DurableCallbacks => {
             let callback = match path {
