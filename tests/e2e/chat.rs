@@ -106,15 +106,15 @@ impl Chat {
             )
             .await;
             let shutdown = CancellationToken::new();
-            let api = Api {
-                publisher: Publisher::new(env.server.client().await),
-                keys: keys.clone(),
-                config: ChatConfig {
+            let api = Api::new(
+                Publisher::new(env.server.client().await),
+                keys.clone(),
+                ChatConfig {
                     auth_timeout: AUTH_TIMEOUT,
                     ..ChatConfig::default()
                 },
-                shutdown: shutdown.clone(),
-            };
+                shutdown.clone(),
+            );
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
                 .await
                 .expect("bind");

@@ -38,7 +38,8 @@ pub struct NewDocument {
     pub chunk_overlap: Option<usize>,
 }
 
-/// `POST /v1/documents`: JSON or multipart.
+/// `POST /v1/documents`: JSON or multipart. Every such request, JSON or files, is one of
+/// its tenant's [`Api::uploads`] until it is answered (or the client goes away).
 #[utoipa::path(
     post,
     path = "/v1/documents",
@@ -66,6 +67,9 @@ pub struct NewDocument {
         (status = 415, description = "Unsupported file type"),
         (status = 422, description = "A file is plainly unreadable (not UTF-8, blank, a \
             truncated PDF, a zip without word/document.xml); deeper problems fail the task"),
+        (status = 429, description = "The tenant already has as many uploads in progress \
+            as it may at once (`DA_INGEST_UPLOADS_PER_TENANT`); retry after `Retry-After` \
+            seconds"),
         (status = 503, description = "NATS unreachable"),
     ),
     security(("api_key" = [])),
@@ -75,6 +79,8 @@ pub async fn create(
     auth: Authenticated,
     request: Request,
 ) -> Result<(StatusCode, ApiJson<Value>), ApiError> {
+    // Held until the answer: while the body is read and stored, whatever the outcome.
+    let _slot = api.uploads.acquire(&auth.tenant)?;
     let content_type = request
         .headers()
         .get(CONTENT_TYPE)
