@@ -87,7 +87,7 @@ impl IngestionService {
     ) -> Result<Self, StateError> {
         Ok(Self {
             tasks: Tasks::open(js, replicas).await?,
-            documents: Documents::open(js, replicas).await?,
+            documents: Documents::open(js, replicas, limits.store_max_bytes).await?,
             collections: Collections::open(js, replicas).await?,
             chunker,
             limits,
