@@ -26,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::harness::*;
 
-type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+pub(crate) type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// The document every tenant's agent answers from.
 const MANUAL: &[&str] = &[
@@ -106,15 +106,15 @@ impl Chat {
             )
             .await;
             let shutdown = CancellationToken::new();
-            let api = Api {
-                publisher: Publisher::new(env.server.client().await),
-                keys: keys.clone(),
-                config: ChatConfig {
+            let api = Api::new(
+                Publisher::new(env.server.client().await),
+                keys.clone(),
+                ChatConfig {
                     auth_timeout: AUTH_TIMEOUT,
                     ..ChatConfig::default()
                 },
-                shutdown: shutdown.clone(),
-            };
+                shutdown.clone(),
+            );
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
                 .await
                 .expect("bind");
@@ -181,7 +181,7 @@ fn tenant(name: &str) -> TenantId {
 // ---- a WebSocket client ----
 
 /// Opens a WebSocket to `url`, with `Authorization: Bearer <key>` when given.
-async fn connect(url: &str, key: Option<&str>) -> Result<Socket, tungstenite::Error> {
+pub(crate) async fn connect(url: &str, key: Option<&str>) -> Result<Socket, tungstenite::Error> {
     let mut request = url.into_client_request()?;
     if let Some(key) = key {
         let value = format!("Bearer {key}").parse().expect("header value");
@@ -207,7 +207,7 @@ fn message(session_id: &str, text: &str) -> Value {
 }
 
 /// The next text frame as JSON; panics on a close or after [`WAIT`].
-async fn recv(socket: &mut Socket) -> Value {
+pub(crate) async fn recv(socket: &mut Socket) -> Value {
     let deadline = Instant::now() + WAIT;
     loop {
         let next = timeout(

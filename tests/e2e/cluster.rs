@@ -293,10 +293,14 @@ async fn buckets_at_r3() {
     })
     .await;
     until_created("the documents stores", || async {
-        ingestion::documents::Documents::open(&js, replicas)
-            .await
-            .map(drop)
-            .map_err(|err| err.to_string())
+        ingestion::documents::Documents::open(
+            &js,
+            replicas,
+            ingestion::service::Limits::default().store_max_bytes,
+        )
+        .await
+        .map(drop)
+        .map_err(|err| err.to_string())
     })
     .await;
     for stream in [

@@ -436,11 +436,11 @@ impl Env {
             .build(&self.js)
             .await
             .expect("ingestion state");
-        let api = ingestion::routes::Api {
+        let api = ingestion::routes::Api::new(
             service,
-            publisher: shared::Publisher::new(self.client.clone()),
-            keys: keys.clone(),
-        };
+            shared::Publisher::new(self.client.clone()),
+            keys.clone(),
+        );
         (serve_router(ingestion::routes::router(api)).await, keys)
     }
 

@@ -24,6 +24,8 @@
 //! - [`gateway`]: the HTTP front door: health, actions over HTTP, errors, request ids.
 //! - [`ingest`]: the ingestion service over HTTP and NATS: formats, errors, progress, crashes.
 //! - [`rag`]: the embedding and query services: index, search, answer, tenants, APIs.
+//! - [`limits`]: per-tenant caps on event streams and chat sockets (429), uploads over the
+//!   size limit (413, nothing stored), a full documents store (507).
 //! - [`execution`]: agents over the query service: runs, history, streamed tokens, ReAct, tenants.
 
 mod harness;
@@ -41,6 +43,7 @@ mod gateway;
 mod hostile;
 mod hostile_documents;
 mod ingest;
+mod limits;
 mod login;
 mod metrics;
 mod permissions;

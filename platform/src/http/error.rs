@@ -6,10 +6,11 @@
 //! whose rejection is an [`ApiError`] too.
 
 use std::borrow::Cow;
+use std::time::Duration;
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, Request};
-use axum::http::header::WWW_AUTHENTICATE;
+use axum::http::header::{RETRY_AFTER, WWW_AUTHENTICATE};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
@@ -30,6 +31,10 @@ pub struct ApiError {
     pub code: Cow<'static, str>,
     /// What went wrong, for a person.
     pub message: String,
+    /// When set, the answer carries `Retry-After` (whole seconds, at least 1): the refusal
+    /// is about a moment (a cap reached, a full store), so a client should come back later
+    /// rather than give up or hammer.
+    pub retry_after: Option<Duration>,
 }
 
 impl ApiError {
@@ -43,7 +48,15 @@ impl ApiError {
             status,
             code: code.into(),
             message: message.into(),
+            retry_after: None,
         }
+    }
+
+    /// The same error, telling the client to retry after `delay` (`Retry-After`).
+    #[must_use]
+    pub fn retry_after(mut self, delay: Duration) -> Self {
+        self.retry_after = Some(delay);
+        self
     }
 
     /// The request is malformed (400 `bad_request`); sending it again will not help.
@@ -87,6 +100,25 @@ impl ApiError {
         Self::new(StatusCode::UNPROCESSABLE_ENTITY, "unprocessable", message)
     }
 
+    /// The caller holds as much of something as it may at once (429 `too_many_requests`),
+    /// e.g. uploads or event streams of its tenant; one of them ending frees a place, so
+    /// it says when to retry.
+    pub fn too_many_requests(message: impl Into<String>, retry_after: Duration) -> Self {
+        Self::new(StatusCode::TOO_MANY_REQUESTS, "too_many_requests", message)
+            .retry_after(retry_after)
+    }
+
+    /// Our storage is full (507 `insufficient_storage`): nothing is evicted to make room,
+    /// so the request is refused until an operator or a deletion frees space.
+    pub fn insufficient_storage(message: impl Into<String>, retry_after: Duration) -> Self {
+        Self::new(
+            StatusCode::INSUFFICIENT_STORAGE,
+            "insufficient_storage",
+            message,
+        )
+        .retry_after(retry_after)
+    }
+
     /// A dependency (NATS, a model API) is down (503 `unavailable`); retrying later may work.
     pub fn unavailable(message: impl Into<String>) -> Self {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
@@ -127,6 +159,12 @@ impl IntoResponse for ApiError {
             response
                 .headers_mut()
                 .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if let Some(delay) = self.retry_after {
+            let seconds = delay.as_secs() + u64::from(delay.subsec_nanos() > 0);
+            response
+                .headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from(seconds.max(1)));
         }
         response
     }
@@ -236,6 +274,21 @@ mod tests {
         assert_eq!(body["error"]["code"], "unauthorized");
     }
 
+    #[tokio::test]
+    async fn refusals_for_a_moment_say_when_to_retry() {
+        let (status, headers, body) =
+            parts(ApiError::too_many_requests("busy", Duration::from_millis(1500)).into_response())
+                .await;
+        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(
+            headers.get(RETRY_AFTER).and_then(|v| v.to_str().ok()),
+            Some("2")
+        );
+        assert_eq!(body["error"]["code"], "too_many_requests");
+        let (_, headers, _) = parts(ApiError::not_found("no").into_response()).await;
+        assert!(headers.get(RETRY_AFTER).is_none());
+    }
+
     #[test]
     fn constructors_pair_status_and_code() {
         let cases = [
@@ -252,6 +305,16 @@ mod tests {
             (ApiError::unprocessable("m"), 422, "unprocessable"),
             (ApiError::unavailable("m"), 503, "unavailable"),
             (ApiError::internal("m"), 500, "internal"),
+            (
+                ApiError::too_many_requests("m", Duration::from_secs(1)),
+                429,
+                "too_many_requests",
+            ),
+            (
+                ApiError::insufficient_storage("m", Duration::from_secs(1)),
+                507,
+                "insufficient_storage",
+            ),
         ];
         for (err, status, code) in cases {
             assert_eq!(err.status.as_u16(), status, "{code}");

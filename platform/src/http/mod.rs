@@ -10,6 +10,8 @@
 //!   and [`QueryAuthenticated`], which also takes `?api_key=`, for the routes browsers open
 //!   without headers.
 //! - [`query_key`]: the `api_key` query parameter, read and redacted for logs.
+//! - [`limits`]: [`TenantSlots`], at most N uploads, streams or sockets at once per tenant
+//!   (429 with `Retry-After` past it).
 //!
 //! A router authenticates by holding [`ApiKeys`] in its state:
 //!
@@ -30,11 +32,13 @@
 pub mod api_keys;
 pub mod auth;
 pub mod error;
+pub mod limits;
 pub mod query_key;
 
 pub use api_keys::{ApiKeys, ApiKeysError, KeyInfo};
 pub use auth::{Authenticated, QueryAuthenticated};
 pub use error::{ApiError, ApiJson};
+pub use limits::{Slot, TenantSlots};
 
 /// Key store failures as HTTP answers: a store that does not answer is worth retrying
 /// (503); a reference that cannot name a key is the caller's mistake (400).

@@ -86,17 +86,17 @@ pub async fn router(
         publisher: publisher.clone(),
         keys: keys.clone(),
     };
-    let documents = ingestion::routes::router(ingestion::routes::Api {
-        service: ingestion,
-        publisher: publisher.clone(),
-        keys: keys.clone(),
-    });
-    let chat = orchestrator::router(orchestrator::Api {
+    let documents = ingestion::routes::router(ingestion::routes::Api::new(
+        ingestion,
+        publisher.clone(),
+        keys.clone(),
+    ));
+    let chat = orchestrator::router(orchestrator::Api::new(
         publisher,
         keys,
-        config: orchestrator::ChatConfig::from_settings(settings)?,
+        orchestrator::ChatConfig::from_settings(settings)?,
         shutdown,
-    });
+    ));
     let request_id = HeaderName::from_static("x-request-id");
     // The last layer added runs first: the request id is set before the span is made.
     Ok(own_routes(gateway)

@@ -8,6 +8,9 @@
 //! | `DA_CHUNK_OVERLAP` | `32` | tokens shared by neighbouring chunks |
 //! | `DA_INGEST_BATCH` | `32` | chunks per embedding batch |
 //! | `DA_MINILM_DIR` | the model in `.venv` | where the tokenizer used to count tokens is |
+//! | `DA_INGEST_UPLOADS_PER_TENANT` | `4` | uploads one tenant may have in progress at once per gateway (`0`: no cap); 429 past it |
+//! | `DA_INGEST_EVENT_STREAMS_PER_TENANT` | `16` | live task streams (`/v1/tasks/{id}/events`) one tenant may hold open at once per gateway (`0`: no cap); 429 past it |
+//! | `DA_INGEST_STORE_MAX_BYTES` | `1073741824` (1 GiB) | the most the `documents` object store holds; a full store refuses uploads (507) instead of evicting originals |
 //! | `DA_INGEST_URL_ALLOW` | unset: public addresses only | hosts, IP addresses and CIDR ranges URL ingestion may reach although not public (`127.0.0.1,10.0.0.0/8,intranet.example`); cloud metadata never |
 
 use std::path::PathBuf;
@@ -71,6 +74,15 @@ impl IngestionConfig {
                     .parsed_var("DA_CHUNK_OVERLAP")?
                     .unwrap_or(d.chunk_overlap),
                 query_timeout: d.query_timeout,
+                uploads_per_tenant: settings
+                    .parsed_var("DA_INGEST_UPLOADS_PER_TENANT")?
+                    .unwrap_or(d.uploads_per_tenant),
+                event_streams_per_tenant: settings
+                    .parsed_var("DA_INGEST_EVENT_STREAMS_PER_TENANT")?
+                    .unwrap_or(d.event_streams_per_tenant),
+                store_max_bytes: settings
+                    .parsed_var("DA_INGEST_STORE_MAX_BYTES")?
+                    .unwrap_or(d.store_max_bytes),
             },
             tokenizer_dir: settings.var("DA_MINILM_DIR").map(PathBuf::from),
             replicas: settings.stream_replicas,

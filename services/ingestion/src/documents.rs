@@ -14,6 +14,7 @@ use shared::TenantId;
 use tokio::io::AsyncReadExt;
 
 use crate::bucket::{JsonBucket, StateError};
+use crate::original::OriginalWriter;
 use crate::task::TaskStatus;
 
 /// What is known about one document.
@@ -56,7 +57,8 @@ pub fn content_hash(bytes: &[u8]) -> String {
     hex(&Sha256::digest(bytes))
 }
 
-fn hex(bytes: &[u8]) -> String {
+/// `bytes` as lowercase hex.
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
@@ -71,8 +73,14 @@ pub struct Documents {
 impl Documents {
     /// Opens the buckets and the object store, creating any that is missing with `replicas`
     /// copies (`Settings::stream_replicas`, so originals survive losing a cluster node); an
-    /// existing one is opened as it is, its replicas unchanged.
-    pub async fn open(js: &jetstream::Context, replicas: usize) -> Result<Self, StateError> {
+    /// existing one is opened as it is, its replicas unchanged. The object store holds at
+    /// most `max_bytes` and refuses what does not fit instead of evicting older originals
+    /// (an existing store is given that bound too, unless it already holds more).
+    pub async fn open(
+        js: &jetstream::Context,
+        replicas: usize,
+        max_bytes: u64,
+    ) -> Result<Self, StateError> {
         let records = JsonBucket::open(
             js,
             "documents",
@@ -89,8 +97,12 @@ impl Documents {
             replicas,
         )
         .await?;
+        let max_bytes = i64::try_from(max_bytes).unwrap_or(i64::MAX);
         let originals = match js.get_object_store("documents").await {
-            Ok(store) => store,
+            Ok(store) => {
+                bound_existing(js, max_bytes).await?;
+                store
+            }
             Err(_) => js
                 .create_object_store(object_store::Config {
                     bucket: "documents".to_owned(),
@@ -99,6 +111,7 @@ impl Documents {
                     ),
                     storage: jetstream::stream::StorageType::File,
                     num_replicas: replicas,
+                    max_bytes,
                     ..Default::default()
                 })
                 .await
@@ -137,6 +150,12 @@ impl Documents {
             .await
             .map(|_| ())
             .map_err(|err| nats("documents object store", err))
+    }
+
+    /// Starts storing an original that arrives in pieces (an upload): see
+    /// [`OriginalWriter`]. Nothing is stored unless it is finished.
+    pub fn writer(&self, tenant: &TenantId, document_id: &str) -> OriginalWriter {
+        OriginalWriter::start(self.originals.clone(), Self::object(tenant, document_id))
     }
 
     /// Reads an original; `None` if absent.
@@ -272,6 +291,43 @@ impl Documents {
         }
         Ok(records)
     }
+}
+
+/// The name of the object store's stream.
+const ORIGINALS_STREAM: &str = "OBJ_documents";
+
+/// Gives a store created before it had a bound (or with another) `max_bytes` and
+/// `discard: new`. Not when it already holds more than that: lowering the bound below what
+/// is stored would make the server delete originals.
+async fn bound_existing(js: &jetstream::Context, max_bytes: i64) -> Result<(), StateError> {
+    let mut stream = js
+        .get_stream(ORIGINALS_STREAM)
+        .await
+        .map_err(|err| nats("documents object store", err))?;
+    let info = stream
+        .info()
+        .await
+        .map_err(|err| nats("documents object store", err))?;
+    let mut config = info.config.clone();
+    if config.max_bytes == max_bytes && config.discard == jetstream::stream::DiscardPolicy::New {
+        return Ok(());
+    }
+    let stored = i64::try_from(info.state.bytes).unwrap_or(i64::MAX);
+    if stored > max_bytes {
+        tracing::warn!(
+            stored,
+            max_bytes,
+            "the documents object store already holds more than DA_INGEST_STORE_MAX_BYTES; \
+             its bound is left as it is"
+        );
+        return Ok(());
+    }
+    config.max_bytes = max_bytes;
+    config.discard = jetstream::stream::DiscardPolicy::New;
+    js.update_stream(config)
+        .await
+        .map(|_| ())
+        .map_err(|err| nats("documents object store", err))
 }
 
 fn nats(what: &'static str, err: impl std::fmt::Display) -> StateError {

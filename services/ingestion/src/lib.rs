@@ -12,6 +12,7 @@
 //! - [`chunker`]: chunks of N tokens of the embedder's tokenizer.
 //! - [`task`]: task status and progress in the KV bucket `tasks`.
 //! - [`documents`]: originals (object store), records and the content index (KV).
+//! - [`original`]: an original streamed into the object store, stored whole or not at all.
 //! - [`collections`]: chunking settings per collection in the KV bucket `collections`.
 //! - [`bucket`]: JSON values in a KV bucket with compare-and-set updates.
 //! - [`service`]: [`IngestionService`], what handlers and routes share, and its limits.
@@ -36,6 +37,7 @@ pub mod config;
 pub mod documents;
 pub mod extract;
 pub mod handlers;
+pub mod original;
 pub mod routes;
 pub mod service;
 pub mod submit;

@@ -28,6 +28,15 @@ pub struct Limits {
     pub chunk_overlap: usize,
     /// How long a `query.*` request may take.
     pub query_timeout: Duration,
+    /// Uploads (`POST /v1/documents`) one tenant may have in progress at once on one
+    /// gateway; `0`: no cap.
+    pub uploads_per_tenant: usize,
+    /// Live task streams (`GET /v1/tasks/{id}/events`) one tenant may hold open at once on
+    /// one gateway (each holds a KV watch); `0`: no cap.
+    pub event_streams_per_tenant: usize,
+    /// The most the `documents` object store may hold, in bytes: past it uploads are
+    /// refused (507) rather than older originals evicted.
+    pub store_max_bytes: u64,
 }
 
 impl Default for Limits {
@@ -40,6 +49,11 @@ impl Default for Limits {
             chunk_tokens: 256,
             chunk_overlap: 32,
             query_timeout: Duration::from_secs(30),
+            uploads_per_tenant: 4,
+            event_streams_per_tenant: 16,
+            // The same bound as every stream of work (1 GiB): reserved on the server when
+            // the store is created, so it must fit a developer's disk too.
+            store_max_bytes: 1024 * 1024 * 1024,
         }
     }
 }
@@ -73,7 +87,7 @@ impl IngestionService {
     ) -> Result<Self, StateError> {
         Ok(Self {
             tasks: Tasks::open(js, replicas).await?,
-            documents: Documents::open(js, replicas).await?,
+            documents: Documents::open(js, replicas, limits.store_max_bytes).await?,
             collections: Collections::open(js, replicas).await?,
             chunker,
             limits,

@@ -47,6 +47,23 @@ pub struct NewFile {
     pub metadata: Map<String, Value>,
 }
 
+/// A file already in the object store (an upload streamed there), to be ingested.
+#[derive(Debug, Clone)]
+pub struct StoredFile {
+    /// Its id, the name of its original in the store.
+    pub document_id: String,
+    /// The collection.
+    pub collection: String,
+    /// Its name.
+    pub file_name: Option<String>,
+    /// Its content type, if known.
+    pub content_type: Option<String>,
+    /// A title.
+    pub title: Option<String>,
+    /// Kept with every chunk.
+    pub metadata: Map<String, Value>,
+}
+
 /// Stores `file` and submits it, unless its content is already in the collection.
 pub async fn submit_file(
     service: &IngestionService,
@@ -61,21 +78,49 @@ pub async fn submit_file(
         .claim_content(tenant, &file.collection, &hash, &document_id)
         .await?;
     if let Some(existing) = claim {
-        let record = service.documents.record(tenant, &existing).await?;
-        return Ok(Accepted {
-            task_id: record.map(|r| r.task_id).unwrap_or_default(),
-            document_id: existing.clone(),
-            file_name: file.file_name,
-            duplicate_of: Some(existing),
-        });
+        return duplicate(service, tenant, existing, file.file_name).await;
     }
     service
         .documents
         .put_original(tenant, &document_id, &file.bytes)
         .await?;
+    let stored = StoredFile {
+        document_id,
+        collection: file.collection,
+        file_name: file.file_name,
+        content_type: file.content_type,
+        title: file.title,
+        metadata: file.metadata,
+    };
+    submit_stored(service, publisher, tenant, stored).await
+}
+
+/// The answer for a file whose content the collection already has in document `existing`.
+pub async fn duplicate(
+    service: &IngestionService,
+    tenant: &TenantId,
+    existing: String,
+    file_name: Option<String>,
+) -> Result<Accepted, ActionError> {
+    let record = service.documents.record(tenant, &existing).await?;
+    Ok(Accepted {
+        task_id: record.map(|r| r.task_id).unwrap_or_default(),
+        document_id: existing.clone(),
+        file_name,
+        duplicate_of: Some(existing),
+    })
+}
+
+/// Submits a file whose original is already stored (its content claimed).
+pub async fn submit_stored(
+    service: &IngestionService,
+    publisher: &Publisher,
+    tenant: &TenantId,
+    file: StoredFile,
+) -> Result<Accepted, ActionError> {
     let ingest = IngestDocument {
         collection: file.collection,
-        document_id: Some(document_id),
+        document_id: Some(file.document_id),
         task_id: None,
         text: None,
         url: None,

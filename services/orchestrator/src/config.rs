@@ -5,6 +5,7 @@
 //! | `DA_CHAT_AUTH_TIMEOUT` | `10s` | how long a connection opened without a key may take to send its `auth` frame |
 //! | `DA_CHAT_HISTORY_TIMEOUT` | `10s` | how long `GET /v1/sessions/{id}` waits for execution |
 //! | `DA_CHAT_MAX_SESSIONS` | `32` | sessions one connection may follow at once |
+//! | `DA_CHAT_SOCKETS_PER_TENANT` | `16` | chat WebSockets one tenant may hold open at once per gateway (`0`: no cap); 429 past it |
 
 use std::time::Duration;
 
@@ -26,6 +27,9 @@ pub struct ChatConfig {
     /// [`crate::protocol::MAX_MESSAGE_BYTES`] JSON-escaped at worst, plus ids. Larger frames
     /// close the connection before they are buffered.
     pub max_frame_bytes: usize,
+    /// Sockets one tenant may hold open at once on this instance (each holds a task and
+    /// NATS subscriptions); `0`: no cap.
+    pub sockets_per_tenant: usize,
 }
 
 impl Default for ChatConfig {
@@ -35,6 +39,7 @@ impl Default for ChatConfig {
             history_timeout: Duration::from_secs(10),
             max_sessions: 32,
             max_frame_bytes: 256 * 1024,
+            sockets_per_tenant: 16,
         }
     }
 }
@@ -53,6 +58,9 @@ impl ChatConfig {
             max_sessions: settings
                 .parsed_var("DA_CHAT_MAX_SESSIONS")?
                 .unwrap_or(defaults.max_sessions),
+            sockets_per_tenant: settings
+                .parsed_var("DA_CHAT_SOCKETS_PER_TENANT")?
+                .unwrap_or(defaults.sockets_per_tenant),
             ..defaults
         })
     }

@@ -14,6 +14,7 @@ use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, close_code};
 use execution_contract::AgentRun;
 use futures::StreamExt;
 use futures::stream::SelectAll;
+use platform::http::Slot;
 use platform::http::auth::INVALID_KEY;
 use shared::{Action, ActionError, CallbackSubject, ErrorCode, TenantId};
 use tokio::time::timeout;
@@ -59,15 +60,38 @@ enum Incoming {
     Binary,
 }
 
-/// Serves one upgraded connection; `tenant` is `None` when the upgrade request carried no
-/// key and the first frame must authenticate.
-pub async fn run(mut ws: WebSocket, api: Api, tenant: Option<TenantId>) {
-    let tenant = match tenant {
-        Some(tenant) => tenant,
-        None => match authenticate(&mut ws, &api).await {
-            Some(tenant) => tenant,
-            None => return,
-        },
+/// How a connection was opened.
+pub enum Opened {
+    /// The upgrade request's key named this tenant, and its socket place is already held.
+    Keyed(TenantId, Slot),
+    /// No key with the upgrade: the first frame must authenticate, then a place is taken.
+    Anonymous,
+}
+
+/// Serves one upgraded connection; the tenant's socket place is held until it returns.
+pub async fn run(mut ws: WebSocket, api: Api, opened: Opened) {
+    let (tenant, _slot) = match opened {
+        Opened::Keyed(tenant, slot) => (tenant, slot),
+        Opened::Anonymous => {
+            let Some(tenant) = authenticate(&mut ws, &api).await else {
+                return;
+            };
+            match api.sockets.acquire(&tenant) {
+                Ok(slot) => (tenant, slot),
+                Err(refused) => {
+                    // No wire code says "too many": unavailable (retryable) with the reason,
+                    // and 1013, "try again later", like a key store that did not answer.
+                    refuse(
+                        &mut ws,
+                        ErrorCode::Unavailable,
+                        refused.message,
+                        close_code::AGAIN,
+                    )
+                    .await;
+                    return;
+                }
+            }
+        }
     };
     let mut connection = Connection {
         ws,

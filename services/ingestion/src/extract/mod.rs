@@ -20,6 +20,7 @@ pub mod limits;
 mod markdown;
 mod pdf;
 mod pdf_guard;
+pub mod sample;
 mod sections;
 mod sniff;
 mod text;

@@ -1,5 +1,8 @@
 //! `/v1/documents`: upload, list, get, delete.
 
+use std::time::Duration;
+
+use axum::extract::multipart::MultipartError;
 use axum::extract::{FromRequest, Multipart, Path, Query, Request, State};
 use axum::http::{StatusCode, header::CONTENT_TYPE};
 use platform::http::{ApiError, ApiJson, Authenticated};
@@ -10,9 +13,11 @@ use shared::{Action, ActionError, TenantId};
 use super::{Api, QUERY_TIMEOUT};
 use crate::actions::{DocumentDeleted, IngestDocument, check_metadata};
 use crate::documents::DocumentRecord;
-use crate::extract::{self, DocumentKind, ExtractError};
+use crate::extract::sample::{Sample, check_whole};
+use crate::extract::{DocumentKind, ExtractError};
 use crate::handlers::remove_document;
-use crate::submit::{Accepted, NewFile, submit, submit_file};
+use crate::original::{OriginalWriter, WriteError};
+use crate::submit::{Accepted, StoredFile, duplicate, submit, submit_stored};
 use crate::task::check_id;
 
 /// The JSON form of an upload.
@@ -38,7 +43,8 @@ pub struct NewDocument {
     pub chunk_overlap: Option<usize>,
 }
 
-/// `POST /v1/documents`: JSON or multipart.
+/// `POST /v1/documents`: JSON or multipart. Every such request, JSON or files, is one of
+/// its tenant's [`Api::uploads`] until it is answered (or the client goes away).
 #[utoipa::path(
     post,
     path = "/v1/documents",
@@ -62,11 +68,18 @@ pub struct NewDocument {
         (status = 400, description = "Bad fields: chunk_tokens not 16 to 8192, chunk_overlap \
             not less than chunk_tokens, metadata over 64 KiB, …"),
         (status = 401, description = "No or bad API key"),
-        (status = 413, description = "A file is too large"),
+        (status = 413, description = "A file is too large (`DA_INGEST_MAX_BYTES`); refused \
+            while it streams in, nothing of it stored"),
         (status = 415, description = "Unsupported file type"),
         (status = 422, description = "A file is plainly unreadable (not UTF-8, blank, a \
             truncated PDF, a zip without word/document.xml); deeper problems fail the task"),
+        (status = 429, description = "The tenant already has as many uploads in progress \
+            as it may at once (`DA_INGEST_UPLOADS_PER_TENANT`); retry after `Retry-After` \
+            seconds"),
         (status = 503, description = "NATS unreachable"),
+        (status = 507, description = "The documents store is full \
+            (`DA_INGEST_STORE_MAX_BYTES`): nothing is evicted to make room; retry after \
+            `Retry-After` seconds, once documents are deleted or the bound raised"),
     ),
     security(("api_key" = [])),
 )]
@@ -75,6 +88,8 @@ pub async fn create(
     auth: Authenticated,
     request: Request,
 ) -> Result<(StatusCode, ApiJson<Value>), ApiError> {
+    // Held until the answer: while the body is read and stored, whatever the outcome.
+    let _slot = api.uploads.acquire(&auth.tenant)?;
     let content_type = request
         .headers()
         .get(CONTENT_TYPE)
@@ -131,108 +146,303 @@ pub async fn create(
     Ok((StatusCode::ACCEPTED, ApiJson(json!(accepted))))
 }
 
-/// One uploaded file, read and checked.
-struct Upload {
+/// One file part, streamed into the object store as it arrives and checked from what was
+/// kept of it; stored for good only once every part of the request passed.
+struct Staged {
+    document_id: String,
     file_name: Option<String>,
     content_type: Option<String>,
-    bytes: bytes::Bytes,
+    writer: OriginalWriter,
+    /// `None` when the sample could not tell (a large zip): the stored file is read back.
+    checked: Option<Result<DocumentKind, ExtractError>>,
 }
 
-/// Reads every part, checks every file (type, readable, not empty) before storing any, then
-/// stores and submits each.
+/// A checked file to claim and submit; `writer` is `None` once its object is ended.
+struct Ready {
+    document_id: String,
+    file_name: Option<String>,
+    content_type: Option<String>,
+    content_hash: String,
+    writer: Option<OriginalWriter>,
+}
+
+/// The form's other fields.
+#[derive(Default)]
+struct Fields {
+    collection: Option<String>,
+    title: Option<String>,
+    metadata: Map<String, Value>,
+}
+
+/// Streams every file part to the object store (never holding a file whole), checks every
+/// file (size, type, readable, not empty) and only if all pass ends their objects and
+/// submits each. A refused request (or a client gone) leaves nothing in the store.
 async fn upload(
     api: &Api,
     tenant: &TenantId,
-    mut multipart: Multipart,
+    multipart: Multipart,
 ) -> Result<Vec<Accepted>, ApiError> {
-    let mut collection = None;
-    let mut title = None;
-    let mut metadata = Map::new();
-    let mut files = Vec::new();
-    while let Some(field) = multipart
-        .next_field()
-        .await
-        .map_err(|err| ApiError::new(err.status(), "bad_request", err.body_text()))?
-    {
-        let name = field.name().unwrap_or_default().to_owned();
-        let file_name = field.file_name().map(str::to_owned);
-        let content_type = field.content_type().map(str::to_owned);
-        let bytes = field
-            .bytes()
-            .await
-            .map_err(|err| ApiError::new(err.status(), "bad_request", err.body_text()))?;
-        let text = || String::from_utf8_lossy(&bytes).trim().to_owned();
-        match name.as_str() {
-            "collection" => collection = Some(text()),
-            "title" => title = Some(text()),
-            "metadata" => {
-                metadata = serde_json::from_slice(&bytes)
-                    .map_err(|err| ApiError::bad_request(format!("metadata: {err}")))?;
-                check_metadata(&metadata)?;
+    let mut staged = Vec::new();
+    let fields = match read_parts(api, tenant, multipart, &mut staged).await {
+        Ok(fields) => fields,
+        Err(err) => {
+            abort(staged).await;
+            return Err(err);
+        }
+    };
+    let collection = match check_fields(&fields, &staged) {
+        Ok(collection) => collection,
+        Err(err) => {
+            abort(staged).await;
+            return Err(err);
+        }
+    };
+    // Large zips could not be checked from their sample: stored, read back, checked whole.
+    let mut ready = Vec::new();
+    let mut stored = Vec::new();
+    for file in staged {
+        if file.checked.is_some() {
+            ready.push(file);
+            continue;
+        }
+        let Staged {
+            document_id,
+            file_name,
+            content_type,
+            writer,
+            ..
+        } = file;
+        let checked = match writer.finish().await {
+            Ok(written) => check_stored(api, tenant, &document_id, &file_name, &content_type)
+                .await
+                .map(|()| written.content_hash),
+            Err(err) => Err(write_error(err)),
+        };
+        let content_hash = checked.as_ref().cloned().unwrap_or_default();
+        stored.push(Ready {
+            document_id,
+            file_name,
+            content_type,
+            content_hash,
+            writer: None,
+        });
+        if let Err(err) = checked {
+            abort(ready).await;
+            for Ready { document_id, .. } in &stored {
+                // Best effort: the refusal is the answer either way.
+                let _ = api
+                    .service
+                    .documents
+                    .delete_original(tenant, document_id)
+                    .await;
             }
-            "file" | "files" | "files[]" => files.push(Upload {
-                file_name,
-                content_type,
-                bytes,
-            }),
-            other => return Err(ApiError::bad_request(format!("unexpected field {other:?}"))),
+            return Err(err);
         }
     }
-    let collection = collection.ok_or_else(|| ApiError::bad_request("missing field collection"))?;
-    query_contract::check_name("collection", &collection)?;
-    if files.is_empty() {
-        return Err(ApiError::bad_request("no file part"));
-    }
-    for file in &files {
-        check_file(api, file)?;
-    }
+    let ready = ready.into_iter().map(|file| Ready {
+        content_hash: file.writer.content_hash(),
+        document_id: file.document_id,
+        file_name: file.file_name,
+        content_type: file.content_type,
+        writer: Some(file.writer),
+    });
     let mut accepted = Vec::new();
-    for file in files {
-        let new = NewFile {
-            collection: collection.clone(),
-            bytes: file.bytes,
-            file_name: file.file_name,
-            content_type: file.content_type,
-            title: title.clone(),
-            metadata: metadata.clone(),
-        };
-        accepted.push(submit_file(&api.service, &api.publisher, tenant, new).await?);
+    for file in stored.into_iter().chain(ready) {
+        accepted.push(claim_and_submit(api, tenant, &fields, &collection, file).await?);
     }
     Ok(accepted)
 }
 
-/// 413 past the size limit, 415 for a type we cannot read, 422 for a file that plainly is
-/// not what it claims (not UTF-8, blank, a truncated PDF, a zip without a Word document):
-/// answered now. Only [`extract::precheck`]'s cheap, bounded looks run here; parsing and
-/// decompression happen in the worker, where a hostile file fails its task with a reason
-/// instead of tying up (or crashing) the HTTP server.
-fn check_file(api: &Api, file: &Upload) -> Result<(), ApiError> {
-    let name = file.file_name.as_deref().unwrap_or("the file");
-    let limit = api.service.limits.max_bytes;
-    if file.bytes.len() > limit {
-        return Err(ApiError::payload_too_large(format!(
-            "{name} has {} bytes; the limit is {limit}",
-            file.bytes.len()
-        )));
-    }
-    let kind = DocumentKind::detect(
-        file.file_name.as_deref(),
-        file.content_type.as_deref(),
-        &file.bytes,
-    )
-    .ok_or_else(|| {
-        ApiError::unsupported_media_type(format!(
-            "{name}: unsupported type (expected text, markdown, html, pdf or docx)"
-        ))
-    })?;
-    match extract::precheck(&file.bytes, kind) {
-        Ok(_) => Ok(()),
-        Err(err @ ExtractError::Unsupported(_)) => {
-            Err(ApiError::unsupported_media_type(format!("{name}: {err}")))
+/// Reads the form, streaming each file part into `staged`; fails at the first refusal.
+async fn read_parts(
+    api: &Api,
+    tenant: &TenantId,
+    mut multipart: Multipart,
+    staged: &mut Vec<Staged>,
+) -> Result<Fields, ApiError> {
+    let mut fields = Fields::default();
+    while let Some(mut field) = multipart.next_field().await.map_err(multipart_error)? {
+        let name = field.name().unwrap_or_default().to_owned();
+        if !matches!(name.as_str(), "file" | "files" | "files[]") {
+            let bytes = field.bytes().await.map_err(multipart_error)?;
+            let text = || String::from_utf8_lossy(&bytes).trim().to_owned();
+            match name.as_str() {
+                "collection" => fields.collection = Some(text()),
+                "title" => fields.title = Some(text()),
+                "metadata" => {
+                    fields.metadata = serde_json::from_slice(&bytes)
+                        .map_err(|err| ApiError::bad_request(format!("metadata: {err}")))?;
+                    check_metadata(&fields.metadata)?;
+                }
+                other => {
+                    return Err(ApiError::bad_request(format!("unexpected field {other:?}")));
+                }
+            }
+            continue;
         }
-        Err(err) => Err(ApiError::unprocessable(format!("{name}: {err}"))),
+        let document_id = uuid::Uuid::now_v7().to_string();
+        let file_name = field.file_name().map(str::to_owned);
+        let content_type = field.content_type().map(str::to_owned);
+        staged.push(Staged {
+            writer: api.service.documents.writer(tenant, &document_id),
+            document_id,
+            file_name,
+            content_type,
+            checked: None,
+        });
+        let Some(file) = staged.last_mut() else {
+            continue;
+        };
+        let limit = api.service.limits.max_bytes as u64;
+        let mut sample = Sample::default();
+        while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {
+            let size = sample.size() + chunk.len() as u64;
+            if size > limit {
+                let name = file.file_name.as_deref().unwrap_or("the file");
+                return Err(ApiError::payload_too_large(format!(
+                    "{name} has more than {limit} bytes, the limit"
+                )));
+            }
+            sample.push(&chunk);
+            file.writer.write(&chunk).await.map_err(write_error)?;
+        }
+        let checked = sample.check(file.file_name.as_deref(), file.content_type.as_deref());
+        if let Some(Err(err)) = &checked {
+            return Err(refusal(file.file_name.as_deref(), err));
+        }
+        file.checked = checked;
+    }
+    Ok(fields)
+}
+
+/// The collection, once every part is read: a valid collection and at least one file.
+fn check_fields(fields: &Fields, staged: &[Staged]) -> Result<String, ApiError> {
+    let collection = fields
+        .collection
+        .clone()
+        .ok_or_else(|| ApiError::bad_request("missing field collection"))?;
+    query_contract::check_name("collection", &collection)?;
+    if staged.is_empty() {
+        return Err(ApiError::bad_request("no file part"));
+    }
+    Ok(collection)
+}
+
+/// The upload check on a stored file read back whole (only large zips need it).
+async fn check_stored(
+    api: &Api,
+    tenant: &TenantId,
+    document_id: &str,
+    file_name: &Option<String>,
+    content_type: &Option<String>,
+) -> Result<(), ApiError> {
+    let bytes = api
+        .service
+        .documents
+        .get_original(tenant, document_id)
+        .await
+        .map_err(ActionError::from)?
+        .ok_or_else(|| ApiError::internal("a stored upload is missing from the store"))?;
+    check_whole(&bytes, file_name.as_deref(), content_type.as_deref())
+        .map(drop)
+        .map_err(|err| refusal(file_name.as_deref(), &err))
+}
+
+/// Claims the content in the collection and submits the file, or answers the document
+/// that already has it (then `writer`, if the object is not ended yet, is dropped unstored;
+/// an ended one is deleted).
+async fn claim_and_submit(
+    api: &Api,
+    tenant: &TenantId,
+    fields: &Fields,
+    collection: &str,
+    file: Ready,
+) -> Result<Accepted, ApiError> {
+    let Ready {
+        document_id,
+        file_name,
+        content_type,
+        content_hash,
+        writer,
+    } = file;
+    let documents = &api.service.documents;
+    let claim = documents
+        .claim_content(tenant, collection, &content_hash, &document_id)
+        .await
+        .map_err(ActionError::from)?;
+    if let Some(existing) = claim {
+        match writer {
+            Some(writer) => writer.abort().await,
+            None => documents
+                .delete_original(tenant, &document_id)
+                .await
+                .map_err(ActionError::from)?,
+        }
+        return Ok(duplicate(&api.service, tenant, existing, file_name).await?);
+    }
+    if let Some(writer) = writer {
+        writer.finish().await.map_err(write_error)?;
+    }
+    let file = StoredFile {
+        document_id,
+        collection: collection.to_owned(),
+        file_name,
+        content_type,
+        title: fields.title.clone(),
+        metadata: fields.metadata.clone(),
+    };
+    Ok(submit_stored(&api.service, &api.publisher, tenant, file).await?)
+}
+
+/// Gives up every staged file: once this returns, none of them is in the store.
+async fn abort(staged: Vec<Staged>) {
+    for file in staged {
+        file.writer.abort().await;
     }
 }
+
+/// 415 for a type we cannot read, 422 for a file that plainly is not what it claims (not
+/// UTF-8, blank, a truncated PDF, a zip without a Word document): answered now. Only
+/// cheap, bounded looks run here ([`Sample::check`], [`crate::extract::precheck`]); parsing and
+/// decompression happen in the worker, where a hostile file fails its task with a reason
+/// instead of tying up (or crashing) the HTTP server.
+fn refusal(file_name: Option<&str>, err: &ExtractError) -> ApiError {
+    let name = file_name.unwrap_or("the file");
+    match err {
+        ExtractError::Unsupported(_) => ApiError::unsupported_media_type(format!(
+            "{name}: unsupported type (expected text, markdown, html, pdf or docx)"
+        )),
+        err => ApiError::unprocessable(format!("{name}: {err}")),
+    }
+}
+
+/// A store that is full is 507 with `Retry-After` (nothing is evicted to make room);
+/// other store failures are 503.
+fn write_error(err: WriteError) -> ApiError {
+    match err {
+        WriteError::Full(_) => ApiError::insufficient_storage(
+            "the documents store is full; retry after documents are deleted or the store's \
+             bound (DA_INGEST_STORE_MAX_BYTES) is raised",
+            STORE_FULL_RETRY_AFTER,
+        ),
+        WriteError::Store(reason) => {
+            ApiError::unavailable(format!("documents object store: {reason}"))
+        }
+    }
+}
+
+/// A multipart framing error, or the body past the route's limit (413).
+fn multipart_error(err: MultipartError) -> ApiError {
+    if err.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::payload_too_large(err.body_text())
+    } else {
+        ApiError::new(err.status(), "bad_request", err.body_text())
+    }
+}
+
+/// What a client refused for a full store is told to wait: space comes back only when an
+/// operator or a deletion frees it, so not seconds.
+const STORE_FULL_RETRY_AFTER: Duration = Duration::from_secs(60);
 
 /// `?collection=`
 #[derive(Debug, Deserialize, utoipa::IntoParams)]

@@ -13,7 +13,9 @@
 //! | `GET /v1/tasks/{task_id}/events` | the same, live, as server-sent events until it ends |
 //!
 //! Errors are JSON `{error: {code, message}}`: 400 bad fields, 401, 404, 413 too large,
-//! 415 unsupported type, 422 unreadable document, 503 NATS unreachable.
+//! 415 unsupported type, 422 unreadable document, 429 too many uploads or event streams of
+//! the tenant at once (with `Retry-After`), 503 NATS unreachable, 507 the documents store
+//! is full (with `Retry-After`).
 
 pub mod collections;
 pub mod documents;
@@ -24,7 +26,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, FromRef};
 use axum::routing::{get, put};
-use platform::http::ApiKeys;
+use platform::http::{ApiKeys, TenantSlots};
 use shared::publish::Publisher;
 
 use crate::IngestionService;
@@ -38,6 +40,24 @@ pub struct Api {
     pub publisher: Publisher,
     /// Verifies API keys.
     pub keys: ApiKeys,
+    /// Uploads in progress per tenant (`Limits::uploads_per_tenant`).
+    pub uploads: TenantSlots,
+    /// Live task streams open per tenant (`Limits::event_streams_per_tenant`).
+    pub event_streams: TenantSlots,
+}
+
+impl Api {
+    /// The routes' state, with the per-tenant caps of `service`'s limits.
+    pub fn new(service: IngestionService, publisher: Publisher, keys: ApiKeys) -> Self {
+        let limits = service.limits;
+        Self {
+            service,
+            publisher,
+            keys,
+            uploads: TenantSlots::new("uploads", limits.uploads_per_tenant),
+            event_streams: TenantSlots::new("task event streams", limits.event_streams_per_tenant),
+        }
+    }
 }
 
 impl FromRef<Api> for ApiKeys {

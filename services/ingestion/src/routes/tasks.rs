@@ -43,7 +43,8 @@ pub async fn get(
 
 /// The task now and at every change, as server-sent `progress` events; the stream ends
 /// after the task completes or fails. The key may come as `?api_key=`, because a browser's
-/// `EventSource` cannot send headers.
+/// `EventSource` cannot send headers. Each open stream holds one of its tenant's
+/// [`Api::event_streams`] places until it ends or the client goes away.
 #[utoipa::path(
     get,
     path = "/v1/tasks/{task_id}/events",
@@ -61,6 +62,9 @@ pub async fn get(
         (status = 400, description = "Malformed id"),
         (status = 401, description = "No or bad API key"),
         (status = 404, description = "No such task"),
+        (status = 429, description = "The tenant already holds as many event streams as it \
+            may at once (`DA_INGEST_EVENT_STREAMS_PER_TENANT`); retry after `Retry-After` \
+            seconds or close one"),
     ),
     security(("api_key" = [])),
 )]
@@ -70,6 +74,7 @@ pub async fn events(
     Path(task_id): Path<String>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     check_id("task_id", &task_id)?;
+    let slot = api.event_streams.acquire(&auth.tenant)?;
     if api
         .service
         .tasks
@@ -95,7 +100,10 @@ pub async fn events(
             });
             futures::future::ready(next)
         })
-        .map(|task| {
+        // The stream owns the slot: it is given back when the response body is dropped,
+        // at the end of the task or when the client disconnects.
+        .map(move |task| {
+            let _held = &slot;
             Ok(Event::default()
                 .event("progress")
                 .json_data(&task)

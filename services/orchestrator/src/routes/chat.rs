@@ -18,6 +18,11 @@ use crate::socket;
 /// bad key is a 401 and no socket is opened. A request without one is upgraded anyway,
 /// because a browser cannot set headers on a WebSocket and a key in the URL ends up in
 /// logs; its first frame must then be `{"type":"auth","api_key"}`.
+///
+/// Each socket holds one of its tenant's [`Api::sockets`] places until it closes: a keyed
+/// request past the cap is refused with 429 before the upgrade; a socket that
+/// authenticates by frame past the cap gets an `error` frame (`unavailable`) and is closed
+/// with 1013 (try again later).
 #[utoipa::path(
     get,
     path = "/v1/chat",
@@ -48,17 +53,33 @@ use crate::socket;
     responses(
         (status = 101, description = "Switching protocols: the chat connection"),
         (status = 401, description = "The request presented a bad key"),
+        (status = 429, description = "The key's tenant already holds as many chat sockets \
+            as it may at once (`DA_CHAT_SOCKETS_PER_TENANT`); retry after `Retry-After` \
+            seconds or close one"),
         (status = 400, description = "Not a WebSocket upgrade request (upgrade headers)",
             content_type = "text/plain", body = String),
     ),
     security((), ("api_key" = [])),
 )]
-pub async fn chat(State(api): State<Api>, caller: Caller, upgrade: WebSocketUpgrade) -> Response {
+pub async fn chat(
+    State(api): State<Api>,
+    caller: Caller,
+    upgrade: WebSocketUpgrade,
+) -> Result<Response, ApiError> {
     let max = api.config.max_frame_bytes;
-    upgrade
+    // A keyed caller's place is taken before the upgrade, so the refusal is a plain 429;
+    // the closure owns it, so it is given back if the upgrade never completes.
+    let opened = match caller.0 {
+        Some(tenant) => {
+            let slot = api.sockets.acquire(&tenant)?;
+            socket::Opened::Keyed(tenant, slot)
+        }
+        None => socket::Opened::Anonymous,
+    };
+    Ok(upgrade
         .max_message_size(max)
         .max_frame_size(max)
-        .on_upgrade(move |ws| socket::run(ws, api, caller.0))
+        .on_upgrade(move |ws| socket::run(ws, api, opened)))
 }
 
 /// Who opens the connection: the tenant of the key the request presents, or nobody yet

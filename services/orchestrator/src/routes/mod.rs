@@ -7,7 +7,8 @@
 //! | `GET /v1/sessions/{session_id}` | the session's history from execution (`execution.session_get`), so an answer given while no socket was open is not lost |
 //!
 //! Errors before the upgrade and on the history route are JSON `{error: {code, message}}`:
-//! 400 bad session id, 401, 503 NATS or execution unreachable, 504 execution too slow.
+//! 400 bad session id, 401, 429 the tenant already holds as many sockets as it may (with
+//! `Retry-After`), 503 NATS or execution unreachable, 504 execution too slow.
 
 pub mod chat;
 pub mod sessions;
@@ -15,7 +16,7 @@ pub mod sessions;
 use axum::Router;
 use axum::extract::FromRef;
 use axum::routing::get;
-use platform::http::ApiKeys;
+use platform::http::{ApiKeys, TenantSlots};
 use shared::publish::Publisher;
 use tokio_util::sync::CancellationToken;
 
@@ -36,6 +37,28 @@ pub struct Api {
     /// A graceful HTTP shutdown does not wait for upgraded connections, so without this
     /// they would just be cut.
     pub shutdown: CancellationToken,
+    /// Sockets open per tenant (`ChatConfig::sockets_per_tenant`), shared by every socket
+    /// of this instance.
+    pub sockets: TenantSlots,
+}
+
+impl Api {
+    /// The routes' state, with the per-tenant socket cap of `config`.
+    pub fn new(
+        publisher: Publisher,
+        keys: ApiKeys,
+        config: ChatConfig,
+        shutdown: CancellationToken,
+    ) -> Self {
+        let sockets = TenantSlots::new("chat sockets", config.sockets_per_tenant);
+        Self {
+            publisher,
+            keys,
+            config,
+            shutdown,
+            sockets,
+        }
+    }
 }
 
 impl FromRef<Api> for ApiKeys {

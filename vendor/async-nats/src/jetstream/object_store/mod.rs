@@ -316,39 +316,52 @@ impl ObjectStore {
         let mut buffer = BytesMut::with_capacity(chunk_size);
         let mut sha256 = Sha256::new();
 
-        loop {
-            let n = data
-                .read_buf(&mut buffer)
-                .await
-                .map_err(|err| PutError::with_source(PutErrorKind::ReadChunks, err))?;
+        // Domain Actions patch: a put that fails after publishing some chunks (the reader
+        // failed, or the stream refused a chunk because it is full) purges them, so no chunk
+        // without metadata stays in the bucket taking space forever. Unpatched, they stayed.
+        let published: Result<(), PutError> = async {
+            loop {
+                let n = data
+                    .read_buf(&mut buffer)
+                    .await
+                    .map_err(|err| PutError::with_source(PutErrorKind::ReadChunks, err))?;
 
-            if n == 0 {
-                break;
+                if n == 0 {
+                    break;
+                }
+
+                let payload = buffer.split().freeze();
+                sha256.update(&payload);
+
+                object_size += payload.len();
+                object_chunks += 1;
+
+                self.stream
+                    .context
+                    .publish(chunk_subject.clone(), payload)
+                    .await
+                    .map_err(|err| {
+                        PutError::with_source(
+                            PutErrorKind::PublishChunks,
+                            format!("failed chunk publish: {err}"),
+                        )
+                    })?
+                    .await
+                    .map_err(|err| {
+                        PutError::with_source(
+                            PutErrorKind::PublishChunks,
+                            format!("failed getting chunk ack: {err}"),
+                        )
+                    })?;
             }
-
-            let payload = buffer.split().freeze();
-            sha256.update(&payload);
-
-            object_size += payload.len();
-            object_chunks += 1;
-
-            self.stream
-                .context
-                .publish(chunk_subject.clone(), payload)
-                .await
-                .map_err(|err| {
-                    PutError::with_source(
-                        PutErrorKind::PublishChunks,
-                        format!("failed chunk publish: {err}"),
-                    )
-                })?
-                .await
-                .map_err(|err| {
-                    PutError::with_source(
-                        PutErrorKind::PublishChunks,
-                        format!("failed getting chunk ack: {err}"),
-                    )
-                })?;
+            Ok(())
+        }
+        .await;
+        if let Err(err) = published {
+            if object_chunks > 0 {
+                let _ = self.stream.purge().filter(chunk_subject.as_str()).await;
+            }
+            return Err(err);
         }
         let digest = sha256.finish();
 
@@ -391,23 +404,34 @@ impl ObjectStore {
         })?;
 
         // publish meta.
-        self.stream
-            .context
-            .publish_with_headers(subject, headers, data.into())
-            .await
-            .map_err(|err| {
-                PutError::with_source(
-                    PutErrorKind::PublishMetadata,
-                    format!("failed publishing metadata: {err}"),
-                )
-            })?
-            .await
-            .map_err(|err| {
-                PutError::with_source(
-                    PutErrorKind::PublishMetadata,
-                    format!("failed ack from metadata publish: {err}"),
-                )
-            })?;
+        let meta_published: Result<(), PutError> = async {
+            self.stream
+                .context
+                .publish_with_headers(subject, headers, data.into())
+                .await
+                .map_err(|err| {
+                    PutError::with_source(
+                        PutErrorKind::PublishMetadata,
+                        format!("failed publishing metadata: {err}"),
+                    )
+                })?
+                .await
+                .map_err(|err| {
+                    PutError::with_source(
+                        PutErrorKind::PublishMetadata,
+                        format!("failed ack from metadata publish: {err}"),
+                    )
+                })?;
+            Ok(())
+        }
+        .await;
+        // Domain Actions patch: chunks whose metadata could not be stored are purged too.
+        if let Err(err) = meta_published {
+            if object_chunks > 0 {
+                let _ = self.stream.purge().filter(chunk_subject.as_str()).await;
+            }
+            return Err(err);
+        }
 
         // Purge any old chunks.
         if let Some(existing_object_info) = maybe_existing_object_info {
