@@ -24,6 +24,7 @@
 //! - [`ingest`]: the ingestion service over HTTP and NATS: formats, errors, progress, crashes.
 //! - [`rag`]: the embedding and query services: index, search, answer, tenants, APIs.
 //! - [`execution`]: agents over the query service: runs, history, streamed tokens, ReAct, tenants.
+//! - [`quotas`]: per-tenant limits: requests per minute at the gateway and the workers, LLM tokens, models.
 
 mod harness;
 
@@ -44,6 +45,7 @@ mod metrics;
 mod permissions;
 mod poison;
 mod process;
+mod quotas;
 mod rag;
 mod replay;
 mod retries;
