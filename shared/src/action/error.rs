@@ -117,9 +117,10 @@ pub struct ActionError {
     pub retryable: bool,
     /// How long the sender should wait before sending again, in milliseconds: set on
     /// `rate_limited` and `quota_exceeded`, so a client can back off exactly as long as
-    /// needed instead of guessing. Absent otherwise.
+    /// needed instead of guessing. Absent otherwise. (32 bits, more than 49 days, keep
+    /// the error as small as it was: it travels inside every rejection.)
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub retry_after_ms: Option<u64>,
+    pub retry_after_ms: Option<std::num::NonZeroU32>,
 }
 
 impl ActionError {
@@ -146,12 +147,13 @@ impl ActionError {
         Self::new(ErrorCode::QuotaExceeded, message).retry_after(retry_after)
     }
 
-    /// Says how long to wait before sending again (rounded up to whole milliseconds).
+    /// Says how long to wait before sending again (rounded up to whole milliseconds, at
+    /// least one).
     pub fn retry_after(mut self, wait: std::time::Duration) -> Self {
-        let ms = wait
-            .as_millis()
-            .saturating_add(u128::from(wait.subsec_nanos() % 1_000_000 != 0));
-        self.retry_after_ms = Some(u64::try_from(ms).unwrap_or(u64::MAX));
+        let partial = !wait.subsec_nanos().is_multiple_of(1_000_000);
+        let ms = wait.as_millis().saturating_add(u128::from(partial)).max(1);
+        let ms = u32::try_from(ms).unwrap_or(u32::MAX);
+        self.retry_after_ms = std::num::NonZeroU32::new(ms);
         self
     }
 
