@@ -11,6 +11,7 @@
 //! - [`commands::dlq`]: list, show and redrive dead letters.
 //! - [`commands::streams`]: apply and list the stream definitions.
 //! - [`commands::keys`]: create, list and revoke the API keys of HTTP callers.
+//! - [`commands::tenants`]: set, show and list each tenant's limits.
 //! - [`commands::schema`]: the AsyncAPI 3 document of every action type, for other languages.
 //! - [`commands::bench`]: our path against a hand-written async-nats baseline, same run.
 //!
@@ -71,6 +72,10 @@ enum Command {
     /// Create, list or revoke API keys (each names the tenant its HTTP requests act as).
     #[command(subcommand)]
     Keys(commands::keys::Command),
+    /// Set, show or list each tenant's limits (requests per minute, concurrent actions, LLM
+    /// tokens per day, stored bytes, allowed models, tier).
+    #[command(subcommand)]
+    Tenants(commands::tenants::Command),
     /// Print the AsyncAPI 3 document of every action type (JSON Schemas of payloads and results).
     Schema(commands::schema::Args),
     /// Measure our round trips against a hand-written async-nats baseline in the same run.
@@ -108,6 +113,7 @@ fn main() {
             Command::Dlq(command) => commands::dlq::run(&url, command).await,
             Command::Streams(command) => commands::streams::run(&url, command).await,
             Command::Keys(command) => commands::keys::run(&url, command).await,
+            Command::Tenants(command) => commands::tenants::run(&url, command).await,
             Command::Schema(args) => commands::schema::run(args),
             Command::Bench(args) => commands::bench::run(&url, args).await,
         }

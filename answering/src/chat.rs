@@ -38,6 +38,10 @@ impl ChatAnswerer {
 
 #[async_trait]
 impl Answerer for ChatAnswerer {
+    fn calls_api(&self) -> bool {
+        true
+    }
+
     async fn answer(&self, question: Question<'_>) -> Result<Answered, ActionError> {
         let model = question.model.unwrap_or(&self.model).to_owned();
         let request = ChatRequest {

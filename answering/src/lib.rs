@@ -105,6 +105,13 @@ pub struct Question<'a> {
 pub trait Answerer: Send + Sync {
     /// The answer, citing the passages it used.
     async fn answer(&self, question: Question<'_>) -> Result<Answered, ActionError>;
+
+    /// Whether answering calls a paid model API, so the handler holds the tenant to its
+    /// model list and LLM tokens first ([`shared::Ctx::check_llm`]); an answerer that
+    /// runs locally costs nothing and is not limited.
+    fn calls_api(&self) -> bool {
+        false
+    }
 }
 
 /// The citation of passage number `number` (1-based).

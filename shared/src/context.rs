@@ -12,6 +12,7 @@ use uuid::Uuid;
 
 use crate::action::{Action, ActionError, ActionPayload, ErrorCode, RawAction, TenantId};
 use crate::publish::{Enqueued, Publisher};
+use crate::quota::Quotas;
 use crate::telemetry::{self, TraceParent};
 
 /// The context of one action being handled.
@@ -30,6 +31,8 @@ struct CtxInner {
     delivery: u64,
     publisher: Option<Publisher>,
     cancel: CancellationToken,
+    /// The worker's tenant limits (none in unit tests: nothing is limited).
+    quotas: Option<(Quotas, crate::action::Domain)>,
 }
 
 impl Ctx {
@@ -51,7 +54,39 @@ impl Ctx {
                 delivery,
                 publisher,
                 cancel,
+                quotas: None,
             }),
+        }
+    }
+
+    /// This context with the worker's tenant limits, counted for `domain`.
+    pub(crate) fn with_quotas(mut self, quotas: Quotas, domain: crate::action::Domain) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.quotas = Some((quotas, domain));
+        }
+        self
+    }
+
+    /// Call before a paid model API (a chat or embedding API) for this action: refuses a
+    /// `model` the tenant may not name (`forbidden`) and a tenant with no LLM tokens left
+    /// today (`quota_exceeded`), so neither costs an API call. `model` is the one the
+    /// action names; none: the operator's configured model, always allowed.
+    pub async fn check_llm(&self, model: Option<&str>) -> Result<(), ActionError> {
+        match &self.inner.quotas {
+            Some((quotas, domain)) => {
+                quotas
+                    .check_llm(&self.inner.tenant, model, domain.as_str())
+                    .await
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Call after a paid model API answered: adds the `tokens` it reported (its `usage`)
+    /// to the tenant's count of the day, which [`Ctx::check_llm`] holds against its limit.
+    pub async fn record_llm_tokens(&self, tokens: u64) {
+        if let Some((quotas, _)) = &self.inner.quotas {
+            quotas.record_tokens(&self.inner.tenant, tokens).await;
         }
     }
 

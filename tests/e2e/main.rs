@@ -27,6 +27,7 @@
 //! - [`limits`]: per-tenant caps on event streams and chat sockets (429), uploads over the
 //!   size limit (413, nothing stored), a full documents store (507).
 //! - [`execution`]: agents over the query service: runs, history, streamed tokens, ReAct, tenants.
+//! - [`quotas`]: per-tenant limits: requests per minute at the gateway and the workers, LLM tokens, models.
 
 mod harness;
 
@@ -49,6 +50,7 @@ mod metrics;
 mod permissions;
 mod poison;
 mod process;
+mod quotas;
 mod rag;
 mod replay;
 mod retries;

@@ -82,6 +82,14 @@ impl From<QueryAuthenticated> for Authenticated {
     }
 }
 
+/// The tenant of the valid key a request presents (as a bearer token, or as `?api_key=`),
+/// if any: for middleware that must know the tenant before routing (the gateway's
+/// per-tenant rate limit). It refuses nothing; the route's own extractor still does.
+pub async fn presented_tenant(keys: &ApiKeys, parts: &Parts) -> Option<TenantId> {
+    let key = presented_key(parts, QueryKey::Accepted).ok()?;
+    keys.verify(&key).await.ok().flatten()
+}
+
 /// The tenant of `key`, or why the request is refused.
 async fn verify(keys: &ApiKeys, key: &str) -> Result<TenantId, ApiError> {
     match keys.verify(key).await {

@@ -181,6 +181,7 @@ impl From<ActionError> for ApiError {
             ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::Timeout => StatusCode::GATEWAY_TIMEOUT,
             ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::RateLimited | ErrorCode::QuotaExceeded => StatusCode::TOO_MANY_REQUESTS,
             ErrorCode::HandlerError | ErrorCode::HandlerPanic | ErrorCode::MaxDeliveries => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
@@ -332,6 +333,7 @@ mod tests {
             ErrorCode::PayloadTooLarge => 413,
             ErrorCode::Timeout => 504,
             ErrorCode::Unavailable => 503,
+            ErrorCode::RateLimited | ErrorCode::QuotaExceeded => 429,
             ErrorCode::HandlerError | ErrorCode::HandlerPanic | ErrorCode::MaxDeliveries => 500,
         };
         for code in ErrorCode::ALL {

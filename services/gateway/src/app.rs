@@ -12,7 +12,7 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 
 use tokio_util::sync::CancellationToken;
 
-use crate::{actions, agents, headers, health, metrics, openapi, page, query_keys, trace};
+use crate::{actions, agents, headers, health, limits, metrics, openapi, page, query_keys, trace};
 
 /// The gateway's state.
 #[derive(Clone)]
@@ -66,7 +66,8 @@ fn own_routes(gateway: Gateway) -> Router {
 /// `/metrics` only if `DA_METRICS_TOKEN` is set (behind that token: [`metrics`]).
 /// Requests get an `x-request-id` (kept if the client sent one), echoed on the response,
 /// and a tracing span with the `api_key` redacted from the URL ([`trace`]); `?api_key=` is
-/// refused except on the chat WebSocket and task events ([`query_keys`]); every response
+/// refused except on the chat WebSocket and task events ([`query_keys`]); each tenant is
+/// held to its requests per minute under `/v1/` ([`limits`]); every response
 /// says `nosniff` ([`headers`]). `shutdown` closes open chat sockets as "going away" when
 /// the server stops.
 pub async fn router(
@@ -77,6 +78,14 @@ pub async fn router(
     let js = async_nats::jetstream::new(client.clone());
     let keys = ApiKeys::open(&js, settings.stream_replicas).await?;
     let publisher = Publisher::new(client.clone());
+    let limits = limits::Limits {
+        keys: keys.clone(),
+        quotas: shared::quota::Quotas::new(
+            client.clone(),
+            settings.quota.clone(),
+            settings.stream_replicas,
+        ),
+    };
     let ingestion = ingestion::IngestionConfig::from_settings(settings)?
         .build(&js)
         .await
@@ -105,6 +114,10 @@ pub async fn router(
         .merge(metrics::routes(metrics::MetricsToken::from_settings(
             settings,
         )))
+        .layer(axum::middleware::from_fn_with_state(
+            limits,
+            limits::enforce,
+        ))
         .layer(axum::middleware::from_fn(query_keys::refuse))
         .layer(axum::middleware::from_fn(metrics::track))
         .layer(axum::middleware::map_response(headers::nosniff))

@@ -12,6 +12,8 @@
 //! - [`metrics`]: `/metrics` in the Prometheus text format, behind the bearer token
 //!   `DA_METRICS_TOKEN` (not served without it), and the middleware recording every
 //!   request's count and duration by route template.
+//! - [`limits`]: each tenant's requests per minute under `/v1/`: 429 with `Retry-After`,
+//!   and the `RateLimit-*` headers on every counted response.
 //! - [`page`]: the web page at `/`, built into the binary.
 //! - [`headers`]: `nosniff` everywhere; CSP, no framing and no referrer on the page.
 //! - [`query_keys`]: `?api_key=` refused except where browsers cannot send headers.
@@ -26,6 +28,7 @@ pub mod agents;
 pub mod app;
 pub mod headers;
 pub mod health;
+pub mod limits;
 pub mod metrics;
 pub mod openapi;
 pub mod page;

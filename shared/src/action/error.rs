@@ -34,11 +34,18 @@ pub enum ErrorCode {
     Forbidden,
     /// Dead-letter reason only: every delivery ended without a verdict.
     MaxDeliveries,
+    /// The tenant sent more than its limit allows right now (requests per minute,
+    /// concurrent actions); sending again after `retry_after_ms` will work. Never a dead
+    /// letter: the sender is told, nothing is wrong with the action.
+    RateLimited,
+    /// The tenant has used up a quota for its period (LLM tokens per day); refused until
+    /// the period ends (`retry_after_ms`). Never a dead letter, like `rate_limited`.
+    QuotaExceeded,
 }
 
 impl ErrorCode {
     /// Every code, in the order docs/wire.md lists them.
-    pub const ALL: [ErrorCode; 11] = [
+    pub const ALL: [ErrorCode; 13] = [
         ErrorCode::InvalidAction,
         ErrorCode::UnknownActionType,
         ErrorCode::TenantMismatch,
@@ -50,6 +57,8 @@ impl ErrorCode {
         ErrorCode::Unauthorized,
         ErrorCode::Forbidden,
         ErrorCode::MaxDeliveries,
+        ErrorCode::RateLimited,
+        ErrorCode::QuotaExceeded,
     ];
 
     /// The code as written on the wire, e.g. `invalid_action`.
@@ -66,12 +75,24 @@ impl ErrorCode {
             ErrorCode::Unauthorized => "unauthorized",
             ErrorCode::Forbidden => "forbidden",
             ErrorCode::MaxDeliveries => "max_deliveries",
+            ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::QuotaExceeded => "quota_exceeded",
         }
     }
 
     /// Whether errors with this code are worth retrying unless the handler says otherwise.
     pub fn retryable_by_default(self) -> bool {
-        matches!(self, ErrorCode::Unavailable | ErrorCode::Timeout)
+        matches!(
+            self,
+            ErrorCode::Unavailable | ErrorCode::Timeout | ErrorCode::RateLimited
+        )
+    }
+
+    /// Whether this code means the tenant's limits refused the action (`rate_limited`,
+    /// `quota_exceeded`): the sender is answered, and the action is never dead-lettered,
+    /// since nothing is wrong with it and a flood of refusals must not bury real failures.
+    pub fn is_quota_refusal(self) -> bool {
+        matches!(self, ErrorCode::RateLimited | ErrorCode::QuotaExceeded)
     }
 }
 
@@ -94,6 +115,12 @@ pub struct ActionError {
     /// Whether the worker should try again (with backoff) before giving up.
     #[serde(default)]
     pub retryable: bool,
+    /// How long the sender should wait before sending again, in milliseconds: set on
+    /// `rate_limited` and `quota_exceeded`, so a client can back off exactly as long as
+    /// needed instead of guessing. Absent otherwise. (32 bits, more than 49 days, keep
+    /// the error as small as it was: it travels inside every rejection.)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after_ms: Option<std::num::NonZeroU32>,
 }
 
 impl ActionError {
@@ -103,7 +130,31 @@ impl ActionError {
             code,
             message: message.into(),
             retryable: code.retryable_by_default(),
+            retry_after_ms: None,
         }
+    }
+
+    /// The tenant is over a limit (`rate_limited`, retryable): `message` says which, and
+    /// the sender may try again after `retry_after`.
+    pub fn rate_limited(message: impl Into<String>, retry_after: std::time::Duration) -> Self {
+        Self::new(ErrorCode::RateLimited, message).retry_after(retry_after)
+    }
+
+    /// The tenant has used up a quota for its period (`quota_exceeded`, not retryable by
+    /// the worker: waiting for a redelivery would not end the period); `retry_after` is
+    /// how long until it does.
+    pub fn quota_exceeded(message: impl Into<String>, retry_after: std::time::Duration) -> Self {
+        Self::new(ErrorCode::QuotaExceeded, message).retry_after(retry_after)
+    }
+
+    /// Says how long to wait before sending again (rounded up to whole milliseconds, at
+    /// least one).
+    pub fn retry_after(mut self, wait: std::time::Duration) -> Self {
+        let partial = !wait.subsec_nanos().is_multiple_of(1_000_000);
+        let ms = wait.as_millis().saturating_add(u128::from(partial)).max(1);
+        let ms = u32::try_from(ms).unwrap_or(u32::MAX);
+        self.retry_after_ms = std::num::NonZeroU32::new(ms);
+        self
     }
 
     /// The handler refused the action for good (`handler_error`, not retried).

@@ -12,6 +12,9 @@
 //! | `da_redeliveries_total` | counter | `domain`, `tenant` | deliveries after the first |
 //! | `da_dead_letters_total` | counter | `domain`, `tenant`, `reason` | dead letters stored, by reason (an error code) |
 //!
+//! Per-tenant usage (requests, refusals for a limit, LLM tokens) is recorded by
+//! [`crate::quota::metrics`], for the gateway and the workers alike.
+//!
 //! Labels stay few: `tenant` is a validated tenant id, `action_type` one the worker has a
 //! handler for, and anything else (an unregistered type, a tenant that could not be read)
 //! is `_unknown`. The labels fixed for a worker (its domain, each registered type) are built
@@ -62,6 +65,9 @@ pub enum Outcome {
     Error,
     /// Given up on: an error result where one was asked, and a dead letter.
     DeadLettered,
+    /// Refused for its tenant's limits (`rate_limited`, `quota_exceeded`): answered with
+    /// the error, ended without a dead letter.
+    Refused,
 }
 
 impl Outcome {
@@ -72,6 +78,7 @@ impl Outcome {
             Outcome::Retried => "retried",
             Outcome::Error => "error",
             Outcome::DeadLettered => "dead_lettered",
+            Outcome::Refused => "refused",
         }
     }
 }

@@ -9,7 +9,7 @@
 //! | layer | why |
 //! |---|---|
 //! | [`Traced`] | a span per action, tagged with its ids, so everything the handler logs or sends can be followed; the trace context the action arrived with is adopted, so exported traces link sender and worker |
-//! | *(per-tenant quota goes here)* | see below |
+//! | [`Quota`] | per-tenant limits: past its requests per minute (or, on the rpc path, its concurrent actions) a tenant's action is answered `rate_limited` without running, and never dead-lettered ([`crate::quota`]) |
 //! | [`Timed`] | the handler's time: the `da_handler_duration_seconds` histogram and the result's `duration_ms` |
 //! | [`Deadline`] | a handler past `WorkerConfig::handler_timeout` is dropped and fails with `timeout` (retryable) |
 //! | [`CatchPanic`] | a panicking handler fails with `handler_panic` instead of taking the worker down |
@@ -19,16 +19,15 @@
 //! dispatch, and the futures nest into one allocation per message (the one the path makes
 //! when it starts the message).
 //!
-//! ## Adding a layer: per-tenant quotas
+//! ## Adding a layer
 //!
-//! A per-tenant quota or fair-share layer is meant to sit between [`Traced`] and [`Timed`]:
-//! it sees the tenant (`call.action.tenant_id`, already checked against the subject) before
-//! the handler runs; it may wait for the tenant's share (time waited is not handler time,
-//! and the durable path keeps its lease meanwhile, since `Path::hold` wraps the whole
-//! stack) or answer at once with [`Handled::failed`] and a retryable `unavailable` error,
-//! which the durable path naks with backoff and the rpc path answers with
-//! `retryable: true`. Write it as a struct generic over its inner service, implement
-//! [`Service`] for it, and add it to [`Stack`] and [`stack`].
+//! Write it as a struct generic over its inner service, implement [`Service`] for it, and
+//! add it to [`Stack`] and [`stack`]. A layer that refuses an action for its tenant's
+//! limits answers with [`Handled::failed`] and a `rate_limited` or `quota_exceeded` error:
+//! the pipeline answers those and ends the message without a dead letter (see
+//! `Pipeline::run`). A fair-share layer that waits for the tenant's share sits next to
+//! [`Quota`]: time waited there is not handler time, and the durable path keeps its lease
+//! meanwhile, since `Path::hold` wraps the whole stack.
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
@@ -43,6 +42,8 @@ use crate::context::Ctx;
 use crate::dispatcher::{Dispatcher, RawOutput, panic_error};
 use crate::metrics::WorkerMetrics;
 use crate::publish::Publisher;
+use crate::quota::Quotas;
+use crate::quota::quotas::over_rate;
 use crate::telemetry;
 
 /// A decoded, checked action on its way to its handler.
@@ -81,7 +82,7 @@ pub(crate) trait Service: Send + Sync + 'static {
 }
 
 /// The worker's stack, outermost first (the table above says why each is there).
-pub(crate) type Stack = Traced<Timed<Deadline<CatchPanic<Dispatch>>>>;
+pub(crate) type Stack = Traced<Quota<Timed<Deadline<CatchPanic<Dispatch>>>>>;
 
 /// What the stack is built from.
 pub(crate) struct Parts {
@@ -95,20 +96,28 @@ pub(crate) struct Parts {
     pub metrics: Arc<WorkerMetrics>,
     /// The longest a handler may run; none: no limit.
     pub timeout: Option<Duration>,
+    /// Tenants' limits (none: nothing is limited, as in unit tests).
+    pub quotas: Option<Quotas>,
 }
 
 /// Builds the worker's [`Stack`].
 pub(crate) fn stack(parts: Parts) -> Stack {
+    let domain = parts.dispatcher.domain().clone();
     let dispatch = Dispatch {
         dispatcher: parts.dispatcher,
         publisher: parts.publisher,
         cancel: parts.cancel,
+        quotas: parts.quotas.clone(),
     };
-    Traced(Timed {
-        metrics: parts.metrics,
-        inner: Deadline {
-            limit: parts.timeout,
-            inner: CatchPanic(dispatch),
+    Traced(Quota {
+        quotas: parts.quotas,
+        domain,
+        inner: Timed {
+            metrics: parts.metrics,
+            inner: Deadline {
+                limit: parts.timeout,
+                inner: CatchPanic(dispatch),
+            },
         },
     })
 }
@@ -134,6 +143,42 @@ impl<S: Service> Service for Traced<S> {
         );
         call.action.traceparent = telemetry::adopt(&span, call.action.traceparent);
         self.0.call(call).instrument(span).await
+    }
+}
+
+/// Holds each tenant to its limits before its action runs: its requests per minute (on
+/// either path), and on the rpc path its concurrent actions. Counted per worker instance
+/// ([`crate::quota::window`] says why that is enough). A redelivered durable action was
+/// admitted on its first delivery and is not counted again.
+pub(crate) struct Quota<S> {
+    quotas: Option<Quotas>,
+    /// Where the counts are from, in `/metrics` (`at`).
+    domain: crate::action::Domain,
+    inner: S,
+}
+
+impl<S: Service> Service for Quota<S> {
+    async fn call(&self, call: Call) -> Handled {
+        let Some(quotas) = &self.quotas else {
+            return self.inner.call(call).await;
+        };
+        let tenant = call.action.tenant_id.clone();
+        let at = self.domain.as_str();
+        if call.delivery <= 1
+            && let Some(admission) = quotas.admit(&tenant, at).await
+            && !admission.allowed
+        {
+            return Handled::failed(over_rate(&tenant, &admission));
+        }
+        let _slot = if call.path == "rpc" {
+            match quotas.enter(&tenant, at).await {
+                Ok(slot) => slot,
+                Err(error) => return Handled::failed(error),
+            }
+        } else {
+            None
+        };
+        self.inner.call(call).await
     }
 }
 
@@ -193,16 +238,20 @@ pub(crate) struct Dispatch {
     dispatcher: Arc<Dispatcher>,
     publisher: Option<Publisher>,
     cancel: CancellationToken,
+    quotas: Option<Quotas>,
 }
 
 impl Service for Dispatch {
     async fn call(&self, call: Call) -> Handled {
-        let ctx = Ctx::for_action(
+        let mut ctx = Ctx::for_action(
             &call.action,
             call.delivery,
             self.publisher.clone(),
             self.cancel.clone(),
         );
+        if let Some(quotas) = &self.quotas {
+            ctx = ctx.with_quotas(quotas.clone(), self.dispatcher.domain().clone());
+        }
         let output = match self.dispatcher.route(call.action, ctx) {
             Ok(handler) => handler.await,
             Err(error) => Err(error),
@@ -249,6 +298,7 @@ mod tests {
             cancel: CancellationToken::new(),
             metrics,
             timeout,
+            quotas: None,
         }))
         .await;
     }

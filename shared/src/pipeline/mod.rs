@@ -36,6 +36,15 @@
 //! 5. **Give up**: a dead letter in `dlq.<domain>.<tenant>`, the same for both paths but for
 //!    what a stored letter means to the path (the durable path then terminates the message).
 //!
+//! **Refused for a tenant's limits**: an action that ends with `rate_limited` or
+//! `quota_exceeded` (from the quota layer, or a handler's [`crate::Ctx::check_llm`]) is
+//! answered with that error (the rpc reply; the durable path's callback, if it asked for
+//! one) and ended without a dead letter: the durable path terminates it. Not nak'd for a
+//! redelivery: the tenant is over its limit *now*, so redeliveries would be refused again,
+//! count against the limit and hold the consumer, and on the last delivery fill the DLQ
+//! with one tenant's overflow where operators look for real failures. The error carries
+//! `retry_after_ms`: the sender decides whether to send again.
+//!
 //! What differs between the paths sits behind the [`Path`] trait, and nowhere else: the
 //! durable path's acknowledgements, redelivery count, lease and callbacks live in
 //! `worker/outcome.rs`; the rpc path's reply in `service/mod.rs`. Neither knows about the other.
@@ -61,6 +70,8 @@ use crate::action::{ActionError, Domain, ErrorCode, ResultAddress};
 use crate::dispatcher::Dispatcher;
 use crate::metrics::{Outcome, WorkerMetrics};
 use crate::publish::Publisher;
+use crate::quota::Quotas;
+use crate::settings::Settings;
 use crate::subject::{CallbackSubject, Inboxes};
 use crate::worker::dead_letter::{DeadLetter, Origin};
 pub(crate) use inflight::InFlight;
@@ -106,6 +117,7 @@ impl Pipeline {
             cancel: handler_cancel.clone(),
             metrics: metrics.clone(),
             timeout: handler_timeout,
+            quotas: Some(worker_quotas(&publisher)),
         });
         Self {
             dispatcher,
@@ -163,6 +175,23 @@ impl Pipeline {
             path: P::NAME,
         };
         let handled = path.hold(self.layers.call(call)).await;
+        if let Err(error) = &handled.output
+            && error.code.is_quota_refusal()
+        {
+            let refused = Rejection {
+                error: error.clone(),
+                domain: Some(received.subject.domain.clone()),
+                tenant: Some(tenant.clone()),
+                callback: received.callback.clone(),
+                address: Some(Box::new(address.clone())),
+            };
+            Box::pin(self.refuse(path, &refused)).await;
+            let kind = self.metrics.kind(&address.request_type);
+            let code = Some(refused.error.code);
+            return self
+                .metrics
+                .finished(Some(tenant), kind, Outcome::Refused, code);
+        }
         let to = Addressed {
             address: &address,
             callback: received.callback.as_ref(),
@@ -190,6 +219,15 @@ impl Pipeline {
         tracing::warn!(path = P::NAME, %subject, code = %error.code, error = %error.message, "rejecting");
         path.answer(self, rejected).await;
         self.give_up(path, rejected).await
+    }
+
+    /// An action refused for its tenant's limits: answered, then ended without a dead
+    /// letter (the module's doc says why).
+    async fn refuse<P: Path>(&self, path: &P, refused: &Rejection) {
+        let error = &refused.error;
+        tracing::info!(path = P::NAME, tenant = ?refused.tenant.as_ref().map(|t| t.as_str()), code = %error.code, error = %error.message, "refused for the tenant's limits");
+        path.answer(self, refused).await;
+        path.end_refused().await;
     }
 
     /// Stores the dead letter of the message as it arrived, saying why (`given.error`); the
@@ -293,4 +331,29 @@ pub(crate) trait Path: Send + Sync {
 
     /// Finishes a message given up on, once its dead letter was stored (or could not be).
     fn dead_lettered(&self, stored: bool) -> impl Future<Output = Outcome> + Send;
+
+    /// Ends a message refused for its tenant's limits, once it was answered: as a message
+    /// whose letter was stored (the durable path terminates it so it is not redelivered,
+    /// the rpc path has nothing left to do), though no letter is stored.
+    fn end_refused(&self) -> impl Future<Output = ()> + Send {
+        async {
+            let _ = self.dead_lettered(true).await;
+        }
+    }
+}
+
+/// The worker's tenant limits: the `tenants` bucket of the worker's account, the
+/// `DA_TENANT_*` defaults read from the environment like every setting (unreadable
+/// settings leave tenants unlimited, with a warning: the worker's own settings were
+/// already checked when it was configured).
+fn worker_quotas(publisher: &Publisher) -> Quotas {
+    let settings = Settings::from_env();
+    let (defaults, replicas) = match &settings {
+        Ok(settings) => (settings.quota.clone(), settings.stream_replicas),
+        Err(err) => {
+            tracing::warn!(%err, "tenant limit defaults unreadable; tenants without a record are unlimited");
+            (Default::default(), 1)
+        }
+    };
+    Quotas::new(publisher.client().clone(), defaults, replicas)
 }

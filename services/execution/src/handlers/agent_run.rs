@@ -56,8 +56,13 @@ pub async fn agent_run(
     let reply = match &service.chat {
         None => extractive::answer(&turn, tenant, &knowledge, tokens.as_ref()).await?,
         Some(chat) => {
-            chat.answer(&turn, tenant, &knowledge, tokens.as_ref())
-                .await?
+            // The tenant's model list and LLM tokens, before the API is paid for.
+            ctx.check_llm(agent.model.as_deref()).await?;
+            let reply = chat
+                .answer(&turn, tenant, &knowledge, tokens.as_ref())
+                .await?;
+            ctx.record_llm_tokens(reply.usage.total_tokens).await;
+            reply
         }
     };
     service

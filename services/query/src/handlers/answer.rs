@@ -7,6 +7,8 @@ use crate::actions::{Answer, Answered, Search};
 use crate::answerer::Question;
 
 /// Searches the tenant's collections, then answers from the passages found, citing them.
+/// With a chat API, the tenant's model list and LLM tokens are checked before anything is
+/// searched or paid for, and the tokens the API reports are counted after.
 pub async fn answer(
     action: Action<Answer>,
     ctx: Ctx,
@@ -15,6 +17,10 @@ pub async fn answer(
     let ask = action.data;
     if ask.query.trim().is_empty() {
         return Err(ActionError::invalid("the question is empty"));
+    }
+    let paid = service.answerer.calls_api();
+    if paid {
+        ctx.check_llm(ask.model.as_deref()).await?;
     }
     let search = Search {
         query: Some(ask.query.clone()),
@@ -25,7 +31,7 @@ pub async fn answer(
         filter: ask.filter,
     };
     let passages = service.search(&ctx, &search).await?;
-    service
+    let answered = service
         .answerer
         .answer(Question {
             query: &ask.query,
@@ -33,5 +39,9 @@ pub async fn answer(
             system_prompt: ask.system_prompt.as_deref(),
             model: ask.model.as_deref(),
         })
-        .await
+        .await?;
+    if paid {
+        ctx.record_llm_tokens(answered.usage.total_tokens).await;
+    }
+    Ok(answered)
 }

@@ -1,0 +1,41 @@
+//! Per-tenant usage in `/metrics` (recorded through the `metrics` facade, like the worker
+//! metrics; a no-op until a process installs a recorder).
+//!
+//! | metric | type | labels | counts |
+//! |---|---|---|---|
+//! | `da_tenant_requests_total` | counter | `tenant`, `at` | requests counted against the tenant's per-minute limit, refused ones included |
+//! | `da_tenant_rate_limited_total` | counter | `tenant`, `at`, `code` | requests and actions refused for a limit (`rate_limited`, `quota_exceeded`, `forbidden` model) |
+//! | `da_tenant_tokens_total` | counter | `tenant` | LLM tokens the APIs reported for the tenant's actions |
+//!
+//! `at` is where it was counted: `gateway`, or the domain of the worker.
+
+use crate::action::TenantId;
+
+/// Requests counted against a tenant's per-minute limit, by tenant and where.
+pub const TENANT_REQUESTS: &str = "da_tenant_requests_total";
+/// Requests and actions refused for one of the tenant's limits, by tenant, where and code.
+pub const TENANT_RATE_LIMITED: &str = "da_tenant_rate_limited_total";
+/// LLM tokens reported by the model APIs, by tenant.
+pub const TENANT_TOKENS: &str = "da_tenant_tokens_total";
+
+/// Counts one request of `tenant` seen `at` a gateway or a worker's domain.
+pub fn requested(tenant: &TenantId, at: &str) {
+    ::metrics::counter!(TENANT_REQUESTS, "tenant" => tenant.as_str().to_owned(), "at" => at.to_owned())
+        .increment(1);
+}
+
+/// Counts one refusal of `tenant`'s request `at` a gateway or a worker, with its code.
+pub fn refused(tenant: &TenantId, at: &str, code: &str) {
+    ::metrics::counter!(
+        TENANT_RATE_LIMITED,
+        "tenant" => tenant.as_str().to_owned(),
+        "at" => at.to_owned(),
+        "code" => code.to_owned()
+    )
+    .increment(1);
+}
+
+/// Adds `tokens` to what `tenant` used.
+pub fn tokens_used(tenant: &TenantId, tokens: u64) {
+    ::metrics::counter!(TENANT_TOKENS, "tenant" => tenant.as_str().to_owned()).increment(tokens);
+}

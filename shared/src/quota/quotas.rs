@@ -1,0 +1,284 @@
+//! [`Quotas`]: the one handle through which the gateway, the workers and handlers read and
+//! enforce a tenant's limits.
+//!
+//! Records are read from the `tenants` bucket and cached for [`CACHE_TTL`], so a change made
+//! with `domain-actions tenants set` applies everywhere within seconds without a KV read
+//! per request. When the bucket cannot be read, the defaults apply (and a warning is
+//! logged): an unreachable bucket must not stop the service.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream;
+use time::OffsetDateTime;
+use tokio::sync::OnceCell;
+
+use super::bucket::{BucketError, TenantsBucket};
+use super::limits::{Effective, QuotaDefaults};
+use super::metrics;
+use super::window::{Admission, InFlightGuard, MinuteWindows, Running};
+use crate::action::{ActionError, ErrorCode, TenantId};
+
+/// How long a tenant's record is used before it is read again.
+pub const CACHE_TTL: Duration = Duration::from_secs(2);
+
+/// Tenants' records cached before the cache is emptied (a bound on memory).
+const CACHE_MAX: usize = 10_000;
+
+/// A tenant's limits, counters and token accounting. Cheap to clone (one `Arc`).
+#[derive(Clone)]
+pub struct Quotas {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    js: jetstream::Context,
+    replicas: usize,
+    defaults: QuotaDefaults,
+    bucket: OnceCell<TenantsBucket>,
+    cache: Mutex<HashMap<TenantId, (Arc<Effective>, Instant)>>,
+    minute: MinuteWindows,
+    running: Running,
+}
+
+impl Quotas {
+    /// Limits read from the `tenants` bucket of `client`'s account (created with
+    /// `replicas` copies when first needed), `defaults` for tenants without a record.
+    pub fn new(client: async_nats::Client, defaults: QuotaDefaults, replicas: usize) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                js: jetstream::new(client),
+                replicas,
+                defaults,
+                bucket: OnceCell::new(),
+                cache: Mutex::default(),
+                minute: MinuteWindows::default(),
+                running: Running::default(),
+            }),
+        }
+    }
+
+    /// The bucket, opened (or created) the first time it is needed.
+    pub async fn bucket(&self) -> Result<&TenantsBucket, BucketError> {
+        let inner = &self.inner;
+        inner
+            .bucket
+            .get_or_try_init(|| TenantsBucket::open(&inner.js, inner.replicas))
+            .await
+    }
+
+    /// The operator's defaults.
+    pub fn defaults(&self) -> &QuotaDefaults {
+        &self.inner.defaults
+    }
+
+    /// The limits in force for `tenant`: its record over the defaults, at most
+    /// [`CACHE_TTL`] old.
+    pub async fn limits(&self, tenant: &TenantId) -> Arc<Effective> {
+        let now = Instant::now();
+        if let Some((limits, until)) = self.cache().get(tenant)
+            && *until > now
+        {
+            return limits.clone();
+        }
+        let record = match self.bucket().await {
+            Ok(bucket) => bucket.limits(tenant).await,
+            Err(err) => Err(err),
+        };
+        let record = record.unwrap_or_else(|err| {
+            tracing::warn!(%err, tenant = %tenant.as_str(), "tenant limits unreadable; the defaults apply");
+            None
+        });
+        let limits = Arc::new(record.unwrap_or_default().over(&self.inner.defaults));
+        let mut cache = self.cache();
+        if cache.len() >= CACHE_MAX {
+            cache.clear();
+        }
+        cache.insert(tenant.clone(), (limits.clone(), now + CACHE_TTL));
+        limits
+    }
+
+    fn cache(&self) -> std::sync::MutexGuard<'_, HashMap<TenantId, (Arc<Effective>, Instant)>> {
+        self.inner
+            .cache
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Counts one request of `tenant` seen `at` (`gateway`, or a worker's domain) against
+    /// its requests per minute. `None`: the tenant has no such limit. A refused request is
+    /// counted in `/metrics` too.
+    pub async fn admit(&self, tenant: &TenantId, at: &str) -> Option<Admission> {
+        metrics::requested(tenant, at);
+        let limit = self.limits(tenant).await.requests_per_minute;
+        if limit == 0 {
+            return None;
+        }
+        let admission = self.inner.minute.admit(tenant, limit);
+        if !admission.allowed {
+            metrics::refused(tenant, at, ErrorCode::RateLimited.as_str());
+        }
+        Some(admission)
+    }
+
+    /// Takes one of `tenant`'s concurrent-action slots, or says it is over its limit
+    /// (`rate_limited`); `Ok(None)`: no such limit.
+    pub async fn enter(
+        &self,
+        tenant: &TenantId,
+        at: &str,
+    ) -> Result<Option<InFlightGuard>, ActionError> {
+        let limit = self.limits(tenant).await.concurrent;
+        if limit == 0 {
+            return Ok(None);
+        }
+        match self.inner.running.enter(tenant, limit) {
+            Some(guard) => Ok(Some(guard)),
+            None => {
+                metrics::refused(tenant, at, ErrorCode::RateLimited.as_str());
+                Err(ActionError::rate_limited(
+                    format!(
+                        "tenant {} already has {limit} actions in flight, its limit",
+                        tenant.as_str()
+                    ),
+                    RETRY_BUSY,
+                ))
+            }
+        }
+    }
+
+    /// Checks, before a paid model API is called for `tenant`, that the action may name
+    /// `model` (`forbidden` if not) and that the tenant has tokens left today
+    /// (`quota_exceeded` if not, with the time until the UTC day ends).
+    pub async fn check_llm(
+        &self,
+        tenant: &TenantId,
+        model: Option<&str>,
+        at: &str,
+    ) -> Result<(), ActionError> {
+        let limits = self.limits(tenant).await;
+        if let Some(model) = model
+            && !limits.allows_model(model)
+        {
+            metrics::refused(tenant, at, ErrorCode::Forbidden.as_str());
+            return Err(ActionError::new(
+                ErrorCode::Forbidden,
+                format!(
+                    "model {model:?} is not allowed for tenant {}; allowed: {}",
+                    tenant.as_str(),
+                    limits.models.join(", ")
+                ),
+            ));
+        }
+        if limits.tokens_per_day == 0 {
+            return Ok(());
+        }
+        let used = match self.bucket().await {
+            Ok(bucket) => bucket.tokens_today(tenant).await,
+            Err(err) => Err(err),
+        }
+        .map_err(|err| ActionError::unavailable(err.to_string()))?;
+        if used >= limits.tokens_per_day {
+            metrics::refused(tenant, at, ErrorCode::QuotaExceeded.as_str());
+            return Err(ActionError::quota_exceeded(
+                format!(
+                    "tenant {} has used {used} of its {} LLM tokens today (UTC)",
+                    tenant.as_str(),
+                    limits.tokens_per_day
+                ),
+                until_tomorrow(OffsetDateTime::now_utc()),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Adds the `tokens` a model API reported for `tenant`'s action to its day's count
+    /// (and to `/metrics`). A failure to store it is logged, not returned: the answer was
+    /// paid for and is the caller's.
+    pub async fn record_tokens(&self, tenant: &TenantId, tokens: u64) {
+        if tokens == 0 {
+            return;
+        }
+        metrics::tokens_used(tenant, tokens);
+        let added = match self.bucket().await {
+            Ok(bucket) => bucket.add_tokens(tenant, tokens).await,
+            Err(err) => Err(err),
+        };
+        if let Err(err) = added {
+            tracing::warn!(%err, tenant = %tenant.as_str(), tokens, "LLM tokens not recorded");
+        }
+    }
+}
+
+/// What a tenant over its concurrent actions is told to wait: a slot frees as soon as one
+/// of its actions finishes, so a short pause.
+pub const RETRY_BUSY: Duration = Duration::from_secs(1);
+
+/// The error for a request refused by its tenant's minute window.
+pub fn over_rate(tenant: &TenantId, admission: &Admission) -> ActionError {
+    ActionError::rate_limited(
+        format!(
+            "tenant {} is over its limit of {} requests per minute",
+            tenant.as_str(),
+            admission.limit
+        ),
+        admission.reset,
+    )
+}
+
+/// From `now` to the next UTC midnight.
+fn until_tomorrow(now: OffsetDateTime) -> Duration {
+    let midnight = now
+        .date()
+        .next_day()
+        .map(|day| day.midnight().assume_utc())
+        .unwrap_or(now);
+    Duration::try_from(midnight - now).unwrap_or(Duration::ZERO)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_day_ends_at_utc_midnight() {
+        let now = time::macros::datetime!(2025-03-07 23:00 UTC);
+        assert_eq!(until_tomorrow(now), Duration::from_secs(3600));
+    }
+
+    #[tokio::test]
+    async fn tokens_are_refused_once_the_day_is_used_and_models_checked_first() {
+        let server = testkit::TestServer::start().await;
+        let quotas = Quotas::new(server.client().await, QuotaDefaults::default(), 1);
+        let acme = TenantId::new("acme").expect("tenant");
+        quotas
+            .check_llm(&acme, Some("any"), "test")
+            .await
+            .expect("no limits");
+        let limits = super::super::TenantLimits {
+            tokens_per_day: Some(10),
+            models: vec!["small".into()],
+            ..Default::default()
+        };
+        let bucket = quotas.bucket().await.expect("bucket");
+        bucket.set_limits(&acme, &limits).await.expect("set");
+        let fresh = Quotas::new(server.client().await, QuotaDefaults::default(), 1);
+        let error = fresh
+            .check_llm(&acme, Some("big"), "test")
+            .await
+            .expect_err("model");
+        assert_eq!(error.code, ErrorCode::Forbidden);
+        fresh
+            .check_llm(&acme, Some("small"), "test")
+            .await
+            .expect("tokens left");
+        fresh.record_tokens(&acme, 12).await;
+        let error = fresh
+            .check_llm(&acme, None, "test")
+            .await
+            .expect_err("used up");
+        assert_eq!(error.code, ErrorCode::QuotaExceeded);
+        assert!(error.retry_after_ms.is_some(), "{error:?}");
+    }
+}

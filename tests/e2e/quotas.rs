@@ -1,0 +1,273 @@
+//! Per-tenant limits, black box: a tenant over its requests per minute is refused (429 with
+//! `Retry-After` at the gateway, `rate_limited` over NATS, never a dead letter) while
+//! another tenant is unaffected; LLM tokens are counted from the API's own `usage` and a
+//! tenant out of tokens for the day is refused before the API is called; a model the tenant
+//! may not name is refused the same way. Limits are tiny (3 a minute), so nothing depends
+//! on time.
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use shared::TenantId;
+use shared::quota::{TenantLimits, TenantsBucket};
+use tempfile::TempDir;
+use testkit::openai_stub::{OpenAiStub, StubReply};
+
+use crate::harness::*;
+
+/// Gives `tenant` the record `limits` in the `tenants` bucket of `env`'s server.
+async fn set_limits(env: &Env, tenant: &str, limits: TenantLimits) -> TenantsBucket {
+    let bucket = TenantsBucket::open(&env.js, 1)
+        .await
+        .expect("tenants bucket");
+    let tenant = TenantId::new(tenant).expect("tenant");
+    bucket
+        .set_limits(&tenant, &limits)
+        .await
+        .expect("set limits");
+    bucket
+}
+
+/// At most `n` requests a minute.
+fn per_minute(n: u32) -> TenantLimits {
+    TenantLimits {
+        requests_per_minute: Some(n),
+        ..TenantLimits::default()
+    }
+}
+
+/// An `echo.ping` of `tenant` over rpc; the result.
+async fn ping_rpc(env: &Env, tenant: &str) -> Value {
+    let body = tenant_action_body(tenant, &new_id(), "echo.ping", json!({"n": 1}));
+    let subject = format!("echo.{tenant}.rpc");
+    env.request(&subject, headers(&[("action_type", "echo.ping")]), &body)
+        .await
+        .1
+}
+
+/// How many dead letters the DLQ stream holds on `subject`.
+async fn letters_on(env: &Env, subject: &str) -> u64 {
+    let mut stream = env
+        .js
+        .get_stream(shared::streams::DLQ_STREAM)
+        .await
+        .expect("DLQ stream");
+    let info = stream.info().await.expect("DLQ info");
+    if info.state.messages == 0 {
+        return 0;
+    }
+    let mut subjects = stream
+        .info_with_subjects(subject)
+        .await
+        .expect("DLQ subjects");
+    let mut count = 0;
+    while let Some((name, n)) = futures::TryStreamExt::try_next(&mut subjects)
+        .await
+        .expect("DLQ subjects")
+    {
+        if name == subject {
+            count += n as u64;
+        }
+    }
+    count
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn over_nats_a_tenant_over_its_minute_gets_rate_limited_and_no_dead_letter() {
+    let env = Env::start().await;
+    set_limits(&env, "acme", per_minute(3)).await;
+
+    for _ in 0..3 {
+        let result = ping_rpc(&env, "acme").await;
+        assert_eq!(result["data"]["status"], "success", "{result}");
+    }
+    let refused = ping_rpc(&env, "acme").await;
+    assert_error(&refused, "rate_limited");
+    let error = &refused["data"]["error"];
+    assert_eq!(error["retryable"], true, "{refused}");
+    assert!(error["retry_after_ms"].as_u64() > Some(0), "{refused}");
+
+    // Another tenant is not touched by acme's count.
+    for _ in 0..4 {
+        let result = ping_rpc(&env, "globex").await;
+        assert_eq!(result["data"]["status"], "success", "{result}");
+    }
+
+    // The durable path: the error result on the callback, the message ended (not left
+    // for redelivery), and no dead letter.
+    let (inbox, mut results) = env.inbox().await;
+    let sent = env.send_action("echo.ping", json!({"n": 2}), &inbox).await;
+    let (_, result) = next_json(&mut results).await;
+    assert_error(&result, "rate_limited");
+    assert_eq!(result["correlation_id"], sent.id.as_str(), "{result}");
+    assert!(result["data"]["error"]["retry_after_ms"].as_u64() > Some(0));
+    env.wait_idle(sent.ack.sequence).await;
+
+    // A message that is dead-lettered (it does not decode) shows the DLQ works: it is
+    // acme's only letter.
+    let subject = "echo.acme.rpc";
+    let (_, rejected) = env
+        .request(
+            subject,
+            headers(&[("action_type", "echo.ping")]),
+            b"{not json",
+        )
+        .await;
+    assert_error(&rejected, "invalid_action");
+    let letter = env.dead_letter(DLQ_ACME).await;
+    assert_eq!(letter.header("dlq_reason"), Some("invalid_action"));
+    assert_eq!(letters_on(&env, DLQ_ACME).await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn at_the_gateway_a_tenant_over_its_minute_gets_429_with_retry_after() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let env = Env::start().await;
+    let data = TempDir::new().expect("temp dir");
+    set_limits(&env, "acme", per_minute(3)).await;
+    let (acme, globex) = (env.api_key("acme").await, env.api_key("globex").await);
+    let base = env.serve_gateway(&settings_in(data.path(), &[])).await;
+    let http = reqwest::Client::new();
+    let post = |key: String| {
+        http.post(format!("{base}/v1/actions"))
+            .bearer_auth(key)
+            .json(&json!({"action_type": "echo.ping", "data": {"n": 1}}))
+            .send()
+    };
+
+    for remaining in ["2", "1", "0"] {
+        let response = post(acme.clone()).await.expect("post");
+        assert!(response.status().is_success(), "{}", response.status());
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        assert_eq!(header("ratelimit-limit").as_deref(), Some("3"));
+        assert_eq!(header("ratelimit-remaining").as_deref(), Some(remaining));
+        assert!(header("ratelimit-reset").is_some());
+    }
+    let response = post(acme.clone()).await.expect("post");
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry_after = response
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    assert!(
+        retry_after.is_some_and(|s| (1..=60).contains(&s)),
+        "{retry_after:?}"
+    );
+    assert_eq!(
+        response
+            .headers()
+            .get("ratelimit-remaining")
+            .map(|v| v.as_bytes()),
+        Some(&b"0"[..])
+    );
+    let body: Value = response.json().await.expect("JSON error body");
+    assert_eq!(body["error"]["code"], "rate_limited", "{body}");
+
+    // Another tenant goes on, without limit headers (it has no limit).
+    let response = post(globex).await.expect("post");
+    assert!(response.status().is_success(), "{}", response.status());
+    assert!(response.headers().get("ratelimit-limit").is_none());
+}
+
+/// The embedding and query services on the OpenAI stand-in (chat and embeddings).
+async fn rag_on(stub: &OpenAiStub, data: &TempDir) -> Env {
+    let url = stub.url();
+    let settings = settings_in(
+        data.path(),
+        &[
+            ("DA_EMBEDDING_API_URL", &url),
+            ("DA_EMBEDDING_MODEL", "text-embedding-3-small"),
+            ("DA_VECTOR_DIMENSIONS", "8"),
+            ("DA_CHAT_API_URL", &url),
+            ("DA_CHAT_MODEL", "small-model"),
+        ],
+    );
+    let mut env = Env::server_only().await;
+    env.add_service("embedding", &settings).await;
+    env.add_service("query", &settings).await;
+    env
+}
+
+/// `action_type` with `data` as `tenant` over rpc; the result.
+async fn call(env: &Env, tenant: &str, action_type: &str, data: Value) -> Value {
+    let domain = action_type.split('.').next().expect("domain");
+    let body = tenant_action_body(tenant, &new_id(), action_type, data);
+    let subject = format!("{domain}.{tenant}.rpc");
+    env.request(&subject, headers(&[("action_type", action_type)]), &body)
+        .await
+        .1
+}
+
+/// Chat requests the stub has received.
+fn chats(stub: &OpenAiStub) -> usize {
+    stub.requests()
+        .iter()
+        .filter(|r| r.0.ends_with("/chat/completions"))
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn llm_tokens_are_counted_from_the_api_and_a_tenant_out_of_them_is_refused() {
+    let stub = OpenAiStub::start().await;
+    let data = TempDir::new().expect("temp dir");
+    let env = rag_on(&stub, &data).await;
+    let limits = TenantLimits {
+        tokens_per_day: Some(1),
+        models: vec!["small-model".into()],
+        ..TenantLimits::default()
+    };
+    let bucket = set_limits(&env, "acme", limits).await;
+    let index = json!({"collection": "handbook", "document_id": "cats",
+        "chunks": [{"chunk_index": 0, "text": "Cats eat meat.", "metadata": {}}]});
+    let indexed = call(&env, "acme", "query.index", index).await;
+    assert_eq!(indexed["data"]["status"], "success", "{indexed}");
+    let ask = |model: Option<&str>| {
+        let mut data = json!({"query": "What do cats eat?", "collections": ["handbook"]});
+        if let Some(model) = model {
+            data["model"] = json!(model);
+        }
+        data
+    };
+
+    // A model the tenant may not name: refused before the API is called.
+    let refused = call(&env, "acme", "query.answer", ask(Some("big-model"))).await;
+    assert_error(&refused, "forbidden");
+    assert_eq!(chats(&stub), 0);
+
+    stub.push_reply(StubReply::Text("Meat [1].".into()));
+    let answered = call(&env, "acme", "query.answer", ask(None)).await;
+    assert_eq!(answered["data"]["status"], "success", "{answered}");
+    let used = answered["data"]["result"]["usage"]["total_tokens"]
+        .as_u64()
+        .expect("usage");
+    assert!(used > 0, "{answered}");
+    let acme = TenantId::new("acme").expect("tenant");
+    assert_eq!(bucket.tokens_today(&acme).await.expect("tokens"), used);
+    assert_eq!(chats(&stub), 1);
+
+    // Out of tokens for the day: refused, the API not called, no dead letter.
+    let refused = call(&env, "acme", "query.answer", ask(Some("small-model"))).await;
+    assert_error(&refused, "quota_exceeded");
+    assert!(refused["data"]["error"]["retry_after_ms"].as_u64() > Some(0));
+    assert_eq!(chats(&stub), 1);
+
+    // Another tenant still gets answers.
+    let indexed = call(
+        &env,
+        "globex",
+        "query.index",
+        json!({"collection": "handbook", "document_id": "dogs",
+            "chunks": [{"chunk_index": 0, "text": "Dogs eat too.", "metadata": {}}]}),
+    )
+    .await;
+    assert_eq!(indexed["data"]["status"], "success", "{indexed}");
+    stub.push_reply(StubReply::Text("Too [1].".into()));
+    let answered = call(&env, "globex", "query.answer", ask(Some("big-model"))).await;
+    assert_eq!(answered["data"]["status"], "success", "{answered}");
+}
