@@ -73,19 +73,34 @@ pub enum PublishError {
     Nats(String),
 }
 
+/// How long a sender refused for a full backlog is told to wait: long enough for a
+/// worker to handle some of it.
+pub const BACKLOG_RETRY: Duration = Duration::from_secs(5);
+/// How long a sender refused for a full stream is told to wait: space comes back only as
+/// a whole backlog drains or an operator acts.
+pub const STREAM_RETRY: Duration = Duration::from_secs(60);
+
+/// A tenant's full backlog is `unavailable` and a full stream `storage_full`, both
+/// retryable and saying when to come back: inside a handler (a follow-up that cannot be
+/// stored) the worker retries the action later, nothing is dropped. At the HTTP edge the
+/// gateway answers 429 and 507 (`platform::http::ApiError`).
 impl From<PublishError> for ActionError {
     fn from(err: PublishError) -> Self {
-        let code = match err {
-            PublishError::PayloadTooLarge { .. } => ErrorCode::PayloadTooLarge,
-            PublishError::Timeout(..) => ErrorCode::Timeout,
-            PublishError::BadReply(..) => ErrorCode::InvalidAction,
-            PublishError::NoStream(_)
-            | PublishError::NoResponders(_)
-            | PublishError::Nats(_)
-            | PublishError::BacklogFull(_)
-            | PublishError::StreamFull(_) => ErrorCode::Unavailable,
+        let (code, retry_after) = match err {
+            PublishError::PayloadTooLarge { .. } => (ErrorCode::PayloadTooLarge, None),
+            PublishError::Timeout(..) => (ErrorCode::Timeout, None),
+            PublishError::BadReply(..) => (ErrorCode::InvalidAction, None),
+            PublishError::BacklogFull(_) => (ErrorCode::Unavailable, Some(BACKLOG_RETRY)),
+            PublishError::StreamFull(_) => (ErrorCode::StorageFull, Some(STREAM_RETRY)),
+            PublishError::NoStream(_) | PublishError::NoResponders(_) | PublishError::Nats(_) => {
+                (ErrorCode::Unavailable, None)
+            }
         };
-        ActionError::new(code, err.to_string())
+        let error = ActionError::new(code, err.to_string());
+        match retry_after {
+            Some(wait) => error.retry_after(wait),
+            None => error,
+        }
     }
 }
 

@@ -17,6 +17,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use shared::action::{ActionError, ErrorCode};
+use shared::publish::{self, PublishError};
 
 /// An HTTP failure: a status for the transport and a code and message for the client.
 ///
@@ -182,11 +183,40 @@ impl From<ActionError> for ApiError {
             ErrorCode::Timeout => StatusCode::GATEWAY_TIMEOUT,
             ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ErrorCode::RateLimited | ErrorCode::QuotaExceeded => StatusCode::TOO_MANY_REQUESTS,
+            ErrorCode::StorageFull => StatusCode::INSUFFICIENT_STORAGE,
             ErrorCode::HandlerError | ErrorCode::HandlerPanic | ErrorCode::MaxDeliveries => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
         };
-        Self::new(status, err.code.as_str(), err.message)
+        let answer = Self::new(status, err.code.as_str(), err.message);
+        match err.retry_after_ms {
+            Some(ms) => answer.retry_after(Duration::from_millis(u64::from(ms.get()))),
+            None => answer,
+        }
+    }
+}
+
+/// A refused publish keeps its reason: a tenant's full backlog is 429 `backlog_full`, a
+/// full stream 507 `storage_full`, each with `Retry-After`; anything else as its
+/// [`ActionError`].
+impl From<PublishError> for ApiError {
+    fn from(err: PublishError) -> Self {
+        match err {
+            PublishError::BacklogFull(_) => Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "backlog_full",
+                err.to_string(),
+            )
+            .retry_after(publish::BACKLOG_RETRY),
+            err => ActionError::from(err).into(),
+        }
+    }
+}
+
+/// A failed read or write of the services' state, as its [`ActionError`] would say.
+impl From<crate::kv::StateError> for ApiError {
+    fn from(err: crate::kv::StateError) -> Self {
+        ActionError::from(err).into()
     }
 }
 
@@ -334,6 +364,7 @@ mod tests {
             ErrorCode::Timeout => 504,
             ErrorCode::Unavailable => 503,
             ErrorCode::RateLimited | ErrorCode::QuotaExceeded => 429,
+            ErrorCode::StorageFull => 507,
             ErrorCode::HandlerError | ErrorCode::HandlerPanic | ErrorCode::MaxDeliveries => 500,
         };
         for code in ErrorCode::ALL {

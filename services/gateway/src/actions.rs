@@ -18,7 +18,7 @@ use axum::http::StatusCode;
 use platform::http::{ApiError, ApiJson, Authenticated};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
-use shared::{Action, ActionError, ActionType};
+use shared::{Action, ActionType};
 
 use crate::Gateway;
 
@@ -98,7 +98,7 @@ pub async fn create(
             .publisher
             .enqueue(&action)
             .await
-            .map_err(ActionError::from)?;
+            .map_err(ApiError::from)?;
         return Ok((
             StatusCode::ACCEPTED,
             ApiJson(json!({"action_id": id, "status": "accepted"})),
@@ -108,7 +108,7 @@ pub async fn create(
         .publisher
         .enqueue_and_wait(action, wait)
         .await
-        .map_err(ActionError::from)?;
+        .map_err(ApiError::from)?;
     match result {
         Some(result) => {
             let data = &result.data;

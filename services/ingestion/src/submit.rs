@@ -4,10 +4,11 @@
 //! durable path, so the work survives any restart from here on.
 
 use bytes::Bytes;
+use platform::http::ApiError;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use shared::publish::Publisher;
-use shared::{Action, ActionError, TenantId};
+use shared::{Action, TenantId};
 
 use crate::IngestionService;
 use crate::actions::IngestDocument;
@@ -70,7 +71,7 @@ pub async fn submit_file(
     publisher: &Publisher,
     tenant: &TenantId,
     file: NewFile,
-) -> Result<Accepted, ActionError> {
+) -> Result<Accepted, ApiError> {
     let document_id = uuid::Uuid::now_v7().to_string();
     let hash = content_hash(&file.bytes);
     let claim = service
@@ -101,7 +102,7 @@ pub async fn duplicate(
     tenant: &TenantId,
     existing: String,
     file_name: Option<String>,
-) -> Result<Accepted, ActionError> {
+) -> Result<Accepted, ApiError> {
     let record = service.documents.record(tenant, &existing).await?;
     Ok(Accepted {
         task_id: record.map(|r| r.task_id).unwrap_or_default(),
@@ -117,7 +118,7 @@ pub async fn submit_stored(
     publisher: &Publisher,
     tenant: &TenantId,
     file: StoredFile,
-) -> Result<Accepted, ActionError> {
+) -> Result<Accepted, ApiError> {
     let ingest = IngestDocument {
         collection: file.collection,
         document_id: Some(file.document_id),
@@ -143,7 +144,7 @@ pub async fn submit(
     publisher: &Publisher,
     tenant: &TenantId,
     mut ingest: IngestDocument,
-) -> Result<Accepted, ActionError> {
+) -> Result<Accepted, ApiError> {
     let mut action = Action::new(tenant.clone(), ingest.clone());
     let id = action.action_id.to_string();
     let document_id = ingest.document_id.clone().unwrap_or_else(|| id.clone());
@@ -160,7 +161,7 @@ pub async fn submit(
         ))
         .await?;
     action.data = ingest;
-    publisher.enqueue(&action).await?;
+    publisher.enqueue(&action).await.map_err(ApiError::from)?;
     Ok(Accepted {
         task_id: id,
         document_id,

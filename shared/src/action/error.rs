@@ -41,11 +41,15 @@ pub enum ErrorCode {
     /// The tenant has used up a quota for its period (LLM tokens per day); refused until
     /// the period ends (`retry_after_ms`). Never a dead letter, like `rate_limited`.
     QuotaExceeded,
+    /// Where the work would be kept is full (a domain's stream, the documents store):
+    /// nothing was stored, and nothing stored was evicted to make room; retry once work is
+    /// handled or space is freed (`retry_after_ms`).
+    StorageFull,
 }
 
 impl ErrorCode {
     /// Every code, in the order docs/wire.md lists them.
-    pub const ALL: [ErrorCode; 13] = [
+    pub const ALL: [ErrorCode; 14] = [
         ErrorCode::InvalidAction,
         ErrorCode::UnknownActionType,
         ErrorCode::TenantMismatch,
@@ -59,6 +63,7 @@ impl ErrorCode {
         ErrorCode::MaxDeliveries,
         ErrorCode::RateLimited,
         ErrorCode::QuotaExceeded,
+        ErrorCode::StorageFull,
     ];
 
     /// The code as written on the wire, e.g. `invalid_action`.
@@ -77,6 +82,7 @@ impl ErrorCode {
             ErrorCode::MaxDeliveries => "max_deliveries",
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::QuotaExceeded => "quota_exceeded",
+            ErrorCode::StorageFull => "storage_full",
         }
     }
 
@@ -84,7 +90,10 @@ impl ErrorCode {
     pub fn retryable_by_default(self) -> bool {
         matches!(
             self,
-            ErrorCode::Unavailable | ErrorCode::Timeout | ErrorCode::RateLimited
+            ErrorCode::Unavailable
+                | ErrorCode::Timeout
+                | ErrorCode::RateLimited
+                | ErrorCode::StorageFull
         )
     }
 

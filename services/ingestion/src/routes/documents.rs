@@ -378,7 +378,7 @@ async fn claim_and_submit(
                 .await
                 .map_err(ActionError::from)?,
         }
-        return Ok(duplicate(&api.service, tenant, existing, file_name).await?);
+        return duplicate(&api.service, tenant, existing, file_name).await;
     }
     if let Some(writer) = writer {
         writer.finish().await.map_err(write_error)?;
@@ -391,7 +391,7 @@ async fn claim_and_submit(
         title: fields.title.clone(),
         metadata: fields.metadata.clone(),
     };
-    Ok(submit_stored(&api.service, &api.publisher, tenant, file).await?)
+    submit_stored(&api.service, &api.publisher, tenant, file).await
 }
 
 /// Gives up every staged file: once this returns, none of them is in the store.
