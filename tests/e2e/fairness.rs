@@ -167,3 +167,25 @@ async fn a_tenant_with_a_full_backlog_is_refused_and_every_other_action_is_handl
         .messages;
     assert_eq!(dlq, 0, "nothing dead-lettered");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tenants_concurrent_limit_caps_its_actions_in_flight_on_the_durable_path() {
+    let env = Env::start().await;
+    let set = cli(&env.url(), "tenants set acme --concurrent 2").await;
+    assert_eq!(
+        set.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&set.stderr)
+    );
+    let (stored, refused, why) = flood(&env, "acme", 10, 300).await;
+    assert_eq!((stored, refused), (10, 0), "{why:?}");
+    // The server hands acme's consumer no more than two at once, over every instance.
+    let info = env
+        .wait_consumer("two of acme's actions in flight", |c| {
+            c.num_ack_pending == 2
+        })
+        .await;
+    assert_eq!(info.config.max_ack_pending, 2);
+    assert!(info.num_pending > 0, "the rest wait their turn");
+}

@@ -92,6 +92,9 @@ pub(crate) struct Pipeline {
     /// Cancelled only when draining takes longer than the drain timeout; every handler's
     /// context carries it ([`crate::Ctx::cancellation`]).
     pub handler_cancel: CancellationToken,
+    /// Each tenant's limits, as the quota layer enforces them; the durable path also caps
+    /// a tenant's actions in flight with them (`crate::worker::tenants`).
+    pub quotas: Quotas,
     /// The layers around the handler.
     layers: layers::Stack,
 }
@@ -111,15 +114,17 @@ impl Pipeline {
         ));
         let dispatcher = Arc::new(dispatcher);
         let handler_cancel = CancellationToken::new();
+        let quotas = worker_quotas(&publisher);
         let layers = layers::stack(layers::Parts {
             dispatcher: dispatcher.clone(),
             publisher: Some(publisher.clone()),
             cancel: handler_cancel.clone(),
             metrics: metrics.clone(),
             timeout: handler_timeout,
-            quotas: Some(worker_quotas(&publisher)),
+            quotas: Some(quotas.clone()),
         });
         Self {
+            quotas,
             dispatcher,
             publisher,
             metrics,

@@ -13,6 +13,10 @@
 //! round robin over the tenants with work, in turns of at most a quarter of the slots,
 //! and a tenant alone still gets every slot.
 //!
+//! A tenant's concurrent-actions limit (`crate::quota`) is its consumer's
+//! `max_ack_pending`: the server then delivers it no more actions at once than that, over
+//! every instance together; it is set each time the tenant's lane starts.
+//!
 //! Finding tenants: every [`DISCOVER_EVERY`] the worker asks the stream which
 //! `<domain>.*.actions` subjects hold messages (one `STREAM.INFO` with `subjects_filter`,
 //! answered from the stream's subject index; the stream is a work queue, so only
@@ -36,7 +40,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::outcome::Lane;
 use super::{WorkerParts, serve_consumer};
-use crate::action::Domain;
+use crate::action::{Domain, TenantId};
 use crate::streams::Definitions;
 use crate::subject::{self, Channel};
 
@@ -95,10 +99,16 @@ pub(crate) async fn serve(
                     if running.contains(&tenant) || resting.contains_key(&tenant) {
                         continue;
                     }
-                    let Some(config) = definitions.tenant_consumer(&domain, &tenant) else {
+                    let Some(mut config) = definitions.tenant_consumer(&domain, &tenant) else {
                         tracing::error!(%domain, "no per-tenant consumer in the definitions");
                         break;
                     };
+                    if let Ok(id) = TenantId::new(&tenant) {
+                        let concurrent = shared.pipeline.quotas.limits(&id).await.concurrent;
+                        if concurrent > 0 {
+                            config.max_ack_pending = i64::from(concurrent);
+                        }
+                    }
                     let consumer: PullConsumer = match js.create_consumer_on_stream(config, &stream_name).await {
                         Ok(consumer) => consumer,
                         Err(err) => {
