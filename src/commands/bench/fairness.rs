@@ -17,11 +17,10 @@ use async_nats::Client;
 use echo::actions::Sleep;
 use futures::{StreamExt, stream};
 use hdrhistogram::Histogram;
-use platform::nats_server::{LocalServer, ServerOptions};
 use shared::{Action, CallbackSubject, Domain, Publisher, TenantId, Worker, WorkerConfig};
 use tokio_util::sync::CancellationToken;
 
-use super::Args;
+use super::{Args, BenchServer};
 use crate::exit::{Failure, Outcome, connect};
 
 /// How long each of noisy's and quiet's actions sleeps in the handler.
@@ -33,23 +32,8 @@ const ROUND_TRIP_LIMIT: Duration = Duration::from_secs(60);
 
 /// Runs the fairness scenario and prints its figures.
 pub async fn run(url: &str, args: &Args) -> Outcome {
-    let temp = tempfile::Builder::new()
-        .prefix("da-bench-fairness-")
-        .tempdir()
-        .map_err(Failure::runtime)?;
-    let server = if args.external {
-        None
-    } else {
-        let options = ServerOptions::single_node(temp.path(), None);
-        Some(
-            LocalServer::start(options)
-                .await
-                .map_err(Failure::runtime)?,
-        )
-    };
-    let url = server
-        .as_ref()
-        .map_or(url.to_owned(), |s| s.url().to_owned());
+    let server = BenchServer::start(url, args.external).await?;
+    let url = server.url.clone();
     let worker_client = connect(&url).await?;
     let client = connect(&url).await?;
     let shutdown = CancellationToken::new();
@@ -125,9 +109,7 @@ pub async fn run(url: &str, args: &Args) -> Outcome {
 
     shutdown.cancel();
     let _ = running.await;
-    if let Some(server) = server {
-        server.stop().await;
-    }
+    server.stop().await;
     Ok(())
 }
 

@@ -194,23 +194,8 @@ async fn framework(url: &str, args: Args) -> Outcome {
         warmup: Duration::from_secs_f64((args.warmup / rounds).max(0.0)),
         measure: Duration::from_secs_f64((args.seconds / rounds).max(0.1)),
     };
-    let temp = tempfile::Builder::new()
-        .prefix("da-bench-")
-        .tempdir()
-        .map_err(Failure::runtime)?;
-    let server = if args.external {
-        None
-    } else {
-        let options = ServerOptions::single_node(temp.path(), None);
-        Some(
-            LocalServer::start(options)
-                .await
-                .map_err(Failure::runtime)?,
-        )
-    };
-    let url = server
-        .as_ref()
-        .map_or(url.to_owned(), |s| s.url().to_owned());
+    let server = BenchServer::start(url, args.external).await?;
+    let url = server.url.clone();
     println!(
         "bench: {url} ({}), {:.1}s per side after {:.1}s warm-up, in {} alternating rounds",
         if args.external {
@@ -263,10 +248,52 @@ async fn framework(url: &str, args: Args) -> Outcome {
         rows.push(row);
     }
     write_json(args.json.as_deref(), &rows)?;
-    if let Some(server) = server {
-        server.stop().await;
-    }
+    server.stop().await;
     Ok(())
+}
+
+/// The server a suite measures against: a fresh nats-server with `nats/server.conf` and a
+/// temp store, or, with `--external`, the one at NATS_URL.
+pub struct BenchServer {
+    /// Where to connect.
+    pub url: String,
+    local: Option<LocalServer>,
+    _store: tempfile::TempDir,
+}
+
+impl BenchServer {
+    /// Starts a fresh server, unless `external` (then `url` is used as it is).
+    pub async fn start(url: &str, external: bool) -> Result<Self, Failure> {
+        let store = tempfile::Builder::new()
+            .prefix("da-bench-")
+            .tempdir()
+            .map_err(Failure::runtime)?;
+        let local = if external {
+            None
+        } else {
+            let options = ServerOptions::single_node(store.path(), None);
+            Some(
+                LocalServer::start(options)
+                    .await
+                    .map_err(Failure::runtime)?,
+            )
+        };
+        let url = local
+            .as_ref()
+            .map_or(url.to_owned(), |s| s.url().to_owned());
+        Ok(Self {
+            url,
+            local,
+            _store: store,
+        })
+    }
+
+    /// Stops the fresh server, if one was started.
+    pub async fn stop(self) {
+        if let Some(local) = self.local {
+            local.stop().await;
+        }
+    }
 }
 
 /// Which implementation runs a scenario.
