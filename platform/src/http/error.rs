@@ -182,8 +182,14 @@ impl From<ActionError> for ApiError {
             ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::Timeout => StatusCode::GATEWAY_TIMEOUT,
             ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-            ErrorCode::RateLimited | ErrorCode::QuotaExceeded => StatusCode::TOO_MANY_REQUESTS,
-            ErrorCode::StorageFull => StatusCode::INSUFFICIENT_STORAGE,
+            ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            // A quota of a period (tokens of the day) says when it resets: 429, come back
+            // then. One that waiting does not free (stored bytes) has no `retry_after_ms`:
+            // 507, as WebDAV answers a quota (RFC 4331, section 6), until data is deleted.
+            ErrorCode::QuotaExceeded if err.retry_after_ms.is_some() => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
+            ErrorCode::QuotaExceeded | ErrorCode::StorageFull => StatusCode::INSUFFICIENT_STORAGE,
             ErrorCode::HandlerError | ErrorCode::HandlerPanic | ErrorCode::MaxDeliveries => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
@@ -363,8 +369,8 @@ mod tests {
             ErrorCode::PayloadTooLarge => 413,
             ErrorCode::Timeout => 504,
             ErrorCode::Unavailable => 503,
-            ErrorCode::RateLimited | ErrorCode::QuotaExceeded => 429,
-            ErrorCode::StorageFull => 507,
+            ErrorCode::RateLimited => 429,
+            ErrorCode::QuotaExceeded | ErrorCode::StorageFull => 507,
             ErrorCode::HandlerError | ErrorCode::HandlerPanic | ErrorCode::MaxDeliveries => 500,
         };
         for code in ErrorCode::ALL {
@@ -373,6 +379,11 @@ mod tests {
             assert_eq!(err.code, code.as_str());
             assert_eq!(err.message, "why");
         }
+        // A quota of the day says when it resets: 429 with Retry-After, not 507.
+        let day = ActionError::quota_exceeded("tokens", Duration::from_secs(90));
+        let err = ApiError::from(day);
+        assert_eq!(err.status.as_u16(), 429);
+        assert_eq!(err.retry_after, Some(Duration::from_secs(90)));
     }
 
     /// Runs `ApiJson<Value>` on a request with `content_type` and `body`.

@@ -5,8 +5,9 @@
 //! |---|---|
 //! | `limits.<tenant>` | the tenant's [`TenantLimits`] as JSON |
 //! | `tokens.<tenant>.<YYYY-MM-DD>` | LLM tokens the tenant used that UTC day, a JSON number |
+//! | `stored.<tenant>` | bytes of the tenant's document originals in the store, a JSON number |
 //!
-//! Token counts are added with compare-and-set, so every instance of every service adds to
+//! Counts are changed with compare-and-set, so every instance of every service adds to
 //! the same count; a day's key is never read after that day.
 
 use async_nats::jetstream::{self, kv};
@@ -122,36 +123,75 @@ impl TenantsBucket {
     /// when another writer got there first, so concurrent additions are never lost.
     pub async fn add_tokens(&self, tenant: &TenantId, tokens: u64) -> Result<u64, BucketError> {
         let key = tokens_key(tenant, OffsetDateTime::now_utc());
+        let changed = self
+            .change_count(&key, |total| Some(total.saturating_add(tokens)))
+            .await?;
+        Ok(changed.unwrap_or_else(|total| total))
+    }
+
+    /// Bytes of `tenant`'s originals in the documents store, as counted.
+    pub async fn stored_bytes(&self, tenant: &TenantId) -> Result<u64, BucketError> {
+        let key = stored_key(tenant);
+        match self.live(&key).await? {
+            Some((bytes, _)) => decode(&key, &bytes),
+            None => Ok(0),
+        }
+    }
+
+    /// Changes `tenant`'s stored bytes by `delta`: `Ok(total)` the new count, or, for an
+    /// addition that would take it past `limit` (0: no limit), `Err(count)` with nothing
+    /// changed. The count never goes below zero. Compare-and-set, retried when another
+    /// writer got there first, so concurrent changes are never lost and two additions
+    /// cannot both pass the limit.
+    pub async fn change_stored(
+        &self,
+        tenant: &TenantId,
+        delta: i64,
+        limit: u64,
+    ) -> Result<Result<u64, u64>, BucketError> {
+        self.change_count(&stored_key(tenant), |total| {
+            let new = total.saturating_add_signed(delta);
+            (delta <= 0 || limit == 0 || new <= limit).then_some(new)
+        })
+        .await
+    }
+
+    /// Replaces the number at `key` (0 when absent) with what `change` makes of it, by
+    /// compare-and-set until no other writer came between: `Ok(new)`, or `Err(current)`
+    /// when `change` refused (`None`), nothing written.
+    async fn change_count(
+        &self,
+        key: &str,
+        change: impl Fn(u64) -> Option<u64>,
+    ) -> Result<Result<u64, u64>, BucketError> {
         loop {
-            let written = match self.live(&key).await? {
-                None => {
-                    let total = tokens;
-                    let value = serde_json::to_vec(&total).map_err(nats)?;
-                    self.store
-                        .create(&key, value.into())
+            let current = self.live(key).await?;
+            let (total, revision) = match &current {
+                Some((bytes, revision)) => (decode::<u64>(key, bytes)?, Some(*revision)),
+                None => (0, None),
+            };
+            let Some(new) = change(total) else {
+                return Ok(Err(total));
+            };
+            let value = serde_json::to_vec(&new).map_err(nats)?;
+            let written =
+                match revision {
+                    None => self.store.create(key, value.into()).await.map_err(|err| {
+                        (err.kind() == kv::CreateErrorKind::AlreadyExists, nats(err))
+                    }),
+                    Some(revision) => self
+                        .store
+                        .update(key, value.into(), revision)
                         .await
-                        .map(|_| total)
-                        .map_err(|err| {
-                            (err.kind() == kv::CreateErrorKind::AlreadyExists, nats(err))
-                        })
-                }
-                Some((bytes, revision)) => {
-                    let total = decode::<u64>(&key, &bytes)?.saturating_add(tokens);
-                    let value = serde_json::to_vec(&total).map_err(nats)?;
-                    self.store
-                        .update(&key, value.into(), revision)
-                        .await
-                        .map(|_| total)
                         .map_err(|err| {
                             (
                                 err.kind() == kv::UpdateErrorKind::WrongLastRevision,
                                 nats(err),
                             )
-                        })
-                }
-            };
+                        }),
+                };
             match written {
-                Ok(total) => return Ok(total),
+                Ok(_) => return Ok(Ok(new)),
                 Err((true, _)) => continue,
                 Err((false, err)) => return Err(err),
             }
@@ -176,6 +216,11 @@ fn decode<T: serde::de::DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T, 
 
 fn limits_key(tenant: &TenantId) -> String {
     format!("limits.{tenant}", tenant = tenant.as_str())
+}
+
+/// The key of `tenant`'s stored bytes.
+fn stored_key(tenant: &TenantId) -> String {
+    format!("stored.{}", tenant.as_str())
 }
 
 /// The key of `tenant`'s tokens on the UTC day of `now`.
@@ -228,5 +273,56 @@ mod tests {
         assert_eq!(bucket.tokens_today(&acme).await.expect("read"), 12);
         let other = TenantId::new("globex").expect("tenant");
         assert_eq!(bucket.tokens_today(&other).await.expect("read"), 0);
+    }
+
+    #[tokio::test]
+    async fn stored_bytes_stay_within_the_limit_never_below_zero_and_add_up_concurrently() {
+        let server = testkit::TestServer::start().await;
+        let js = jetstream::new(server.client().await);
+        let bucket = TenantsBucket::open(&js, 1).await.expect("open");
+        let acme = TenantId::new("acme").expect("tenant");
+        assert_eq!(stored_key(&acme), "stored.acme");
+        assert_eq!(bucket.stored_bytes(&acme).await.expect("read"), 0);
+        assert_eq!(
+            bucket.change_stored(&acme, 60, 100).await.expect("add"),
+            Ok(60)
+        );
+        assert_eq!(
+            bucket.change_stored(&acme, 41, 100).await.expect("add"),
+            Err(60),
+            "past the limit: refused, nothing changed"
+        );
+        assert_eq!(
+            bucket.change_stored(&acme, 40, 100).await.expect("add"),
+            Ok(100)
+        );
+        assert_eq!(
+            bucket.change_stored(&acme, -30, 100).await.expect("sub"),
+            Ok(70)
+        );
+        assert_eq!(
+            bucket.change_stored(&acme, -500, 100).await.expect("sub"),
+            Ok(0),
+            "never below zero"
+        );
+        // Over a limit set later, a subtraction still goes through.
+        bucket
+            .change_stored(&acme, 90, 0)
+            .await
+            .expect("add")
+            .expect("no limit");
+        assert_eq!(
+            bucket.change_stored(&acme, -10, 50).await.expect("sub"),
+            Ok(80)
+        );
+        let adds = (0..8).map(|_| {
+            let bucket = bucket.clone();
+            let acme = acme.clone();
+            tokio::spawn(async move { bucket.change_stored(&acme, 5, 0).await })
+        });
+        for add in futures::future::join_all(adds).await {
+            add.expect("task").expect("add").expect("no limit");
+        }
+        assert_eq!(bucket.stored_bytes(&acme).await.expect("read"), 120);
     }
 }

@@ -20,7 +20,7 @@ pub struct TenantLimits {
     /// LLM tokens (prompt and completion, as the API reports them) per UTC day.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tokens_per_day: Option<u64>,
-    /// Bytes of documents stored (recorded for the document store to enforce).
+    /// Bytes of document originals the tenant may keep in the documents store.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stored_bytes: Option<u64>,
     /// Models an action may name; empty: the operator's default list applies.

@@ -46,9 +46,19 @@ impl Quotas {
     /// Limits read from the `tenants` bucket of `client`'s account (created with
     /// `replicas` copies when first needed), `defaults` for tenants without a record.
     pub fn new(client: async_nats::Client, defaults: QuotaDefaults, replicas: usize) -> Self {
+        Self::with_jetstream(jetstream::new(client), defaults, replicas)
+    }
+
+    /// The same on a JetStream context already made (a service that holds one, not the
+    /// client).
+    pub fn with_jetstream(
+        js: jetstream::Context,
+        defaults: QuotaDefaults,
+        replicas: usize,
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
-                js: jetstream::new(client),
+                js,
                 replicas,
                 defaults,
                 bucket: OnceCell::new(),
@@ -207,6 +217,83 @@ impl Quotas {
         };
         if let Err(err) = added {
             tracing::warn!(%err, tenant = %tenant.as_str(), tokens, "LLM tokens not recorded");
+        }
+    }
+}
+
+impl Quotas {
+    /// `tenant`'s stored bytes now and its limit (0: none).
+    pub async fn stored(&self, tenant: &TenantId) -> Result<(u64, u64), ActionError> {
+        let limit = self.limits(tenant).await.stored_bytes;
+        let used = match self.bucket().await {
+            Ok(bucket) => bucket.stored_bytes(tenant).await,
+            Err(err) => Err(err),
+        }
+        .map_err(|err| ActionError::unavailable(err.to_string()))?;
+        Ok((used, limit))
+    }
+
+    /// Counts `bytes` more of `tenant`'s originals as stored, before they are stored for
+    /// good; refused (`quota_exceeded`, nothing counted) when that would take the tenant
+    /// past its `stored_bytes`. Counted even without a limit, so one set later holds
+    /// against what is already stored. Give the bytes back with [`Quotas::release_stored`]
+    /// if they end up not stored.
+    pub async fn reserve_stored(
+        &self,
+        tenant: &TenantId,
+        bytes: u64,
+        at: &str,
+    ) -> Result<(), ActionError> {
+        if bytes == 0 {
+            return Ok(());
+        }
+        let limit = self.limits(tenant).await.stored_bytes;
+        let delta = i64::try_from(bytes).unwrap_or(i64::MAX);
+        let changed = match self.bucket().await {
+            Ok(bucket) => bucket.change_stored(tenant, delta, limit).await,
+            Err(err) => Err(err),
+        }
+        .map_err(|err| ActionError::unavailable(err.to_string()))?;
+        changed
+            .map(drop)
+            .map_err(|used| self.refuse_stored(tenant, used, limit, bytes, at))
+    }
+
+    /// The refusal of `more` bytes for `tenant`, which stores `used` of its `limit`
+    /// (counted in `/metrics` at `at`): `quota_exceeded` without `retry_after_ms`, since
+    /// waiting frees nothing (deleting documents does), which HTTP answers 507.
+    pub fn refuse_stored(
+        &self,
+        tenant: &TenantId,
+        used: u64,
+        limit: u64,
+        more: u64,
+        at: &str,
+    ) -> ActionError {
+        metrics::refused(tenant, at, ErrorCode::QuotaExceeded.as_str());
+        ActionError::new(
+            ErrorCode::QuotaExceeded,
+            format!(
+                "tenant {} stores {used} bytes of documents and its limit is {limit}: {more} \
+                 bytes more would exceed it; delete documents to free space",
+                tenant.as_str()
+            ),
+        )
+    }
+
+    /// Counts `bytes` of `tenant`'s originals as no longer stored (deleted, or reserved and
+    /// then not stored). A failure is logged, not returned: what it follows is done.
+    pub async fn release_stored(&self, tenant: &TenantId, bytes: u64) {
+        if bytes == 0 {
+            return;
+        }
+        let delta = -i64::try_from(bytes).unwrap_or(i64::MAX);
+        let changed = match self.bucket().await {
+            Ok(bucket) => bucket.change_stored(tenant, delta, 0).await,
+            Err(err) => Err(err),
+        };
+        if let Err(err) = changed {
+            tracing::warn!(%err, tenant = %tenant.as_str(), bytes, "stored bytes not given back");
         }
     }
 }
