@@ -29,7 +29,7 @@ pub enum Command {
         /// LLM tokens per UTC day.
         #[arg(long)]
         tokens_per_day: Option<u64>,
-        /// Stored document bytes.
+        /// Bytes of document originals the tenant may keep stored (0: the default).
         #[arg(long)]
         stored_bytes: Option<u64>,
         /// Models an action may name, comma-separated ("" for the default list).
@@ -149,7 +149,8 @@ pub async fn run(url: &str, command: Command) -> Outcome {
     Ok(())
 }
 
-/// What `show` prints: the record (null without one), the limits in force, usage today.
+/// What `show` prints: the record (null without one), the limits in force, usage: tokens
+/// today and bytes of documents stored.
 async fn show(
     settings: &Settings,
     bucket: &TenantsBucket,
@@ -161,11 +162,15 @@ async fn show(
         .tokens_today(tenant)
         .await
         .map_err(Failure::runtime)?;
+    let stored = bucket
+        .stored_bytes(tenant)
+        .await
+        .map_err(Failure::runtime)?;
     Ok(json!({
         "tenant": tenant,
         "record": record,
         "limits": effective,
-        "usage": {"tokens_today": tokens},
+        "usage": {"tokens_today": tokens, "stored_bytes": stored},
     }))
 }
 

@@ -243,6 +243,7 @@ async fn tenants_set_show_and_list_round_trip() {
     );
     assert_eq!(shown["limits"]["requests_per_minute"], 0, "{shown}");
     assert_eq!(shown["usage"]["tokens_today"], 0, "{shown}");
+    assert_eq!(shown["usage"]["stored_bytes"], 0, "{shown}");
 
     let defaults = cli_with(
         &url,

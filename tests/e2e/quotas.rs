@@ -271,3 +271,242 @@ async fn llm_tokens_are_counted_from_the_api_and_a_tenant_out_of_them_is_refused
     let answered = call(&env, "globex", "query.answer", ask(Some("big-model"))).await;
     assert_eq!(answered["data"]["status"], "success", "{answered}");
 }
+
+/// Ingestion behind the gateway, on the embedding stand-in and the query service, with
+/// `acme` held to `stored_bytes`; keys for acme and globex.
+struct Stored {
+    env: Env,
+    base: String,
+    http: reqwest::Client,
+    acme: String,
+    globex: String,
+    bucket: TenantsBucket,
+    _stub: OpenAiStub,
+    _data: TempDir,
+}
+
+impl Stored {
+    async fn start(stored_bytes: u64) -> Self {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let stub = OpenAiStub::start().await;
+        let data = TempDir::new().expect("temp dir");
+        let url = stub.url();
+        let settings = settings_in(
+            data.path(),
+            &[
+                ("DA_EMBEDDING_API_URL", &url),
+                ("DA_EMBEDDING_MODEL", "text-embedding-3-small"),
+                ("DA_VECTOR_DIMENSIONS", "8"),
+            ],
+        );
+        let mut env = Env::server_only().await;
+        for service in ["embedding", "query", "ingestion"] {
+            env.add_service(service, &settings).await;
+        }
+        let limits = TenantLimits {
+            stored_bytes: Some(stored_bytes),
+            ..TenantLimits::default()
+        };
+        let bucket = set_limits(&env, "acme", limits).await;
+        let base = env.serve_gateway(&settings).await;
+        let (acme, globex) = (env.api_key("acme").await, env.api_key("globex").await);
+        Self {
+            env,
+            base,
+            http: reqwest::Client::new(),
+            acme,
+            globex,
+            bucket,
+            _stub: stub,
+            _data: data,
+        }
+    }
+
+    /// Uploads `bytes` of text as a file, as `key`'s tenant.
+    async fn upload(&self, key: &str, name: &str, bytes: usize) -> reqwest::Response {
+        let form = reqwest::multipart::Form::new()
+            .text("collection", "manual")
+            .part(
+                "file",
+                reqwest::multipart::Part::bytes(text(name, bytes)).file_name(name.to_owned()),
+            );
+        self.http
+            .post(format!("{}/v1/documents", self.base))
+            .bearer_auth(key)
+            .multipart(form)
+            .send()
+            .await
+            .expect("upload")
+    }
+
+    /// The tenant's stored bytes as counted.
+    async fn stored(&self, tenant: &str) -> u64 {
+        let tenant = TenantId::new(tenant).expect("tenant");
+        self.bucket.stored_bytes(&tenant).await.expect("stored")
+    }
+
+    /// Messages in the documents object store's stream (chunks and their metadata).
+    async fn objects(&self) -> u64 {
+        let mut stream = self
+            .env
+            .js
+            .get_stream("OBJ_documents")
+            .await
+            .expect("documents object store");
+        stream.info().await.expect("info").state.messages
+    }
+
+    /// Waits until the accepted document's task has ended; its document id.
+    async fn indexed(&self, key: &str, accepted: reqwest::Response) -> String {
+        assert_eq!(accepted.status(), StatusCode::ACCEPTED);
+        let accepted: Value = accepted.json().await.expect("accepted");
+        let task = accepted["task_id"].as_str().expect("task_id").to_owned();
+        let url = format!("{}/v1/tasks/{task}", self.base);
+        let status = eventually("the task to end", || async {
+            let task: Value = self
+                .http
+                .get(&url)
+                .bearer_auth(key)
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            let status = task["status"].as_str()?.to_owned();
+            matches!(status.as_str(), "completed" | "failed").then_some(status)
+        })
+        .await;
+        assert_eq!(status, "completed");
+        accepted["document_id"]
+            .as_str()
+            .expect("document_id")
+            .to_owned()
+    }
+}
+
+/// `n` bytes of text, different for each `seed`.
+fn text(seed: &str, n: usize) -> Vec<u8> {
+    format!("{seed} is a line of plain text.\n")
+        .repeat(n / (seed.len() + 26) + 1)
+        .into_bytes()
+        .into_iter()
+        .take(n)
+        .collect()
+}
+
+/// Asserts a 507 `quota_exceeded` without `Retry-After`; its message.
+async fn over_quota(response: reqwest::Response) -> String {
+    assert_eq!(response.status(), StatusCode::INSUFFICIENT_STORAGE);
+    assert!(response.headers().get("retry-after").is_none());
+    let body: Value = response.json().await.expect("JSON error body");
+    assert_eq!(body["error"]["code"], "quota_exceeded", "{body}");
+    body["error"]["message"]
+        .as_str()
+        .expect("message")
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn at_the_gateway_uploads_past_the_stored_bytes_are_507_until_a_deletion_frees_them() {
+    let it = Stored::start(100_000).await;
+    let first = it.upload(&it.acme, "first.txt", 60_000).await;
+    let first = it.indexed(&it.acme, first).await;
+    assert_eq!(it.stored("acme").await, 60_000);
+    let objects = it.objects().await;
+
+    // Larger than what is left: refused while it streams, nothing of it stored, nothing
+    // counted.
+    let message = over_quota(it.upload(&it.acme, "big.txt", 300_000).await).await;
+    assert!(
+        message.contains("60000") && message.contains("100000"),
+        "{message}"
+    );
+    // Small enough to stream whole, too large to fit.
+    over_quota(it.upload(&it.acme, "second.txt", 50_000).await).await;
+    // Inline text over JSON the same.
+    let json = serde_json::json!({"collection": "manual",
+        "text": String::from_utf8(text("inline", 50_000)).expect("utf-8")});
+    let response = it
+        .http
+        .post(format!("{}/v1/documents", it.base))
+        .bearer_auth(&it.acme)
+        .json(&json)
+        .send()
+        .await
+        .expect("post");
+    over_quota(response).await;
+    assert_eq!(it.objects().await, objects, "nothing of the refusals stays");
+    assert_eq!(it.stored("acme").await, 60_000);
+
+    // Another tenant is not held to acme's limit.
+    let other = it.upload(&it.globex, "other.txt", 150_000).await;
+    it.indexed(&it.globex, other).await;
+    assert_eq!(it.stored("globex").await, 150_000);
+
+    // Deleting acme's document gives its bytes back: the upload now fits.
+    let deleted = it
+        .http
+        .delete(format!("{}/v1/documents/{first}", it.base))
+        .bearer_auth(&it.acme)
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(deleted.status(), StatusCode::OK);
+    assert_eq!(it.stored("acme").await, 0);
+    let second = it.upload(&it.acme, "second.txt", 50_000).await;
+    it.indexed(&it.acme, second).await;
+    assert_eq!(it.stored("acme").await, 50_000);
+
+    // The same content again is a duplicate: not stored twice, not counted twice.
+    let again = it.upload(&it.acme, "second.txt", 50_000).await;
+    assert_eq!(again.status(), StatusCode::OK);
+    assert_eq!(it.stored("acme").await, 50_000);
+
+    let shown = cli(&it.env.url(), "tenants show acme").await;
+    assert!(shown.status.success(), "{shown:?}");
+    let shown: Value = serde_json::from_slice(&shown.stdout).expect("JSON");
+    assert_eq!(shown["usage"]["stored_bytes"], 50_000, "{shown}");
+    assert_eq!(shown["limits"]["stored_bytes"], 100_000, "{shown}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn over_nats_an_ingest_past_the_stored_bytes_is_quota_exceeded_and_no_dead_letter() {
+    let it = Stored::start(1_000).await;
+    let ingest = |tenant: &str, bytes: usize| {
+        let text = String::from_utf8(text(tenant, bytes)).expect("utf-8");
+        let data = serde_json::json!({"collection": "notes", "text": text});
+        let body = tenant_action_body(tenant, &new_id(), "ingestion.ingest_document", data);
+        let subject = format!("ingestion.{tenant}.rpc");
+        let env = &it.env;
+        async move {
+            env.request(
+                &subject,
+                headers(&[("action_type", "ingestion.ingest_document")]),
+                &body,
+            )
+            .await
+            .1
+        }
+    };
+
+    let refused = ingest("acme", 2_000).await;
+    assert_error(&refused, "quota_exceeded");
+    let error = &refused["data"]["error"];
+    assert_eq!(error["retryable"], false, "{refused}");
+    assert!(error.get("retry_after_ms").is_none(), "{refused}");
+    assert_eq!(it.stored("acme").await, 0);
+    assert_eq!(it.objects().await, 0, "nothing stored");
+    assert_eq!(letters_on(&it.env, "dlq.ingestion.acme").await, 0);
+
+    // What fits is stored and counted; another tenant is not held to acme's limit.
+    let fits = ingest("acme", 800).await;
+    assert_eq!(fits["data"]["status"], "success", "{fits}");
+    assert_eq!(it.stored("acme").await, 800);
+    let refused = ingest("acme", 300).await;
+    assert_error(&refused, "quota_exceeded");
+    let other = ingest("globex", 2_000).await;
+    assert_eq!(other["data"]["status"], "success", "{other}");
+    assert_eq!(it.stored("globex").await, 2_000);
+    assert_eq!(letters_on(&it.env, "dlq.ingestion.acme").await, 0);
+}

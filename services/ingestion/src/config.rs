@@ -39,6 +39,8 @@ pub struct IngestionConfig {
     /// `DA_INGEST_URL_ALLOW`: the non-public hosts and ranges URL ingestion may reach
     /// (an intranet, a test's loopback server); empty means public addresses only.
     pub url_allow: Allowlist,
+    /// `DA_TENANT_*`: limits of tenants without a record (their stored bytes, here).
+    pub quota: shared::quota::QuotaDefaults,
 }
 
 /// Why the service could not start.
@@ -87,6 +89,7 @@ impl IngestionConfig {
             tokenizer_dir: settings.var("DA_MINILM_DIR").map(PathBuf::from),
             replicas: settings.stream_replicas,
             url_allow: url_allow(settings)?,
+            quota: settings.quota.clone(),
         })
     }
 
@@ -96,7 +99,8 @@ impl IngestionConfig {
         let chunker = tokio::task::spawn_blocking(move || Chunker::load(&dir))
             .await
             .map_err(|err| embedding_contract::model::ModelError::Run(err.to_string()))??;
-        let mut service = IngestionService::open(js, chunker, self.limits, self.replicas).await?;
+        let mut service =
+            IngestionService::open(js, chunker, self.limits, self.replicas, self.quota).await?;
         service.url_allow = Arc::new(self.url_allow);
         Ok(service)
     }

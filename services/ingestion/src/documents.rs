@@ -177,19 +177,37 @@ impl Documents {
         Ok(Some(bytes.into()))
     }
 
-    /// Removes an original (nothing if absent).
+    /// The size of a stored original; `None` if absent.
+    pub async fn original_size(
+        &self,
+        tenant: &TenantId,
+        document_id: &str,
+    ) -> Result<Option<u64>, StateError> {
+        match self.originals.info(Self::object(tenant, document_id)).await {
+            Ok(info) if !info.deleted => Ok(Some(info.size as u64)),
+            Ok(_) => Ok(None),
+            Err(err) if err.kind() == object_store::InfoErrorKind::NotFound => Ok(None),
+            Err(err) => Err(nats("documents object store", err)),
+        }
+    }
+
+    /// Removes an original (nothing if absent); the bytes it held (0 if absent), for the
+    /// tenant's stored bytes.
     pub async fn delete_original(
         &self,
         tenant: &TenantId,
         document_id: &str,
-    ) -> Result<(), StateError> {
+    ) -> Result<u64, StateError> {
+        let Some(size) = self.original_size(tenant, document_id).await? else {
+            return Ok(0);
+        };
         match self
             .originals
             .delete(Self::object(tenant, document_id))
             .await
         {
-            Ok(()) => Ok(()),
-            Err(err) if err.kind() == object_store::DeleteErrorKind::NotFound => Ok(()),
+            Ok(()) => Ok(size),
+            Err(err) if err.kind() == object_store::DeleteErrorKind::NotFound => Ok(0),
             Err(err) => Err(nats("documents object store", err)),
         }
     }

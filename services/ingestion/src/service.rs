@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream;
+use shared::quota::{QuotaDefaults, Quotas};
 
 use crate::bucket::StateError;
 use crate::chunker::Chunker;
@@ -74,16 +75,21 @@ pub struct IngestionService {
     /// The non-public hosts and ranges URL ingestion may reach (`DA_INGEST_URL_ALLOW`);
     /// empty from [`IngestionService::open`]: public addresses only.
     pub url_allow: Arc<Allowlist>,
+    /// Tenants' limits: each tenant's stored bytes are counted (and held to its
+    /// `stored_bytes`) here, in the `tenants` bucket every instance shares.
+    pub quotas: Quotas,
 }
 
 impl IngestionService {
     /// Opens the buckets and the object store (creating them with `replicas` copies if
-    /// needed: `Settings::stream_replicas`).
+    /// needed: `Settings::stream_replicas`); `quota` holds tenants without a record of
+    /// their own.
     pub async fn open(
         js: &jetstream::Context,
         chunker: Chunker,
         limits: Limits,
         replicas: usize,
+        quota: QuotaDefaults,
     ) -> Result<Self, StateError> {
         Ok(Self {
             tasks: Tasks::open(js, replicas).await?,
@@ -92,6 +98,7 @@ impl IngestionService {
             chunker,
             limits,
             url_allow: Arc::default(),
+            quotas: Quotas::with_jetstream(js.clone(), quota, replicas),
         })
     }
 }

@@ -65,7 +65,11 @@ pub struct StoredFile {
     pub metadata: Map<String, Value>,
 }
 
-/// Stores `file` and submits it, unless its content is already in the collection.
+/// Where refusals of the tenant's stored bytes are counted in `/metrics`.
+const AT: &str = "ingestion";
+
+/// Stores `file` and submits it, unless its content is already in the collection; refused
+/// (`quota_exceeded`, 507 at HTTP) if it would take the tenant past its stored bytes.
 pub async fn submit_file(
     service: &IngestionService,
     publisher: &Publisher,
@@ -81,10 +85,16 @@ pub async fn submit_file(
     if let Some(existing) = claim {
         return duplicate(service, tenant, existing, file.file_name).await;
     }
-    service
+    let size = file.bytes.len() as u64;
+    service.quotas.reserve_stored(tenant, size, AT).await?;
+    let put = service
         .documents
         .put_original(tenant, &document_id, &file.bytes)
-        .await?;
+        .await;
+    if let Err(err) = put {
+        service.quotas.release_stored(tenant, size).await;
+        return Err(err.into());
+    }
     let stored = StoredFile {
         document_id,
         collection: file.collection,

@@ -24,7 +24,7 @@ pub async fn delete_document(
 }
 
 /// Deletes a document's chunks (through `delete_chunks`, a `query.delete` request), its
-/// original, its content claim, its task and its record; the HTTP route and the action
+/// original (its bytes given back to the tenant's stored bytes), its content claim, its task and its record; the HTTP route and the action
 /// share it. A document that does not exist is an `invalid_action` error.
 pub async fn remove_document<F, Fut>(
     service: &IngestionService,
@@ -47,10 +47,11 @@ where
         document_id: Some(document_id.to_owned()),
     })
     .await?;
-    service
+    let removed = service
         .documents
         .delete_original(tenant, document_id)
         .await?;
+    service.quotas.release_stored(tenant, removed).await;
     service
         .documents
         .release_content(tenant, &record.collection, &record.content_hash)

@@ -98,10 +98,11 @@ async fn run(
     {
         // Already indexed in this collection: nothing to do but say so.
         if request.stored || request.text.is_some() || request.url.is_some() {
-            service
+            let removed = service
                 .documents
                 .delete_original(tenant, document_id)
                 .await?;
+            service.quotas.release_stored(tenant, removed).await;
         }
         return Ok(service
             .tasks
@@ -325,9 +326,45 @@ async fn read_original(
             ),
         ));
     }
-    service
-        .documents
-        .put_original(tenant, document_id, &original.bytes)
-        .await?;
+    store_counted(service, tenant, document_id, &original.bytes).await?;
     Ok(original)
 }
+
+/// Stores `bytes` as the original of `document_id`, counted in the tenant's stored bytes:
+/// what it adds to an original already there (a redelivery, a document ingested again)
+/// is reserved first, and refused (`quota_exceeded`, nothing stored) past the tenant's
+/// `stored_bytes`.
+async fn store_counted(
+    service: &IngestionService,
+    tenant: &TenantId,
+    document_id: &str,
+    bytes: &[u8],
+) -> Result<(), ActionError> {
+    let before = service
+        .documents
+        .original_size(tenant, document_id)
+        .await?
+        .unwrap_or(0);
+    let after = bytes.len() as u64;
+    let quotas = &service.quotas;
+    quotas
+        .reserve_stored(tenant, after.saturating_sub(before), DOMAIN)
+        .await?;
+    if let Err(err) = service
+        .documents
+        .put_original(tenant, document_id, bytes)
+        .await
+    {
+        quotas
+            .release_stored(tenant, after.saturating_sub(before))
+            .await;
+        return Err(err.into());
+    }
+    quotas
+        .release_stored(tenant, before.saturating_sub(after))
+        .await;
+    Ok(())
+}
+
+/// Where refusals are counted in `/metrics`.
+const DOMAIN: &str = "ingestion";

@@ -77,9 +77,12 @@ pub struct NewDocument {
             as it may at once (`DA_INGEST_UPLOADS_PER_TENANT`); retry after `Retry-After` \
             seconds"),
         (status = 503, description = "NATS unreachable"),
-        (status = 507, description = "The documents store is full \
+        (status = 507, description = "`insufficient_storage`: the documents store is full \
             (`DA_INGEST_STORE_MAX_BYTES`): nothing is evicted to make room; retry after \
-            `Retry-After` seconds, once documents are deleted or the bound raised"),
+            `Retry-After` seconds, once documents are deleted or the bound raised. \
+            `quota_exceeded` (no `Retry-After`): the upload would take the tenant past its \
+            stored bytes (`stored_bytes`), checked while it streams in, nothing of it \
+            stored; delete documents to make room"),
     ),
     security(("api_key" = [])),
 )]
@@ -127,6 +130,18 @@ pub async fn create(
     if new.text.as_ref().is_some_and(|t| t.trim().is_empty()) {
         return Err(ApiError::bad_request("text is empty"));
     }
+    // The text's size is known now; a URL's only once fetched, where the worker holds it
+    // to what is left (the task then fails `quota_exceeded`): here only a tenant already
+    // at its limit is refused.
+    let size = new.text.as_ref().map_or(0, |t| t.len() as u64);
+    let (used, limit) = api.service.quotas.stored(&auth.tenant).await?;
+    if limit > 0 && (used.saturating_add(size) > limit || used >= limit) {
+        return Err(api
+            .service
+            .quotas
+            .refuse_stored(&auth.tenant, used, limit, size, AT)
+            .into());
+    }
     let ingest = IngestDocument {
         collection: new.collection,
         document_id: None,
@@ -163,6 +178,8 @@ struct Ready {
     file_name: Option<String>,
     content_type: Option<String>,
     content_hash: String,
+    /// Its bytes, counted in the tenant's stored bytes until it ends up not stored.
+    size: u64,
     writer: Option<OriginalWriter>,
 }
 
@@ -182,8 +199,11 @@ async fn upload(
     tenant: &TenantId,
     multipart: Multipart,
 ) -> Result<Vec<Accepted>, ApiError> {
+    let quotas = &api.service.quotas;
+    let (used, limit) = quotas.stored(tenant).await?;
+    let room = Room { used, limit };
     let mut staged = Vec::new();
-    let fields = match read_parts(api, tenant, multipart, &mut staged).await {
+    let fields = match read_parts(api, tenant, room, multipart, &mut staged).await {
         Ok(fields) => fields,
         Err(err) => {
             abort(staged).await;
@@ -197,6 +217,13 @@ async fn upload(
             return Err(err);
         }
     };
+    // Counted before anything is stored for good: of two uploads at once, the one that
+    // does not fit any more is refused here, nothing of it stored.
+    let total: u64 = staged.iter().map(|file| file.writer.size()).sum();
+    if let Err(err) = quotas.reserve_stored(tenant, total, AT).await {
+        abort(staged).await;
+        return Err(err.into());
+    }
     // Large zips could not be checked from their sample: stored, read back, checked whole.
     let mut ready = Vec::new();
     let mut stored = Vec::new();
@@ -212,6 +239,7 @@ async fn upload(
             writer,
             ..
         } = file;
+        let size = writer.size();
         let checked = match writer.finish().await {
             Ok(written) => check_stored(api, tenant, &document_id, &file_name, &content_type)
                 .await
@@ -224,6 +252,7 @@ async fn upload(
             file_name,
             content_type,
             content_hash,
+            size,
             writer: None,
         });
         if let Err(err) = checked {
@@ -236,27 +265,57 @@ async fn upload(
                     .delete_original(tenant, document_id)
                     .await;
             }
+            quotas.release_stored(tenant, total).await;
             return Err(err);
         }
     }
     let ready = ready.into_iter().map(|file| Ready {
         content_hash: file.writer.content_hash(),
+        size: file.writer.size(),
         document_id: file.document_id,
         file_name: file.file_name,
         content_type: file.content_type,
         writer: Some(file.writer),
     });
     let mut accepted = Vec::new();
+    let mut unsettled = total;
     for file in stored.into_iter().chain(ready) {
-        accepted.push(claim_and_submit(api, tenant, &fields, &collection, file).await?);
+        unsettled -= file.size;
+        match claim_and_submit(api, tenant, &fields, &collection, file).await {
+            Ok(file) => accepted.push(file),
+            Err(err) => {
+                // The files after this one are dropped unstored: their bytes go back.
+                quotas.release_stored(tenant, unsettled).await;
+                return Err(err);
+            }
+        }
     }
     Ok(accepted)
 }
 
-/// Reads the form, streaming each file part into `staged`; fails at the first refusal.
+/// Where refusals of the tenant's stored bytes are counted in `/metrics`.
+const AT: &str = "gateway";
+
+/// A tenant's stored bytes when its upload began, and its limit (0: none).
+#[derive(Debug, Clone, Copy)]
+struct Room {
+    used: u64,
+    limit: u64,
+}
+
+impl Room {
+    /// Whether `size` more bytes still fit.
+    fn fits(self, size: u64) -> bool {
+        self.limit == 0 || self.used.saturating_add(size) <= self.limit
+    }
+}
+
+/// Reads the form, streaming each file part into `staged`; fails at the first refusal,
+/// among them the request's files outgrowing the tenant's `room` (its stored bytes).
 async fn read_parts(
     api: &Api,
     tenant: &TenantId,
+    room: Room,
     mut multipart: Multipart,
     staged: &mut Vec<Staged>,
 ) -> Result<Fields, ApiError> {
@@ -280,6 +339,7 @@ async fn read_parts(
             }
             continue;
         }
+        let earlier: u64 = staged.iter().map(|file| file.writer.size()).sum();
         let document_id = uuid::Uuid::now_v7().to_string();
         let file_name = field.file_name().map(str::to_owned);
         let content_type = field.content_type().map(str::to_owned);
@@ -302,6 +362,12 @@ async fn read_parts(
                 return Err(ApiError::payload_too_large(format!(
                     "{name} has more than {limit} bytes, the limit"
                 )));
+            }
+            if !room.fits(earlier + size) {
+                let quotas = &api.service.quotas;
+                let refused =
+                    quotas.refuse_stored(tenant, room.used, room.limit, earlier + size, AT);
+                return Err(refused.into());
             }
             sample.push(&chunk);
             file.writer.write(&chunk).await.map_err(write_error)?;
@@ -350,7 +416,8 @@ async fn check_stored(
 
 /// Claims the content in the collection and submits the file, or answers the document
 /// that already has it (then `writer`, if the object is not ended yet, is dropped unstored;
-/// an ended one is deleted).
+/// an ended one is deleted). A file that ends up not stored gives its bytes back to the
+/// tenant's stored bytes.
 async fn claim_and_submit(
     api: &Api,
     tenant: &TenantId,
@@ -363,25 +430,43 @@ async fn claim_and_submit(
         file_name,
         content_type,
         content_hash,
+        size,
         writer,
     } = file;
     let documents = &api.service.documents;
+    let quotas = &api.service.quotas;
     let claim = documents
         .claim_content(tenant, collection, &content_hash, &document_id)
-        .await
-        .map_err(ActionError::from)?;
+        .await;
+    let claim = match claim {
+        Ok(claim) => claim,
+        Err(err) => {
+            if writer.is_some() {
+                // Dropped unstored.
+                quotas.release_stored(tenant, size).await;
+            }
+            return Err(ActionError::from(err).into());
+        }
+    };
     if let Some(existing) = claim {
-        match writer {
-            Some(writer) => writer.abort().await,
+        let removed = match writer {
+            Some(writer) => {
+                writer.abort().await;
+                size
+            }
             None => documents
                 .delete_original(tenant, &document_id)
                 .await
                 .map_err(ActionError::from)?,
-        }
+        };
+        quotas.release_stored(tenant, removed).await;
         return duplicate(&api.service, tenant, existing, file_name).await;
     }
-    if let Some(writer) = writer {
-        writer.finish().await.map_err(write_error)?;
+    if let Some(writer) = writer
+        && let Err(err) = writer.finish().await
+    {
+        quotas.release_stored(tenant, size).await;
+        return Err(write_error(err));
     }
     let file = StoredFile {
         document_id,

@@ -15,7 +15,8 @@
 //! Errors are JSON `{error: {code, message}}`: 400 bad fields, 401, 404, 413 too large,
 //! 415 unsupported type, 422 unreadable document, 429 too many uploads or event streams of
 //! the tenant at once (with `Retry-After`), 503 NATS unreachable, 507 the documents store
-//! is full (with `Retry-After`).
+//! is full (`insufficient_storage`, with `Retry-After`) or the upload would take the
+//! tenant past its stored bytes (`quota_exceeded`, without: deleting documents frees room).
 
 pub mod collections;
 pub mod documents;
