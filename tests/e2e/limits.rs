@@ -16,25 +16,35 @@ use crate::chat::{connect, recv};
 use crate::harness::*;
 
 /// The gateway with `vars` (and the ingestion worker when `worker`), keys of two tenants.
-struct Limited {
-    env: Env,
-    base: String,
-    http: reqwest::Client,
-    acme: String,
-    globex: String,
+pub(crate) struct Limited {
+    pub(crate) env: Env,
+    pub(crate) base: String,
+    pub(crate) http: reqwest::Client,
+    pub(crate) acme: String,
+    pub(crate) globex: String,
     _data: TempDir,
 }
 
 impl Limited {
     async fn start(vars: &[(&str, &str)], worker: bool) -> Self {
-        let _ = rustls::crypto::ring::default_provider().install_default();
         let data = TempDir::new().expect("temp dir");
         let settings = settings_in(data.path(), vars);
+        let services: &[&str] = if worker { &["ingestion"] } else { &[] };
+        Self::serving(data, &settings, services).await
+    }
+
+    /// The gateway and `services` on `settings` (whose data is in `data`).
+    pub(crate) async fn serving(
+        data: TempDir,
+        settings: &shared::Settings,
+        services: &[&str],
+    ) -> Self {
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let mut env = Env::server_only().await;
-        if worker {
-            env.add_service("ingestion", &settings).await;
+        for service in services {
+            env.add_service(service, settings).await;
         }
-        let base = env.serve_gateway(&settings).await;
+        let base = env.serve_gateway(settings).await;
         let acme = env.api_key("acme").await;
         let globex = env.api_key("globex").await;
         Self {
@@ -75,7 +85,7 @@ impl Limited {
     }
 
     /// Uploads `bytes` as a text file as `key`'s tenant.
-    async fn upload(&self, key: &str, name: &str, bytes: Vec<u8>) -> reqwest::Response {
+    pub(crate) async fn upload(&self, key: &str, name: &str, bytes: Vec<u8>) -> reqwest::Response {
         let form = Form::new()
             .text("collection", "manual")
             .part("file", Part::bytes(bytes).file_name(name.to_owned()));
@@ -89,7 +99,7 @@ impl Limited {
     }
 
     /// Messages and bytes in the documents object store's stream.
-    async fn stored(&self) -> (u64, u64) {
+    pub(crate) async fn stored(&self) -> (u64, u64) {
         let mut stream = self
             .env
             .js
@@ -116,7 +126,7 @@ async fn refusal(response: reqwest::Response, status: StatusCode) -> (u64, Value
 }
 
 /// `n` bytes of text, different for each `seed`.
-fn text(seed: &str, n: usize) -> Vec<u8> {
+pub(crate) fn text(seed: &str, n: usize) -> Vec<u8> {
     format!("{seed} is a line of plain text.\n")
         .repeat(n / (seed.len() + 26) + 1)
         .into_bytes()

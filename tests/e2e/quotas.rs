@@ -13,6 +13,7 @@ use tempfile::TempDir;
 use testkit::openai_stub::{OpenAiStub, StubReply};
 
 use crate::harness::*;
+use crate::limits::{Limited, text};
 
 /// Gives `tenant` the record `limits` in the `tenants` bucket of `env`'s server.
 async fn set_limits(env: &Env, tenant: &str, limits: TenantLimits) -> TenantsBucket {
@@ -177,8 +178,17 @@ async fn at_the_gateway_a_tenant_over_its_minute_gets_429_with_retry_after() {
 
 /// The embedding and query services on the OpenAI stand-in (chat and embeddings).
 async fn rag_on(stub: &OpenAiStub, data: &TempDir) -> Env {
+    let settings = stub_settings(stub, data);
+    let mut env = Env::server_only().await;
+    env.add_service("embedding", &settings).await;
+    env.add_service("query", &settings).await;
+    env
+}
+
+/// Settings in `data` for services on the OpenAI stand-in (chat and embeddings).
+fn stub_settings(stub: &OpenAiStub, data: &TempDir) -> shared::Settings {
     let url = stub.url();
-    let settings = settings_in(
+    settings_in(
         data.path(),
         &[
             ("DA_EMBEDDING_API_URL", &url),
@@ -187,11 +197,7 @@ async fn rag_on(stub: &OpenAiStub, data: &TempDir) -> Env {
             ("DA_CHAT_API_URL", &url),
             ("DA_CHAT_MODEL", "small-model"),
         ],
-    );
-    let mut env = Env::server_only().await;
-    env.add_service("embedding", &settings).await;
-    env.add_service("query", &settings).await;
-    env
+    )
 }
 
 /// `action_type` with `data` as `tenant` over rpc; the result.
@@ -272,71 +278,44 @@ async fn llm_tokens_are_counted_from_the_api_and_a_tenant_out_of_them_is_refused
     assert_eq!(answered["data"]["status"], "success", "{answered}");
 }
 
-/// Ingestion behind the gateway, on the embedding stand-in and the query service, with
-/// `acme` held to `stored_bytes`; keys for acme and globex.
+/// Ingestion behind the gateway ([`Limited`]), on the embedding stand-in and the query
+/// service, with `acme` held to `stored_bytes`.
 struct Stored {
-    env: Env,
-    base: String,
-    http: reqwest::Client,
-    acme: String,
-    globex: String,
+    it: Limited,
     bucket: TenantsBucket,
     _stub: OpenAiStub,
-    _data: TempDir,
+}
+
+impl std::ops::Deref for Stored {
+    type Target = Limited;
+
+    fn deref(&self) -> &Limited {
+        &self.it
+    }
 }
 
 impl Stored {
     async fn start(stored_bytes: u64) -> Self {
-        let _ = rustls::crypto::ring::default_provider().install_default();
         let stub = OpenAiStub::start().await;
         let data = TempDir::new().expect("temp dir");
-        let url = stub.url();
-        let settings = settings_in(
-            data.path(),
-            &[
-                ("DA_EMBEDDING_API_URL", &url),
-                ("DA_EMBEDDING_MODEL", "text-embedding-3-small"),
-                ("DA_VECTOR_DIMENSIONS", "8"),
-            ],
-        );
-        let mut env = Env::server_only().await;
-        for service in ["embedding", "query", "ingestion"] {
-            env.add_service(service, &settings).await;
-        }
+        let settings = stub_settings(&stub, &data);
+        let services = ["embedding", "query", "ingestion"];
+        let it = Limited::serving(data, &settings, &services).await;
         let limits = TenantLimits {
             stored_bytes: Some(stored_bytes),
             ..TenantLimits::default()
         };
-        let bucket = set_limits(&env, "acme", limits).await;
-        let base = env.serve_gateway(&settings).await;
-        let (acme, globex) = (env.api_key("acme").await, env.api_key("globex").await);
+        let bucket = set_limits(&it.env, "acme", limits).await;
         Self {
-            env,
-            base,
-            http: reqwest::Client::new(),
-            acme,
-            globex,
+            it,
             bucket,
             _stub: stub,
-            _data: data,
         }
     }
 
-    /// Uploads `bytes` of text as a file, as `key`'s tenant.
-    async fn upload(&self, key: &str, name: &str, bytes: usize) -> reqwest::Response {
-        let form = reqwest::multipart::Form::new()
-            .text("collection", "manual")
-            .part(
-                "file",
-                reqwest::multipart::Part::bytes(text(name, bytes)).file_name(name.to_owned()),
-            );
-        self.http
-            .post(format!("{}/v1/documents", self.base))
-            .bearer_auth(key)
-            .multipart(form)
-            .send()
-            .await
-            .expect("upload")
+    /// Uploads `bytes` bytes of text as a file, as `key`'s tenant.
+    async fn upload_text(&self, key: &str, name: &str, bytes: usize) -> reqwest::Response {
+        self.it.upload(key, name, text(name, bytes)).await
     }
 
     /// The tenant's stored bytes as counted.
@@ -347,13 +326,7 @@ impl Stored {
 
     /// Messages in the documents object store's stream (chunks and their metadata).
     async fn objects(&self) -> u64 {
-        let mut stream = self
-            .env
-            .js
-            .get_stream("OBJ_documents")
-            .await
-            .expect("documents object store");
-        stream.info().await.expect("info").state.messages
+        self.it.stored().await.0
     }
 
     /// Waits until the accepted document's task has ended; its document id.
@@ -385,16 +358,6 @@ impl Stored {
     }
 }
 
-/// `n` bytes of text, different for each `seed`.
-fn text(seed: &str, n: usize) -> Vec<u8> {
-    format!("{seed} is a line of plain text.\n")
-        .repeat(n / (seed.len() + 26) + 1)
-        .into_bytes()
-        .into_iter()
-        .take(n)
-        .collect()
-}
-
 /// Asserts a 507 `quota_exceeded` without `Retry-After`; its message.
 async fn over_quota(response: reqwest::Response) -> String {
     assert_eq!(response.status(), StatusCode::INSUFFICIENT_STORAGE);
@@ -410,20 +373,20 @@ async fn over_quota(response: reqwest::Response) -> String {
 #[tokio::test(flavor = "multi_thread")]
 async fn at_the_gateway_uploads_past_the_stored_bytes_are_507_until_a_deletion_frees_them() {
     let it = Stored::start(100_000).await;
-    let first = it.upload(&it.acme, "first.txt", 60_000).await;
+    let first = it.upload_text(&it.acme, "first.txt", 60_000).await;
     let first = it.indexed(&it.acme, first).await;
     assert_eq!(it.stored("acme").await, 60_000);
     let objects = it.objects().await;
 
     // Larger than what is left: refused while it streams, nothing of it stored, nothing
     // counted.
-    let message = over_quota(it.upload(&it.acme, "big.txt", 300_000).await).await;
+    let message = over_quota(it.upload_text(&it.acme, "big.txt", 300_000).await).await;
     assert!(
         message.contains("60000") && message.contains("100000"),
         "{message}"
     );
     // Small enough to stream whole, too large to fit.
-    over_quota(it.upload(&it.acme, "second.txt", 50_000).await).await;
+    over_quota(it.upload_text(&it.acme, "second.txt", 50_000).await).await;
     // Inline text over JSON the same.
     let json = serde_json::json!({"collection": "manual",
         "text": String::from_utf8(text("inline", 50_000)).expect("utf-8")});
@@ -440,7 +403,7 @@ async fn at_the_gateway_uploads_past_the_stored_bytes_are_507_until_a_deletion_f
     assert_eq!(it.stored("acme").await, 60_000);
 
     // Another tenant is not held to acme's limit.
-    let other = it.upload(&it.globex, "other.txt", 150_000).await;
+    let other = it.upload_text(&it.globex, "other.txt", 150_000).await;
     it.indexed(&it.globex, other).await;
     assert_eq!(it.stored("globex").await, 150_000);
 
@@ -454,12 +417,12 @@ async fn at_the_gateway_uploads_past_the_stored_bytes_are_507_until_a_deletion_f
         .expect("delete");
     assert_eq!(deleted.status(), StatusCode::OK);
     assert_eq!(it.stored("acme").await, 0);
-    let second = it.upload(&it.acme, "second.txt", 50_000).await;
+    let second = it.upload_text(&it.acme, "second.txt", 50_000).await;
     it.indexed(&it.acme, second).await;
     assert_eq!(it.stored("acme").await, 50_000);
 
     // The same content again is a duplicate: not stored twice, not counted twice.
-    let again = it.upload(&it.acme, "second.txt", 50_000).await;
+    let again = it.upload_text(&it.acme, "second.txt", 50_000).await;
     assert_eq!(again.status(), StatusCode::OK);
     assert_eq!(it.stored("acme").await, 50_000);
 
