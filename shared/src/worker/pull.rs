@@ -124,6 +124,10 @@ impl PullLoop {
         let mut last_heard = Instant::now();
         let mut last_message = Instant::now();
         let mut received = 0u64;
+        // How many messages the consumer still held after the last one delivered (its
+        // `pending`): a loop sharing its slots with other tenants' asks for no more than
+        // that beyond its turn, so a quiet tenant never sits on slots it has no work for.
+        let mut backlog = 0usize;
         // Fires no later than three heartbeats after `last_heard`; checked and moved on when
         // it fires, rather than re-armed on every message (a timer per message is not free).
         let quiet = heartbeat * 3;
@@ -158,7 +162,11 @@ impl PullLoop {
                                 },
                             };
                             // Boxed where it is made: the handler future is moved only as a pointer.
-                            let work = Box::pin(handle(Message { message, context: self.jetstream.clone() }));
+                            let message = Message { message, context: self.jetstream.clone() };
+                            if let Ok(info) = message.info() {
+                                backlog = usize::try_from(info.pending).unwrap_or(usize::MAX);
+                            }
+                            let work = Box::pin(handle(message));
                             inflight.push(async move {
                                 work.await;
                                 drop(permit);
@@ -196,7 +204,10 @@ impl PullLoop {
                 Some(()) = inflight.next(), if !inflight.is_empty() => {}
                 permit = self.slots.clone().acquire_many_owned(want as u32), if retry_at.is_none() => {
                     let mut permit = permit?;
-                    let free = self.slots.available_permits();
+                    let free = match self.idle {
+                        Some(_) => self.slots.available_permits().min(backlog),
+                        None => self.slots.available_permits(),
+                    };
                     if free > 0 && let Ok(more) = self.slots.clone().try_acquire_many_owned(free as u32) {
                         permit.merge(more);
                     }
