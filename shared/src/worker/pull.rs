@@ -163,7 +163,11 @@ impl PullLoop {
                             };
                             // Boxed where it is made: the handler future is moved only as a pointer.
                             let message = Message { message, context: self.jetstream.clone() };
-                            if let Ok(info) = message.info() {
+                            // Only a loop that shares its slots reads it (the reply subject is
+                            // parsed again when the message is handled).
+                            if self.idle.is_some()
+                                && let Ok(info) = message.info()
+                            {
                                 backlog = usize::try_from(info.pending).unwrap_or(usize::MAX);
                             }
                             let work = Box::pin(handle(message));
