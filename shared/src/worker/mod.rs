@@ -41,7 +41,7 @@ use crate::settings::Settings;
 use crate::streams::{Definitions, StreamsError};
 use crate::subject::Inboxes;
 use outcome::Lane;
-use pull::PullLoop;
+use pull::{PullLoop, Sharing};
 
 /// Why a worker could not start or stopped.
 #[derive(Debug, thiserror::Error)]
@@ -280,17 +280,18 @@ pub async fn wait_until_serving(client: &Client, domain: &crate::Domain, within:
 }
 
 /// Pulls from one durable consumer, its handlers taking `slots`, until shutdown (or until
-/// it has been `idle` that long), then drains it. Returns how many messages it received.
+/// a tenant's loop has been idle: [`Sharing`]), then drains it. Returns how many messages
+/// it received.
 async fn serve_consumer(
     shared: Arc<WorkerParts>,
     lane: Arc<Lane>,
     consumer: PullConsumer,
     slots: Arc<Semaphore>,
-    idle: Option<Duration>,
+    sharing: Option<Sharing>,
     shutdown: CancellationToken,
 ) -> u64 {
-    let expires = match idle {
-        Some(idle) => shared.config.pull_expires.min(idle),
+    let expires = match &sharing {
+        Some(sharing) => shared.config.pull_expires.min(sharing.idle),
         None => shared.config.pull_expires,
     };
     let pull = PullLoop {
@@ -299,7 +300,7 @@ async fn serve_consumer(
         slots,
         capacity: shared.config.concurrency.max(1),
         expires,
-        idle,
+        sharing,
     };
     let mut inflight = InFlight::default();
     let handle = |msg: Message| outcome::handle(shared.clone(), lane.clone(), msg);
@@ -343,7 +344,26 @@ async fn drain(
     // Left only after a timeout: nobody waits for them any more, but one that stops at the
     // cancellation may still nak its message for a prompt redelivery.
     inflight.detach();
-    if let Some(mut subscription) = leftover {
-        let _ = subscription.unsubscribe().await;
+    // Unsubscribe and nak what was already on its way: a message dropped here would wait
+    // out its whole ack deadline before anyone else got it. Once the server has our
+    // unsubscribe, it delivers nothing more for our open pull requests (no one listens).
+    if let Some(mut subscription) = leftover
+        && subscription.drain().await.is_ok()
+    {
+        let context = shared.pipeline.publisher.jetstream();
+        while let Ok(Some(message)) =
+            tokio::time::timeout(DRAIN_INBOX_LIMIT, subscription.next()).await
+        {
+            if message.status.is_none() {
+                let msg = Message {
+                    message,
+                    context: context.clone(),
+                };
+                let _ = msg.ack_with(AckKind::Nak(None)).await;
+            }
+        }
     }
 }
+
+/// The longest a stopping loop waits for the server to confirm its unsubscribe.
+const DRAIN_INBOX_LIMIT: Duration = Duration::from_secs(2);

@@ -24,6 +24,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_nats::jetstream::consumer::PullConsumer;
@@ -47,9 +48,26 @@ pub(crate) struct PullLoop {
     pub slots: Arc<Semaphore>,
     pub capacity: usize,
     pub expires: Duration,
+    /// Set for a tenant's loop, which shares `slots` with the other tenants' loops and
+    /// ends when idle; `None`: the only loop on its slots, running until stopped.
+    pub sharing: Option<Sharing>,
+}
+
+/// How a tenant's loop shares the worker's slots.
+pub(crate) struct Sharing {
     /// End once nothing has arrived for this long, nothing is in flight and no pull
-    /// request is open; `None`: run until stopped.
-    pub idle: Option<Duration>,
+    /// request is open.
+    pub idle: Duration,
+    /// How many tenants' loops are running on the slots now, this one included. While it
+    /// is alone a loop pulls as the only loop does; beside others it asks beyond its open
+    /// requests only for messages its consumer still holds.
+    pub lanes: Arc<AtomicUsize>,
+}
+
+impl Sharing {
+    fn beside_others(&self) -> bool {
+        self.lanes.load(Ordering::Relaxed) > 1
+    }
 }
 
 /// How a pull loop ended.
@@ -139,7 +157,8 @@ impl PullLoop {
         tokio::pin!(stopped);
 
         loop {
-            let want = if reserved.count == 0 { 1 } else { threshold };
+            let beside_others = self.sharing.as_ref().is_some_and(Sharing::beside_others);
+            let want = next_ask(reserved.count, backlog, beside_others, threshold);
             tokio::select! {
                 biased;
                 _ = &mut stopped => break,
@@ -165,7 +184,7 @@ impl PullLoop {
                             let message = Message { message, context: self.jetstream.clone() };
                             // Only a loop that shares its slots reads it (the reply subject is
                             // parsed again when the message is handled).
-                            if self.idle.is_some()
+                            if self.sharing.is_some()
                                 && let Ok(info) = message.info()
                             {
                                 backlog = usize::try_from(info.pending).unwrap_or(usize::MAX);
@@ -186,7 +205,7 @@ impl PullLoop {
                             match pending {
                                 Some(n) => reserved.release(n),
                                 None if matches!(status, StatusCode::NOT_FOUND | StatusCode::NO_RESPONDERS)
-                                    && self.idle.is_some() =>
+                                    && self.sharing.is_some() =>
                                 {
                                     // The tenant's consumer was removed: the worker makes it
                                     // again if the tenant still has work.
@@ -198,7 +217,10 @@ impl PullLoop {
                                 }
                                 None => {}
                             }
-                            let rested = self.idle.is_some_and(|idle| last_message.elapsed() >= idle);
+                            let rested = self
+                                .sharing
+                                .as_ref()
+                                .is_some_and(|sharing| last_message.elapsed() >= sharing.idle);
                             if rested && reserved.count == 0 && inflight.is_empty() {
                                 break;
                             }
@@ -206,11 +228,14 @@ impl PullLoop {
                     }
                 }
                 Some(()) = inflight.next(), if !inflight.is_empty() => {}
-                permit = self.slots.clone().acquire_many_owned(want as u32), if retry_at.is_none() => {
+                permit = self.slots.clone().acquire_many_owned(want.unwrap_or(1) as u32), if retry_at.is_none() && want.is_some() => {
                     let mut permit = permit?;
-                    let free = match self.idle {
-                        Some(_) => self.slots.available_permits().min(backlog),
-                        None => self.slots.available_permits(),
+                    let free = match beside_others {
+                        true => self
+                            .slots
+                            .available_permits()
+                            .min(backlog.saturating_sub(reserved.count + permit.num_permits())),
+                        false => self.slots.available_permits(),
                     };
                     if free > 0 && let Ok(more) = self.slots.clone().try_acquire_many_owned(free as u32) {
                         permit.merge(more);
@@ -257,6 +282,32 @@ impl PullLoop {
     }
 }
 
+/// How many slots a loop asks for next, given how many it holds for open pull requests
+/// (`reserved`) and how many messages its consumer still held at the last delivery
+/// (`backlog`); `None`: nothing for now.
+///
+/// A loop with no open request always asks for one slot, so it hears of new work. Beside
+/// other tenants' loops, it asks beyond its open requests only for messages its consumer
+/// still holds: otherwise a tenant with one action a second would sit on a quarter of the
+/// slots at a time, turn after turn, in requests that can only expire, and starve the
+/// busy tenant.
+fn next_ask(
+    reserved: usize,
+    backlog: usize,
+    beside_others: bool,
+    threshold: usize,
+) -> Option<usize> {
+    if reserved == 0 {
+        Some(1)
+    } else if !beside_others {
+        Some(threshold)
+    } else if backlog > reserved {
+        Some(threshold.min(backlog - reserved))
+    } else {
+        None
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -280,5 +331,18 @@ mod tests {
         drop(one);
         assert_eq!(slots.available_permits(), 8);
         assert!(reserved.take_one().is_none());
+    }
+
+    #[test]
+    fn beside_others_a_loop_asks_only_for_work_its_consumer_holds() {
+        // A quiet tenant with its one open request and nothing waiting holds no more.
+        assert_eq!(next_ask(1, 0, true, 16), None);
+        // Alone, the same loop keeps a turn's worth of requests open.
+        assert_eq!(next_ask(1, 0, false, 16), Some(16));
+        // A busy tenant asks for a turn at most, and no more than it has waiting.
+        assert_eq!(next_ask(4, 100, true, 16), Some(16));
+        assert_eq!(next_ask(4, 7, true, 16), Some(3));
+        // Any loop without an open request asks for one, to hear of new work.
+        assert_eq!(next_ask(0, 0, true, 16), Some(1));
     }
 }

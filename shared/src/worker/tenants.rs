@@ -11,7 +11,9 @@
 //! waiters first come, first served, one batch per lane at a time: when a slot frees up,
 //! a quiet tenant that is waiting gets it before the busy tenant can ask again. That is a
 //! round robin over the tenants with work, in turns of at most a quarter of the slots,
-//! and a tenant alone still gets every slot.
+//! and a tenant alone still gets every slot. Beside other lanes, a lane asks for slots
+//! beyond its open pull request only for messages its consumer still holds, so a tenant
+//! that sends now and then holds one slot, not a turn's worth, while it waits.
 //!
 //! A tenant's concurrent-actions limit (`crate::quota`) is its consumer's
 //! `max_ack_pending`: the server then delivers it no more actions at once than that, over
@@ -29,6 +31,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_nats::jetstream::consumer::PullConsumer;
@@ -39,6 +42,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::outcome::Lane;
+use super::pull::Sharing;
 use super::{WorkerParts, serve_consumer};
 use crate::action::{Domain, TenantId};
 use crate::streams::Definitions;
@@ -70,6 +74,8 @@ pub(crate) async fn serve(
     let filter = subject::any_tenant(&domain, Channel::Actions);
     // Tenants with a lane, and tenants whose lane found nothing, until when to leave them.
     let mut running: HashSet<String> = HashSet::new();
+    // `running.len()`, for the lanes to read.
+    let lane_count = Arc::new(AtomicUsize::new(0));
     let mut resting: HashMap<String, Instant> = HashMap::new();
     let mut lanes: JoinSet<(String, u64)> = JoinSet::new();
     let mut tick = tokio::time::interval(DISCOVER_EVERY);
@@ -80,6 +86,7 @@ pub(crate) async fn serve(
             Some(ended) = lanes.join_next(), if !lanes.is_empty() => {
                 if let Ok((tenant, received)) = ended {
                     running.remove(&tenant);
+                    lane_count.store(running.len(), Ordering::Relaxed);
                     if received == 0 {
                         resting.insert(tenant, Instant::now() + EMPTY_LANE_REST);
                     }
@@ -123,9 +130,11 @@ pub(crate) async fn serve(
                         max_deliver: info.max_deliver,
                     });
                     running.insert(tenant.clone());
+                    lane_count.store(running.len(), Ordering::Relaxed);
                     let (shared, slots, stop) = (shared.clone(), slots.clone(), shutdown.clone());
+                    let sharing = Sharing { idle: LANE_IDLE, lanes: lane_count.clone() };
                     lanes.spawn(async move {
-                        let received = serve_consumer(shared, lane, consumer, slots, Some(LANE_IDLE), stop).await;
+                        let received = serve_consumer(shared, lane, consumer, slots, Some(sharing), stop).await;
                         (tenant, received)
                     });
                 }
