@@ -316,7 +316,30 @@ async fn measure(
         Side::Baseline => baseline::run(&caller, &worker, path, in_flight, timing).await,
         Side::Ours => ours::run(&caller, &worker, path, in_flight, timing).await,
     };
-    measured.map_err(|e| Failure::runtime(format!("{} ({side:?}): {e}", scenario.name)))
+    let measured =
+        measured.map_err(|e| Failure::runtime(format!("{} ({side:?}): {e}", scenario.name)))?;
+    forget_stored_results(&caller).await?;
+    Ok(measured)
+}
+
+/// Purges the results either side stored on callbacks subjects, between rounds. Nothing
+/// consumes them (the bench hears them on a plain subscription), so without this they
+/// would pile up to the per-subject limit and the publishes of later rounds be refused.
+async fn forget_stored_results(client: &async_nats::Client) -> Result<(), Failure> {
+    let js = async_nats::jetstream::new(client.clone());
+    for (stream, subject) in [
+        ("ECHO", format!("echo.{TENANT}.callbacks")),
+        ("BENCH", format!("bench.{TENANT}.callbacks")),
+    ] {
+        if let Ok(stream) = js.get_stream(stream).await {
+            stream
+                .purge()
+                .filter(subject.as_str())
+                .await
+                .map_err(|e| Failure::runtime(format!("purging {subject}: {e}")))?;
+        }
+    }
+    Ok(())
 }
 
 fn row(name: &str, ours: &Measured, baseline: &Measured) -> Row {
