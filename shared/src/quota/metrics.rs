@@ -6,6 +6,7 @@
 //! | `da_tenant_requests_total` | counter | `tenant`, `at` | requests counted against the tenant's per-minute limit, refused ones included |
 //! | `da_tenant_rate_limited_total` | counter | `tenant`, `at`, `code` | requests and actions refused for a limit (`rate_limited`, `quota_exceeded`, `forbidden` model) |
 //! | `da_tenant_tokens_total` | counter | `tenant` | LLM tokens the APIs reported for the tenant's actions |
+//! | `da_tenant_stored_bytes` | gauge | `tenant` | bytes of documents the tenant stores, as of the last change this process made (the count itself is in the `tenants` KV bucket, shared by every instance) |
 //!
 //! `at` is where it was counted: `gateway`, or the domain of the worker.
 
@@ -17,6 +18,8 @@ pub const TENANT_REQUESTS: &str = "da_tenant_requests_total";
 pub const TENANT_RATE_LIMITED: &str = "da_tenant_rate_limited_total";
 /// LLM tokens reported by the model APIs, by tenant.
 pub const TENANT_TOKENS: &str = "da_tenant_tokens_total";
+/// Bytes of documents a tenant stores, by tenant.
+pub const TENANT_STORED_BYTES: &str = "da_tenant_stored_bytes";
 
 /// Counts one request of `tenant` seen `at` a gateway or a worker's domain.
 pub fn requested(tenant: &TenantId, at: &str) {
@@ -38,4 +41,40 @@ pub fn refused(tenant: &TenantId, at: &str, code: &str) {
 /// Adds `tokens` to what `tenant` used.
 pub fn tokens_used(tenant: &TenantId, tokens: u64) {
     ::metrics::counter!(TENANT_TOKENS, "tenant" => tenant.as_str().to_owned()).increment(tokens);
+}
+
+/// Shows `bytes` as what `tenant` stores now.
+pub fn stored_bytes(tenant: &TenantId, bytes: u64) {
+    ::metrics::gauge!(TENANT_STORED_BYTES, "tenant" => tenant.as_str().to_owned())
+        .set(bytes as f64);
+}
+
+#[cfg(test)]
+mod tests {
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+
+    use super::*;
+
+    #[test]
+    fn usage_is_recorded_per_tenant() {
+        let recorder = DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        let acme = TenantId::new("acme").expect("tenant");
+        ::metrics::with_local_recorder(&recorder, || {
+            tokens_used(&acme, 120);
+            stored_bytes(&acme, 60_000);
+            stored_bytes(&acme, 50_000);
+        });
+        let seen: Vec<_> = snapshotter
+            .snapshot()
+            .into_vec()
+            .into_iter()
+            .map(|(key, _, _, value)| (key.key().name().to_owned(), value))
+            .collect();
+        assert!(seen.contains(&(TENANT_TOKENS.to_owned(), DebugValue::Counter(120))));
+        assert!(seen.contains(&(
+            TENANT_STORED_BYTES.to_owned(),
+            DebugValue::Gauge(50_000.0.into())
+        )));
+    }
 }

@@ -254,9 +254,9 @@ impl Quotas {
             Err(err) => Err(err),
         }
         .map_err(|err| ActionError::unavailable(err.to_string()))?;
-        changed
-            .map(drop)
-            .map_err(|used| self.refuse_stored(tenant, used, limit, bytes, at))
+        let stored = changed.map_err(|used| self.refuse_stored(tenant, used, limit, bytes, at))?;
+        metrics::stored_bytes(tenant, stored);
+        Ok(())
     }
 
     /// The refusal of `more` bytes for `tenant`, which stores `used` of its `limit`
@@ -292,8 +292,11 @@ impl Quotas {
             Ok(bucket) => bucket.change_stored(tenant, delta, 0).await,
             Err(err) => Err(err),
         };
-        if let Err(err) = changed {
-            tracing::warn!(%err, tenant = %tenant.as_str(), bytes, "stored bytes not given back");
+        match changed {
+            Ok(Ok(stored) | Err(stored)) => metrics::stored_bytes(tenant, stored),
+            Err(err) => {
+                tracing::warn!(%err, tenant = %tenant.as_str(), bytes, "stored bytes not given back")
+            }
         }
     }
 }
