@@ -82,6 +82,20 @@ impl Ctx {
         }
     }
 
+    /// Call before a paid embedding API for this action: refuses a `model` the tenant may
+    /// not name (`forbidden`). Unlike [`Ctx::check_llm`] it spends none of the tenant's
+    /// LLM tokens of the day: an index is not held up by chat.
+    pub async fn check_model(&self, model: Option<&str>) -> Result<(), ActionError> {
+        match &self.inner.quotas {
+            Some((quotas, domain)) => {
+                quotas
+                    .check_model(&self.inner.tenant, model, domain.as_str())
+                    .await
+            }
+            None => Ok(()),
+        }
+    }
+
     /// Call after a paid model API answered: adds the `tokens` it reported (its `usage`)
     /// to the tenant's count of the day, which [`Ctx::check_llm`] holds against its limit.
     pub async fn record_llm_tokens(&self, tokens: u64) {

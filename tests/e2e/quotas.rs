@@ -473,3 +473,59 @@ async fn over_nats_an_ingest_past_the_stored_bytes_is_quota_exceeded_and_no_dead
     assert_eq!(it.stored("globex").await, 2_000);
     assert_eq!(letters_on(&it.env, "dlq.ingestion.acme").await, 0);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_embedding_model_the_tenant_may_not_name_is_forbidden_before_the_api_is_called() {
+    let stub = OpenAiStub::start().await;
+    let data = TempDir::new().expect("temp dir");
+    let mut env = Env::server_only().await;
+    env.add_service("embedding", &stub_settings(&stub, &data))
+        .await;
+    set_limits(
+        &env,
+        "acme",
+        TenantLimits {
+            models: vec!["small-model".into()],
+            ..TenantLimits::default()
+        },
+    )
+    .await;
+    let embed = |model: Option<&str>| {
+        let mut data = json!({"texts": ["Cats eat meat."]});
+        if let Some(model) = model {
+            data["model"] = json!(model);
+        }
+        data
+    };
+    let embeddings = |stub: &OpenAiStub| {
+        stub.requests()
+            .iter()
+            .filter(|r| r.0.ends_with("/embeddings"))
+            .count()
+    };
+
+    let refused = call(
+        &env,
+        "acme",
+        "embedding.generate",
+        embed(Some("big-embedder")),
+    )
+    .await;
+    assert_error(&refused, "forbidden");
+    assert_eq!(embeddings(&stub), 0, "the API was not called");
+
+    // The configured model, named or not, is always allowed; another tenant names any.
+    for model in [None, Some("text-embedding-3-small")] {
+        let done = call(&env, "acme", "embedding.generate", embed(model)).await;
+        assert_eq!(done["data"]["status"], "success", "{done}");
+    }
+    let done = call(
+        &env,
+        "globex",
+        "embedding.generate",
+        embed(Some("big-embedder")),
+    )
+    .await;
+    assert_eq!(done["data"]["status"], "success", "{done}");
+    assert_eq!(embeddings(&stub), 3);
+}

@@ -168,19 +168,7 @@ impl Quotas {
         at: &str,
     ) -> Result<(), ActionError> {
         let limits = self.limits(tenant).await;
-        if let Some(model) = model
-            && !limits.allows_model(model)
-        {
-            metrics::refused(tenant, at, ErrorCode::Forbidden.as_str());
-            return Err(ActionError::new(
-                ErrorCode::Forbidden,
-                format!(
-                    "model {model:?} is not allowed for tenant {}; allowed: {}",
-                    tenant.as_str(),
-                    limits.models.join(", ")
-                ),
-            ));
-        }
+        Self::check_model_in(&limits, tenant, model, at)?;
         if limits.tokens_per_day == 0 {
             return Ok(());
         }
@@ -201,6 +189,41 @@ impl Quotas {
             ));
         }
         Ok(())
+    }
+
+    /// Checks, before a paid model API other than a chat model's is called for `tenant`
+    /// (an embedding API), that the action may name `model` (`forbidden` if not). Its
+    /// tokens are not held against the tenant's LLM tokens of the day.
+    pub async fn check_model(
+        &self,
+        tenant: &TenantId,
+        model: Option<&str>,
+        at: &str,
+    ) -> Result<(), ActionError> {
+        let limits = self.limits(tenant).await;
+        Self::check_model_in(&limits, tenant, model, at)
+    }
+
+    fn check_model_in(
+        limits: &Effective,
+        tenant: &TenantId,
+        model: Option<&str>,
+        at: &str,
+    ) -> Result<(), ActionError> {
+        match model {
+            Some(model) if !limits.allows_model(model) => {
+                metrics::refused(tenant, at, ErrorCode::Forbidden.as_str());
+                Err(ActionError::new(
+                    ErrorCode::Forbidden,
+                    format!(
+                        "model {model:?} is not allowed for tenant {}; allowed: {}",
+                        tenant.as_str(),
+                        limits.models.join(", ")
+                    ),
+                ))
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Adds the `tokens` a model API reported for `tenant`'s action to its day's count
