@@ -167,8 +167,8 @@ impl Quotas {
         model: Option<&str>,
         at: &str,
     ) -> Result<(), ActionError> {
+        self.check_model(tenant, model, at).await?;
         let limits = self.limits(tenant).await;
-        Self::check_model_in(&limits, tenant, model, at)?;
         if limits.tokens_per_day == 0 {
             return Ok(());
         }
@@ -201,15 +201,6 @@ impl Quotas {
         at: &str,
     ) -> Result<(), ActionError> {
         let limits = self.limits(tenant).await;
-        Self::check_model_in(&limits, tenant, model, at)
-    }
-
-    fn check_model_in(
-        limits: &Effective,
-        tenant: &TenantId,
-        model: Option<&str>,
-        at: &str,
-    ) -> Result<(), ActionError> {
         match model {
             Some(model) if !limits.allows_model(model) => {
                 metrics::refused(tenant, at, ErrorCode::Forbidden.as_str());
