@@ -14,15 +14,18 @@ use tempfile::TempDir;
 use tokio::time::{Instant, sleep};
 
 use crate::harness::*;
+use crate::limits::Limited;
 
-/// Services, an HTTP server with the ingestion routes, and keys for two tenants.
-struct Ingest {
-    env: Env,
-    base: String,
-    http: reqwest::Client,
-    acme: String,
-    globex: String,
-    _data: TempDir,
+/// Services, an HTTP server with the ingestion routes, and keys for two tenants: the
+/// gateway fixture of `limits`, serving the ingestion routes alone.
+struct Ingest(Limited);
+
+impl std::ops::Deref for Ingest {
+    type Target = Limited;
+
+    fn deref(&self) -> &Limited {
+        &self.0
+    }
 }
 
 impl Ingest {
@@ -41,18 +44,7 @@ impl Ingest {
         let (base, keys) = env.serve_ingestion(settings).await;
         let acme = keys.create(&tenant("acme"), None).await.expect("key");
         let globex = keys.create(&tenant("globex"), None).await.expect("key");
-        Self {
-            env,
-            base,
-            http: reqwest::Client::new(),
-            acme,
-            globex,
-            _data: data,
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
+        Self(Limited::assemble(env, base, [acme, globex], data))
     }
 
     /// Uploads fixture files in one multipart request as `key`'s tenant.

@@ -47,6 +47,12 @@ impl Limited {
         let base = env.serve_gateway(settings).await;
         let acme = env.api_key("acme").await;
         let globex = env.api_key("globex").await;
+        Self::assemble(env, base, [acme, globex], data)
+    }
+
+    /// `env` served at `base`, with the keys of acme and globex; `data` lives as long.
+    pub(crate) fn assemble(env: Env, base: String, keys: [String; 2], data: TempDir) -> Self {
+        let [acme, globex] = keys;
         Self {
             env,
             base,
@@ -57,7 +63,7 @@ impl Limited {
         }
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
 
