@@ -333,11 +333,7 @@ async fn drain(
                 break;
             }
             Some(message) = async { match leftover.as_mut() { Some(s) => s.next().await, None => std::future::pending().await } } => {
-                if message.status.is_none() {
-                    let context = shared.pipeline.publisher.jetstream().clone();
-                    let msg = Message { message, context };
-                    let _ = msg.ack_with(AckKind::Nak(None)).await;
-                }
+                nak_leftover(shared, message).await;
             }
         }
     }
@@ -350,18 +346,21 @@ async fn drain(
     if let Some(mut subscription) = leftover
         && subscription.drain().await.is_ok()
     {
-        let context = shared.pipeline.publisher.jetstream();
         while let Ok(Some(message)) =
             tokio::time::timeout(DRAIN_INBOX_LIMIT, subscription.next()).await
         {
-            if message.status.is_none() {
-                let msg = Message {
-                    message,
-                    context: context.clone(),
-                };
-                let _ = msg.ack_with(AckKind::Nak(None)).await;
-            }
+            nak_leftover(shared, message).await;
         }
+    }
+}
+
+/// Hands a message that reached a stopping loop straight back for redelivery (status
+/// messages of the pull requests are skipped).
+async fn nak_leftover(shared: &WorkerParts, message: async_nats::Message) {
+    if message.status.is_none() {
+        let context = shared.pipeline.publisher.jetstream().clone();
+        let msg = Message { message, context };
+        let _ = msg.ack_with(AckKind::Nak(None)).await;
     }
 }
 

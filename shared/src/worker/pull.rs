@@ -230,13 +230,10 @@ impl PullLoop {
                 Some(()) = inflight.next(), if !inflight.is_empty() => {}
                 permit = self.slots.clone().acquire_many_owned(want.unwrap_or(1) as u32), if retry_at.is_none() && want.is_some() => {
                     let mut permit = permit?;
-                    let free = match beside_others {
-                        true => self
-                            .slots
-                            .available_permits()
-                            .min(backlog.saturating_sub(reserved.count + permit.num_permits())),
-                        false => self.slots.available_permits(),
-                    };
+                    let mut free = self.slots.available_permits();
+                    if beside_others {
+                        free = free.min(backlog.saturating_sub(reserved.count + permit.num_permits()));
+                    }
                     if free > 0 && let Ok(more) = self.slots.clone().try_acquire_many_owned(free as u32) {
                         permit.merge(more);
                     }
