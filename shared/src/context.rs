@@ -31,8 +31,9 @@ struct CtxInner {
     delivery: u64,
     publisher: Option<Publisher>,
     cancel: CancellationToken,
-    /// The worker's tenant limits (none in unit tests: nothing is limited).
-    quotas: Option<(Quotas, crate::action::Domain)>,
+    /// The worker's tenant limits and where they are counted (its domain; none in unit
+    /// tests: nothing is limited).
+    quotas: Option<(Quotas, Arc<str>)>,
 }
 
 impl Ctx {
@@ -59,10 +60,10 @@ impl Ctx {
         }
     }
 
-    /// This context with the worker's tenant limits, counted for `domain`.
-    pub(crate) fn with_quotas(mut self, quotas: Quotas, domain: crate::action::Domain) -> Self {
+    /// This context with the worker's tenant limits, counted `at` its domain.
+    pub(crate) fn with_quotas(mut self, quotas: Quotas, at: Arc<str>) -> Self {
         if let Some(inner) = Arc::get_mut(&mut self.inner) {
-            inner.quotas = Some((quotas, domain));
+            inner.quotas = Some((quotas, at));
         }
         self
     }
@@ -73,11 +74,7 @@ impl Ctx {
     /// action names; none: the operator's configured model, always allowed.
     pub async fn check_llm(&self, model: Option<&str>) -> Result<(), ActionError> {
         match &self.inner.quotas {
-            Some((quotas, domain)) => {
-                quotas
-                    .check_llm(&self.inner.tenant, model, domain.as_str())
-                    .await
-            }
+            Some((quotas, at)) => quotas.check_llm(&self.inner.tenant, model, at).await,
             None => Ok(()),
         }
     }
@@ -87,11 +84,7 @@ impl Ctx {
     /// LLM tokens of the day: an index is not held up by chat.
     pub async fn check_model(&self, model: Option<&str>) -> Result<(), ActionError> {
         match &self.inner.quotas {
-            Some((quotas, domain)) => {
-                quotas
-                    .check_model(&self.inner.tenant, model, domain.as_str())
-                    .await
-            }
+            Some((quotas, at)) => quotas.check_model(&self.inner.tenant, model, at).await,
             None => Ok(()),
         }
     }

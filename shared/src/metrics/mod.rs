@@ -18,20 +18,22 @@
 //! Labels stay few: `tenant` is a validated tenant id, `action_type` one the worker has a
 //! handler for, and anything else (an unregistered type, a tenant that could not be read)
 //! is `_unknown`. The labels fixed for a worker (its domain, each registered type) are built
-//! once when it starts ([`WorkerMetrics`]), so the handler histogram and the in-flight gauge
-//! cost no allocation per message; the counters labelled by tenant build their key when
-//! recorded. Handles are bound to the recorder installed when the worker starts, so install
-//! the recorder before starting workers.
+//! once when it starts ([`WorkerMetrics`]), and the counters labelled by tenant are kept per
+//! tenant once seen ([`ByTenant`]), so recording a message allocates nothing. Handles are
+//! bound to the recorder installed when the worker starts, so install the recorder before
+//! starting workers.
 
+mod by_tenant;
 #[cfg(feature = "prometheus")]
 mod exporter;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use ::metrics::{Gauge, Histogram, Label, SharedString};
+use ::metrics::{Counter, Gauge, Histogram, Label, SharedString};
 
 use crate::action::{ActionType, Domain, ErrorCode, TenantId};
+pub use by_tenant::{ByTenant, TENANTS_KEPT};
 #[cfg(feature = "prometheus")]
 pub use exporter::{BUCKETS, CONTENT_TYPE, bind, install, render, serve};
 
@@ -86,12 +88,14 @@ impl Outcome {
 /// The labels and handles of one action type, or of [`UNKNOWN`] types.
 #[derive(Debug)]
 pub struct Kind {
+    /// Names the kind among the worker's (the key of its kept counters).
+    index: usize,
     label: SharedString,
     duration: Histogram,
 }
 
 impl Kind {
-    fn new(domain: &SharedString, action_type: &str) -> Self {
+    fn new(index: usize, domain: &SharedString, action_type: &str) -> Self {
         let label = SharedString::from_shared(Arc::from(action_type));
         let duration = ::metrics::histogram!(
             HANDLER_DURATION,
@@ -100,7 +104,11 @@ impl Kind {
                 Label::new("action_type", label.clone()),
             ]
         );
-        Self { label, duration }
+        Self {
+            index,
+            label,
+            duration,
+        }
     }
 
     /// Records the time one handler call took.
@@ -118,6 +126,12 @@ pub struct WorkerMetrics {
     /// less than hashing the type on every message.
     kinds: Vec<(Box<str>, Kind)>,
     unknown: Kind,
+    /// [`ACTIONS_HANDLED`] by tenant, kind and outcome.
+    handled: ByTenant<(usize, Outcome)>,
+    /// [`ACTION_ERRORS`] by tenant and code.
+    errors: ByTenant<ErrorCode>,
+    /// [`REDELIVERIES`] by tenant.
+    redeliveries: ByTenant<()>,
 }
 
 impl WorkerMetrics {
@@ -129,18 +143,23 @@ impl WorkerMetrics {
     ) -> Self {
         let domain = SharedString::from_shared(Arc::from(domain.as_str()));
         let in_flight = ::metrics::gauge!(IN_FLIGHT, vec![Label::new("domain", domain.clone())]);
-        let mut kinds: Vec<(Box<str>, Kind)> = action_types
-            .into_iter()
-            .map(|t| (Box::from(t.as_str()), Kind::new(&domain, t.as_str())))
+        let mut types: Vec<&str> = action_types.into_iter().map(|t| t.as_str()).collect();
+        types.sort_unstable();
+        types.dedup();
+        let kinds: Vec<(Box<str>, Kind)> = types
+            .iter()
+            .enumerate()
+            .map(|(index, t)| (Box::from(*t), Kind::new(index, &domain, t)))
             .collect();
-        kinds.sort_by(|a, b| a.0.cmp(&b.0));
-        kinds.dedup_by(|a, b| a.0 == b.0);
-        let unknown = Kind::new(&domain, UNKNOWN);
+        let unknown = Kind::new(kinds.len(), &domain, UNKNOWN);
         Self {
             domain,
             in_flight,
             kinds,
             unknown,
+            handled: ByTenant::default(),
+            errors: ByTenant::default(),
+            redeliveries: ByTenant::default(),
         }
     }
 
@@ -171,20 +190,21 @@ impl WorkerMetrics {
         outcome: Outcome,
         error: Option<ErrorCode>,
     ) {
-        let tenant = tenant_label(tenant);
         if let Some(code) = error {
-            self.failed(tenant.clone(), code);
+            self.failed(tenant, code);
         }
-        ::metrics::counter!(
-            ACTIONS_HANDLED,
-            vec![
-                Label::new("domain", self.domain.clone()),
-                Label::new("tenant", tenant),
-                Label::new("action_type", kind.label.clone()),
-                Label::new("outcome", outcome.as_str()),
-            ]
-        )
-        .increment(1);
+        let make = |tenant| {
+            ::metrics::counter!(
+                ACTIONS_HANDLED,
+                vec![
+                    Label::new("domain", self.domain.clone()),
+                    Label::new("tenant", tenant),
+                    Label::new("action_type", kind.label.clone()),
+                    Label::new("outcome", outcome.as_str()),
+                ]
+            )
+        };
+        count(&self.handled, tenant, (kind.index, outcome), make);
     }
 
     /// Records the `delivered`-th delivery of a message: [`REDELIVERIES`] counts all but the first.
@@ -192,26 +212,30 @@ impl WorkerMetrics {
         if delivered <= 1 {
             return;
         }
-        ::metrics::counter!(
-            REDELIVERIES,
-            vec![
-                Label::new("domain", self.domain.clone()),
-                Label::new("tenant", tenant_label(tenant)),
-            ]
-        )
-        .increment(1);
+        let make = |tenant| {
+            ::metrics::counter!(
+                REDELIVERIES,
+                vec![
+                    Label::new("domain", self.domain.clone()),
+                    Label::new("tenant", tenant),
+                ]
+            )
+        };
+        count(&self.redeliveries, tenant, (), make);
     }
 
-    fn failed(&self, tenant: SharedString, code: ErrorCode) {
-        ::metrics::counter!(
-            ACTION_ERRORS,
-            vec![
-                Label::new("domain", self.domain.clone()),
-                Label::new("tenant", tenant),
-                Label::new("code", code.as_str()),
-            ]
-        )
-        .increment(1);
+    fn failed(&self, tenant: Option<&TenantId>, code: ErrorCode) {
+        let make = |tenant| {
+            ::metrics::counter!(
+                ACTION_ERRORS,
+                vec![
+                    Label::new("domain", self.domain.clone()),
+                    Label::new("tenant", tenant),
+                    Label::new("code", code.as_str()),
+                ]
+            )
+        };
+        count(&self.errors, tenant, code, make);
     }
 }
 
@@ -237,6 +261,21 @@ pub fn dead_lettered(domain: &Domain, tenant: Option<&TenantId>, reason: ErrorCo
         ]
     )
     .increment(1);
+}
+
+/// Adds one to `tenant`'s counter for `key`, kept in `counters`; `make` builds the handle
+/// from the tenant label. A message without a readable tenant is rare and counted as
+/// [`UNKNOWN`], its handle made each time.
+fn count<K: PartialEq + Copy>(
+    counters: &ByTenant<K>,
+    tenant: Option<&TenantId>,
+    key: K,
+    make: impl FnOnce(SharedString) -> Counter,
+) {
+    match tenant {
+        Some(tenant) => counters.increment(tenant, key, 1, || make(tenant_label(Some(tenant)))),
+        None => make(tenant_label(None)).increment(1),
+    }
 }
 
 fn tenant_label(tenant: Option<&TenantId>) -> SharedString {

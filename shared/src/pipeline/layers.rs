@@ -104,6 +104,7 @@ pub(crate) struct Parts {
 pub(crate) fn stack(parts: Parts) -> Stack {
     let domain = parts.dispatcher.domain().clone();
     let dispatch = Dispatch {
+        at: Arc::from(domain.as_str()),
         dispatcher: parts.dispatcher,
         publisher: parts.publisher,
         cancel: parts.cancel,
@@ -162,16 +163,16 @@ impl<S: Service> Service for Quota<S> {
         let Some(quotas) = &self.quotas else {
             return self.inner.call(call).await;
         };
-        let tenant = call.action.tenant_id.clone();
+        let tenant = &call.action.tenant_id;
         let at = self.domain.as_str();
         if call.delivery <= 1
-            && let Some(admission) = quotas.admit(&tenant, at).await
+            && let Some(admission) = quotas.admit(tenant, at).await
             && !admission.allowed
         {
-            return Handled::failed(over_rate(&tenant, &admission));
+            return Handled::failed(over_rate(tenant, &admission));
         }
         let _slot = if call.path == "rpc" {
-            match quotas.enter(&tenant, at).await {
+            match quotas.enter(tenant, at).await {
                 Ok(slot) => slot,
                 Err(error) => return Handled::failed(error),
             }
@@ -235,6 +236,8 @@ impl<S: Service> Service for CatchPanic<S> {
 
 /// The handler: the action's context, then its type's handler.
 pub(crate) struct Dispatch {
+    /// The worker's domain, where handlers' limits are counted (shared by every context).
+    at: Arc<str>,
     dispatcher: Arc<Dispatcher>,
     publisher: Option<Publisher>,
     cancel: CancellationToken,
@@ -250,7 +253,7 @@ impl Service for Dispatch {
             self.cancel.clone(),
         );
         if let Some(quotas) = &self.quotas {
-            ctx = ctx.with_quotas(quotas.clone(), self.dispatcher.domain().clone());
+            ctx = ctx.with_quotas(quotas.clone(), self.at.clone());
         }
         let output = match self.dispatcher.route(call.action, ctx) {
             Ok(handler) => handler.await,

@@ -11,6 +11,7 @@
 //! `at` is where it was counted: `gateway`, or the domain of the worker.
 
 use crate::action::TenantId;
+use crate::metrics::ByTenant;
 
 /// Requests counted against a tenant's per-minute limit, by tenant and where.
 pub const TENANT_REQUESTS: &str = "da_tenant_requests_total";
@@ -21,10 +22,13 @@ pub const TENANT_TOKENS: &str = "da_tenant_tokens_total";
 /// Bytes of documents a tenant stores, by tenant.
 pub const TENANT_STORED_BYTES: &str = "da_tenant_stored_bytes";
 
-/// Counts one request of `tenant` seen `at` a gateway or a worker's domain.
-pub fn requested(tenant: &TenantId, at: &str) {
-    ::metrics::counter!(TENANT_REQUESTS, "tenant" => tenant.as_str().to_owned(), "at" => at.to_owned())
-        .increment(1);
+/// Counts one request of `tenant` seen `at` a gateway or a worker's domain; the handles
+/// are kept in `kept`, since this runs for every request.
+pub fn requested(kept: &ByTenant<Box<str>>, tenant: &TenantId, at: &str) {
+    kept.increment_matching(tenant, |kept_at| **kept_at == *at, 1, || {
+        let counter = ::metrics::counter!(TENANT_REQUESTS, "tenant" => tenant.as_str().to_owned(), "at" => at.to_owned());
+        (Box::from(at), counter)
+    });
 }
 
 /// Counts one refusal of `tenant`'s request `at` a gateway or a worker, with its code.

@@ -19,6 +19,7 @@ use super::limits::{Effective, QuotaDefaults};
 use super::metrics;
 use super::window::{Admission, InFlightGuard, MinuteWindows, Running};
 use crate::action::{ActionError, ErrorCode, TenantId};
+use crate::metrics::ByTenant;
 
 /// How long a tenant's record is used before it is read again.
 pub const CACHE_TTL: Duration = Duration::from_secs(2);
@@ -40,6 +41,8 @@ struct Inner {
     cache: Mutex<HashMap<TenantId, (Arc<Effective>, Instant)>>,
     minute: MinuteWindows,
     running: Running,
+    /// The handles of `da_tenant_requests_total`, by tenant and where counted.
+    requests: ByTenant<Box<str>>,
 }
 
 impl Quotas {
@@ -65,6 +68,7 @@ impl Quotas {
                 cache: Mutex::default(),
                 minute: MinuteWindows::default(),
                 running: Running::default(),
+                requests: ByTenant::default(),
             }),
         }
     }
@@ -120,7 +124,7 @@ impl Quotas {
     /// its requests per minute. `None`: the tenant has no such limit. A refused request is
     /// counted in `/metrics` too.
     pub async fn admit(&self, tenant: &TenantId, at: &str) -> Option<Admission> {
-        metrics::requested(tenant, at);
+        metrics::requested(&self.inner.requests, tenant, at);
         let limit = self.limits(tenant).await.requests_per_minute;
         if limit == 0 {
             return None;

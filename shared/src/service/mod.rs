@@ -2,7 +2,8 @@
 //!
 //! Every worker is visible to `nats micro ls` and answers `$SRV.PING`, `$SRV.INFO` and
 //! `$SRV.STATS` ([`discovery`]); requests are spread over instances by the endpoint's queue
-//! group. Each request goes through the same [`crate::pipeline`] as a durable action; what
+//! group, and within an instance over its [lanes](RpcService::serve), one per runtime
+//! thread. Each request goes through the same [`crate::pipeline`] as a durable action; what
 //! is rpc about it is only here: the reply subject is checked before anything else (a
 //! request that could only be answered outside its tenant is refused: dead-lettered, never
 //! answered), and the outcome is the reply. Nothing is stored, so nothing is retried: a
@@ -34,9 +35,14 @@ use discovery::{Counters, Discovery, Identity};
 /// A started rpc endpoint with its discovery.
 pub(crate) struct RpcService {
     endpoint: Arc<Endpoint>,
-    concurrency: usize,
-    requests: Subscriber,
+    lanes: Vec<Lane>,
     _discovery: Discovery,
+}
+
+/// One subscription of the endpoint's queue group and the requests it may run at once.
+struct Lane {
+    requests: Subscriber,
+    capacity: usize,
 }
 
 /// What every request of the endpoint shares.
@@ -47,9 +53,9 @@ struct Endpoint {
 }
 
 impl RpcService {
-    /// Subscribes to `<domain>.*.rpc` in the endpoint's queue group and starts answering
-    /// discovery as service `<domain>` (reporting `version`); at most `concurrency`
-    /// requests are handled at once.
+    /// Subscribes to `<domain>.*.rpc` in the endpoint's queue group, once per lane, and
+    /// starts answering discovery as service `<domain>` (reporting `version`); at most
+    /// `concurrency` requests are handled at once, over all lanes.
     pub async fn start(
         pipeline: Arc<Pipeline>,
         concurrency: usize,
@@ -63,9 +69,13 @@ impl RpcService {
             .collect();
         let client = pipeline.publisher.client().clone();
         let subject = subject::any_tenant(&domain, Channel::Rpc);
-        let requests = client
-            .queue_subscribe(subject.clone(), discovery::QUEUE_GROUP.into())
-            .await?;
+        let mut lanes = Vec::new();
+        for capacity in lane_capacities(concurrency.max(1), runtime_threads()) {
+            let requests = client
+                .queue_subscribe(subject.clone(), discovery::QUEUE_GROUP.into())
+                .await?;
+            lanes.push(Lane { requests, capacity });
+        }
         let counters = Arc::new(Counters::default());
         let who = Identity {
             name: domain.as_str().to_owned(),
@@ -76,29 +86,31 @@ impl RpcService {
         let discovery = Discovery::start(&client, who, counters.clone()).await?;
         Ok(Self {
             endpoint: Arc::new(Endpoint { pipeline, counters }),
-            concurrency,
-            requests,
+            lanes,
             _discovery: discovery,
         })
     }
 
-    /// Starts answering `message` in `inflight`.
-    fn begin(&self, inflight: &mut InFlight, message: Message) {
-        let endpoint = self.endpoint.clone();
-        // Boxed where it is made: the handler future is moved only as a pointer.
-        inflight.push(Box::pin(async move {
-            let rpc = Rpc {
-                message,
-                counters: &endpoint.counters,
-            };
-            endpoint.pipeline.run(&rpc).await;
-        }));
+    /// Answers requests until `shutdown`, then lets in-flight ones finish.
+    ///
+    /// Each lane is a task that drives its own requests ([`InFlight`] says why a task
+    /// drives many rather than spawning one per request): one task alone would answer on
+    /// one thread at a time, and with it the whole endpoint, while the server spreads the
+    /// queue group's requests over every lane, so each runtime thread gets a share.
+    pub async fn serve(self, shutdown: CancellationToken) {
+        let mut lanes = tokio::task::JoinSet::new();
+        for lane in self.lanes {
+            lanes.spawn(lane.serve(self.endpoint.clone(), shutdown.clone()));
+        }
+        while lanes.join_next().await.is_some() {}
     }
+}
 
-    /// Answers requests until `shutdown`, then lets in-flight ones finish. At most
-    /// `concurrency` run at once; they are driven by this task ([`InFlight`] says why).
-    pub async fn serve(mut self, shutdown: CancellationToken) {
-        let capacity = self.concurrency.max(1);
+impl Lane {
+    /// Answers this lane's requests until `shutdown`, at most `capacity` at once, then
+    /// lets in-flight ones finish.
+    async fn serve(mut self, endpoint: Arc<Endpoint>, shutdown: CancellationToken) {
+        let capacity = self.capacity;
         let mut inflight = InFlight::default();
         let stopped = shutdown.cancelled();
         tokio::pin!(stopped);
@@ -108,12 +120,12 @@ impl RpcService {
                 _ = &mut stopped => break,
                 request = self.requests.next(), if inflight.len() < capacity => {
                     let Some(request) = request else { break };
-                    self.begin(&mut inflight, request);
+                    begin(&endpoint, &mut inflight, request);
                     // Take the rest of a burst that has already arrived in the same turn,
                     // rather than one request per pass of this loop.
                     while inflight.len() < capacity {
                         match self.requests.next().now_or_never() {
-                            Some(Some(request)) => self.begin(&mut inflight, request),
+                            Some(Some(request)) => begin(&endpoint, &mut inflight, request),
                             _ => break,
                         }
                     }
@@ -124,6 +136,33 @@ impl RpcService {
         let _ = self.requests.unsubscribe().await;
         inflight.finish().await;
     }
+}
+
+/// Starts answering `message` in `inflight`.
+fn begin(endpoint: &Arc<Endpoint>, inflight: &mut InFlight, message: Message) {
+    let endpoint = endpoint.clone();
+    // Boxed where it is made: the handler future is moved only as a pointer.
+    inflight.push(Box::pin(async move {
+        let rpc = Rpc {
+            message,
+            counters: &endpoint.counters,
+        };
+        endpoint.pipeline.run(&rpc).await;
+    }));
+}
+
+/// The threads of the runtime the service runs on (1 on a current-thread runtime).
+fn runtime_threads() -> usize {
+    tokio::runtime::Handle::try_current().map_or(1, |runtime| runtime.metrics().num_workers())
+}
+
+/// How `concurrency` slots are split over lanes: one lane per thread, but never a lane
+/// without a slot; the first lanes take the remainder.
+fn lane_capacities(concurrency: usize, threads: usize) -> Vec<usize> {
+    let lanes = threads.clamp(1, concurrency.max(1));
+    (0..lanes)
+        .map(|lane| concurrency / lanes + usize::from(lane < concurrency % lanes))
+        .collect()
 }
 
 /// One rpc request on its way through the pipeline.
@@ -259,4 +298,22 @@ fn bare_result<R: serde::Serialize>(pipeline: &Pipeline, data: &ActionResult<R>)
         "data": data,
     });
     (HeaderMap::new(), Bytes::from(result.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::lane_capacities;
+
+    #[test]
+    fn slots_are_split_over_lanes_without_exceeding_the_concurrency() {
+        assert_eq!(lane_capacities(64, 2), vec![32, 32]);
+        assert_eq!(lane_capacities(5, 2), vec![3, 2]);
+        assert_eq!(lane_capacities(1, 8), vec![1]);
+        assert_eq!(lane_capacities(3, 1), vec![3]);
+        for (concurrency, threads) in [(64, 3), (7, 4), (2, 2), (100, 16)] {
+            let lanes = lane_capacities(concurrency, threads);
+            assert_eq!(lanes.iter().sum::<usize>(), concurrency);
+            assert!(lanes.iter().all(|&slots| slots > 0), "{lanes:?}");
+        }
+    }
 }
