@@ -15,7 +15,10 @@
 //! qdrant-edge has no background optimizer: new points land in a plain segment that is
 //! searched exhaustively (11 ms per search at 100k 384-d chunks on these machines). So a
 //! thread of ours runs the optimizers (segment merges, the HNSW index) once writes have
-//! been quiet for [`OPTIMIZE_AFTER`], as a Qdrant server does in the background.
+//! been quiet for [`OPTIMIZE_AFTER`], as a Qdrant server does in the background. They run
+//! off the write path: writes and searches go on while the index builds
+//! ([`Inner::optimize`] says how). The HNSW build uses at most as many threads as the
+//! machine has cores (qdrant's own bound), on top of this one.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
@@ -41,6 +44,9 @@ use super::{
 /// How long writes must have stopped before the optimizers run.
 pub const OPTIMIZE_AFTER: Duration = Duration::from_secs(1);
 
+/// How long a flush is tried again while the optimizer holds the segments.
+const FLUSH_PATIENCE: Duration = Duration::from_secs(5);
+
 /// The file qdrant-edge writes its config to; its presence means a shard lives in the dir.
 const EDGE_CONFIG_FILE: &str = "edge_config.json";
 
@@ -58,6 +64,9 @@ struct Inner {
     shard: Option<EdgeShard>,
     /// Held by every write from its update through its flush (see the module docs).
     writes: Mutex<()>,
+    /// Held while the optimizers run: one run at a time (the background thread's or an
+    /// [`EdgeStore::optimize`] call's), never two planning the same segments.
+    optimizing: Mutex<()>,
     /// When the last write the optimizers have not seen happened, if any.
     unoptimized_write: Mutex<Option<Instant>>,
 }
@@ -67,6 +76,12 @@ impl EdgeStore {
     /// sure the payload indexes exist. Fails if the shard there holds vectors of another
     /// length or distance, since every later write or search would fail or mislead.
     pub fn open(dir: &Path, dimensions: usize) -> Result<Self, StoreError> {
+        Self::open_with(dir, dimensions, new_config(dimensions))
+    }
+
+    /// [`EdgeStore::open`], creating a new shard with `config` (tests lower its indexing
+    /// threshold, so a small shard gets an HNSW index).
+    fn open_with(dir: &Path, dimensions: usize, config: EdgeConfig) -> Result<Self, StoreError> {
         if dimensions == 0 {
             return Err(StoreError::Backend(
                 "edge store: vectors must have at least one dimension".to_owned(),
@@ -81,7 +96,7 @@ impl EdgeStore {
             check_config(&shard.config(), dir, dimensions)?;
             shard
         } else {
-            EdgeShard::new(dir, new_config(dimensions))
+            EdgeShard::new(dir, config)
                 .map_err(|e| backend(&format!("creating a shard at {}", dir.display()), e))?
         };
         // Creating an index that exists is a no-op, so shards made before an index was
@@ -95,6 +110,7 @@ impl EdgeStore {
         let inner = Arc::new(Inner {
             shard: Some(shard),
             writes: Mutex::new(()),
+            optimizing: Mutex::new(()),
             // Optimize once after opening: a shard written by an older run may not be.
             unoptimized_write: Mutex::new(Some(Instant::now())),
         });
@@ -144,9 +160,16 @@ impl Inner {
             .expect("the shard is only taken out when the store is dropped")
     }
 
-    /// Runs the optimizers under the write lock (writes wait; searches go on).
+    /// Runs the optimizers beside writes and searches: qdrant-edge's optimizers work on
+    /// copies behind proxy segments (as a Qdrant server's do), so writes go on into the
+    /// proxies while the HNSW index builds, and only the swap at the end holds the segments
+    /// for a moment. Only the final flush is serialized with writes (see the module docs).
     fn optimize(&self) -> Result<(), StoreError> {
-        let _serialized = self.writes.lock().unwrap_or_else(PoisonError::into_inner);
+        let _alone = self
+            .optimizing
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        // Cleared first: a write landing while the optimizers run asks for another pass.
         *self
             .unoptimized_write
             .lock()
@@ -155,6 +178,7 @@ impl Inner {
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| shard.optimize()))
             .map_err(|_| StoreError::Backend("edge store: the optimizer panicked".to_owned()))?
             .map_err(|e| backend("optimizing", e))?;
+        let _serialized = self.writes.lock().unwrap_or_else(PoisonError::into_inner);
         flush(shard)
     }
 
@@ -516,16 +540,30 @@ fn path(field: &str) -> Result<JsonPath, StoreError> {
 }
 
 /// Flushes the WAL and segments to disk. qdrant-edge panics instead of returning an error
-/// when that fails (or when the WAL is locked), so the panic becomes a backend error here.
+/// when that fails, and also when it cannot take the segments at once (the optimizer holds
+/// them for a moment while it swaps in what it built); so a panic is tried again for up to
+/// [`FLUSH_PATIENCE`], then becomes a backend error.
 fn flush(shard: &EdgeShard) -> Result<(), StoreError> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| shard.flush())).map_err(|panic| {
-        let reason = panic
-            .downcast_ref::<String>()
-            .map(String::as_str)
-            .or_else(|| panic.downcast_ref::<&str>().copied())
-            .unwrap_or("unknown reason");
-        StoreError::Backend(format!("edge store: flushing to disk failed: {reason}"))
-    })
+    let started = Instant::now();
+    let mut pause = Duration::from_millis(1);
+    loop {
+        let Err(panic) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| shard.flush()))
+        else {
+            return Ok(());
+        };
+        if started.elapsed() >= FLUSH_PATIENCE {
+            let reason = panic
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| panic.downcast_ref::<&str>().copied())
+                .unwrap_or("unknown reason");
+            return Err(StoreError::Backend(format!(
+                "edge store: flushing to disk failed: {reason}"
+            )));
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(50));
+    }
 }
 
 /// The optimizer thread: checks twice a second whether writes paused, runs the optimizers
@@ -625,6 +663,100 @@ mod tests {
 
         let store = EdgeStore::open(dir.path(), conformance::DIMENSIONS).expect("reopen store");
         conformance::check_durability_fixture(&store).await;
+    }
+
+    /// A deterministic unit vector of [`INDEXED_DIMENSIONS`] for point `i`.
+    fn unit_vector(i: u32) -> Vec<f32> {
+        let mut state = u64::from(i).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        let raw: Vec<f32> = (0..INDEXED_DIMENSIONS)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                (state >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+            })
+            .collect();
+        let norm = raw.iter().map(|x| x * x).sum::<f32>().sqrt();
+        raw.into_iter().map(|x| x / norm).collect()
+    }
+
+    /// Length of the vectors in [`writes_and_searches_go_on_while_the_index_builds`].
+    const INDEXED_DIMENSIONS: usize = 16;
+
+    /// Points `range` of one tenant's document, each with its own vector.
+    fn indexed_points(tenant: &TenantId, range: std::ops::Range<u32>) -> Vec<ChunkPoint> {
+        range
+            .map(|i| {
+                let chunk = StoredChunk {
+                    tenant_id: tenant.as_str().to_owned(),
+                    collection: "docs".to_owned(),
+                    document_id: "manual".to_owned(),
+                    chunk_index: i,
+                    text: format!("chunk {i}"),
+                    metadata: Map::new(),
+                };
+                ChunkPoint::new(chunk, unit_vector(i))
+            })
+            .collect()
+    }
+
+    /// The best hit for point `i`'s own vector is point `i`.
+    async fn finds(store: &EdgeStore, tenant: &TenantId, i: u32) {
+        let vector = unit_vector(i);
+        let hits = store
+            .search(SearchRequest {
+                tenant,
+                collections: &[],
+                vector: &vector,
+                top_k: 1,
+                score_threshold: None,
+                filter: None,
+            })
+            .await
+            .expect("search");
+        let best = hits.first().map(|hit| hit.chunk.chunk_index);
+        assert_eq!(best, Some(i), "search for point {i}");
+    }
+
+    /// The optimizers run beside writes and searches (not under the write lock): while the
+    /// HNSW index of a shard builds, points are written and found, and afterwards every
+    /// point is there exactly once.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn writes_and_searches_go_on_while_the_index_builds() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut config = new_config(INDEXED_DIMENSIONS);
+        // 1 KiB: every segment past a few points gets an HNSW index.
+        config.optimizers.indexing_threshold = Some(1);
+        let store = Arc::new(
+            EdgeStore::open_with(dir.path(), INDEXED_DIMENSIONS, config).expect("open store"),
+        );
+        let tenant = TenantId::new("acme").expect("tenant");
+        for first in (0..3_000).step_by(500) {
+            let points = indexed_points(&tenant, first..first + 500);
+            store.upsert(points).await.expect("upsert");
+        }
+
+        let optimizing = tokio::spawn({
+            let store = Arc::clone(&store);
+            async move { store.optimize().await }
+        });
+        for first in (3_000..4_000).step_by(100) {
+            let points = indexed_points(&tenant, first..first + 100);
+            store.upsert(points).await.expect("upsert while optimizing");
+            finds(&store, &tenant, first + 50).await;
+            finds(&store, &tenant, first / 3).await;
+        }
+        optimizing.await.expect("optimizer task").expect("optimize");
+
+        let everything = Scope {
+            tenant: &tenant,
+            collection: None,
+            document_id: None,
+        };
+        assert_eq!(store.count(everything).await.expect("count"), 4_000);
+        for i in (0..4_000).step_by(97) {
+            finds(&store, &tenant, i).await;
+        }
     }
 
     #[tokio::test]
