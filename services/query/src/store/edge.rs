@@ -589,6 +589,8 @@ fn backend(context: &str, error: OperationError) -> StoreError {
 
 #[cfg(test)]
 mod tests {
+    use shared::TenantId;
+
     use super::*;
     use crate::store::conformance::{self, conformance_tests};
 
