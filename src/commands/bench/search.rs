@@ -25,6 +25,8 @@ const BATCH: usize = 1_000;
 const TOP_K: usize = 5;
 /// Chunks per write while the optimizers run: a document's worth, as `query.index` writes.
 const WRITE_BATCH: usize = 32;
+/// At most this many writes while the optimizers run; then the bench waits for them.
+const WRITES_WHILE_OPTIMIZING: u64 = 100;
 
 /// One row of the report.
 #[derive(Debug, Serialize)]
@@ -88,7 +90,8 @@ pub async fn run(args: &Args) -> Outcome {
         let mut writes =
             Histogram::<u64>::new_with_bounds(1, 600_000_000, 3).map_err(Failure::runtime)?;
         let mut next = chunks;
-        while !optimizer.is_finished() {
+        // Bounded: writes that never pause would keep the optimizers finding new work.
+        while !optimizer.is_finished() && writes.len() < WRITES_WHILE_OPTIMIZING {
             let points = (next..next + WRITE_BATCH)
                 .map(|i| ChunkPoint::new(chunk(&tenant, i), random.unit_vector()))
                 .collect();
