@@ -102,9 +102,10 @@ pub(crate) struct Parts {
 
 /// Builds the worker's [`Stack`].
 pub(crate) fn stack(parts: Parts) -> Stack {
-    let domain = parts.dispatcher.domain().clone();
+    // Where limits are counted (`at` in /metrics): the worker's domain, one copy for both layers.
+    let at: Arc<str> = Arc::from(parts.dispatcher.domain().as_str());
     let dispatch = Dispatch {
-        at: Arc::from(domain.as_str()),
+        at: at.clone(),
         dispatcher: parts.dispatcher,
         publisher: parts.publisher,
         cancel: parts.cancel,
@@ -112,7 +113,7 @@ pub(crate) fn stack(parts: Parts) -> Stack {
     };
     Traced(Quota {
         quotas: parts.quotas,
-        domain,
+        at,
         inner: Timed {
             metrics: parts.metrics,
             inner: Deadline {
@@ -153,8 +154,8 @@ impl<S: Service> Service for Traced<S> {
 /// admitted on its first delivery and is not counted again.
 pub(crate) struct Quota<S> {
     quotas: Option<Quotas>,
-    /// Where the counts are from, in `/metrics` (`at`).
-    domain: crate::action::Domain,
+    /// Where the counts are from, in `/metrics` (`at`): the worker's domain.
+    at: Arc<str>,
     inner: S,
 }
 
@@ -164,7 +165,7 @@ impl<S: Service> Service for Quota<S> {
             return self.inner.call(call).await;
         };
         let tenant = &call.action.tenant_id;
-        let at = self.domain.as_str();
+        let at = &*self.at;
         if call.delivery <= 1
             && let Some(admission) = quotas.admit(tenant, at).await
             && !admission.allowed
