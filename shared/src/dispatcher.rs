@@ -107,6 +107,8 @@ pub struct Dispatcher<S = ()> {
     /// The domain and the JSON Schemas of each handled type's messages, for the AsyncAPI
     /// document.
     catalog: Catalog,
+    /// [`Dispatcher::with_capacity`].
+    capacity: Option<usize>,
 }
 
 impl<S> Clone for Dispatcher<S> {
@@ -114,6 +116,7 @@ impl<S> Clone for Dispatcher<S> {
         Self {
             handlers: self.handlers.clone(),
             catalog: self.catalog.clone(),
+            capacity: self.capacity,
         }
     }
 }
@@ -126,7 +129,23 @@ impl<S: Send + Sync + 'static> Dispatcher<S> {
         Self {
             handlers: BTreeMap::new(),
             catalog: Catalog::new(domain),
+            capacity: None,
         }
+    }
+
+    /// Says that this service gains nothing from more than `actions` at once in one
+    /// process: a local model that runs one batch at a time on every core, say. Its worker
+    /// then takes no more than that many at once (nor more than `DA_CONCURRENCY`), so when
+    /// several instances run, a waiting action goes to one with a free hand instead of
+    /// queueing behind a busy one.
+    pub fn with_capacity(mut self, actions: usize) -> Self {
+        self.capacity = Some(actions.max(1));
+        self
+    }
+
+    /// The most actions at once this service can use, if it said ([`Dispatcher::with_capacity`]).
+    pub fn capacity(&self) -> Option<usize> {
+        self.capacity
     }
 
     /// Registers the handler of `T`'s action type. Panics if `T` belongs to another domain
@@ -238,6 +257,7 @@ impl<S: Send + Sync + 'static> Dispatcher<S> {
         Dispatcher {
             handlers,
             catalog: self.catalog,
+            capacity: self.capacity,
         }
     }
 
@@ -377,6 +397,14 @@ mod tests {
 
     fn acme() -> TenantId {
         TenantId::new("acme").unwrap()
+    }
+
+    #[test]
+    fn a_capacity_is_kept_with_the_state_and_never_zero() {
+        assert_eq!(calc().capacity(), None);
+        let stated = Dispatcher::<u8>::new("calc").with_capacity(2).with_state(7);
+        assert_eq!(stated.capacity(), Some(2));
+        assert_eq!(calc().with_capacity(0).clone().capacity(), Some(1));
     }
 
     #[tokio::test]

@@ -753,6 +753,11 @@ impl WorkerProcess {
 
     /// Starts `domain-actions worker SERVICE` against `url` with `settings`.
     pub fn spawn_service(service: &str, url: &str, settings: &[(&str, &str)]) -> Self {
+        Self::spawn_args(&["worker", service], url, settings)
+    }
+
+    /// Starts `domain-actions ARGS` (a `worker` command line) against `url` with `settings`.
+    pub fn spawn_args(args: &[&str], url: &str, settings: &[(&str, &str)]) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("da-worker-")
             .tempdir()
@@ -761,7 +766,7 @@ impl WorkerProcess {
         let file = std::fs::File::create(&log).expect("log file");
         let mut command = binary();
         command
-            .args(["worker", service])
+            .args(args)
             .env("NATS_URL", url)
             .envs(settings.iter().copied())
             .stdout(Stdio::null())
@@ -852,4 +857,31 @@ pub async fn read_stored(stream: &jetstream::stream::Stream, subject: &str) -> V
             Err(err) => panic!("reading {subject}: {err}"),
         }
     }
+}
+
+/// A loopback address with a port nothing listens on (the process binds it right after).
+pub fn free_loopback_addr() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("address").to_string()
+}
+
+/// `GET /metrics`, if it answers 200.
+pub async fn scrape(http: &reqwest::Client, addr: &str) -> Option<String> {
+    let response = http
+        .get(format!("http://{addr}/metrics"))
+        .send()
+        .await
+        .ok()?;
+    if !response.status().is_success() {
+        return None;
+    }
+    let text = response.text().await.ok()?;
+    Some(text)
+}
+
+/// The value of the series `series` (`name{labels}` exactly as rendered), if present.
+pub fn metric_value(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
 }

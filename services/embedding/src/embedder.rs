@@ -28,6 +28,12 @@ pub trait Embedder: Send + Sync {
     /// Whether a request naming `model` can be served by this embedder.
     fn serves(&self, model: &str) -> bool;
 
+    /// The most requests worth taking at once (see [`shared::Dispatcher::with_capacity`]);
+    /// `None`: as many as the worker allows (an API serves many at once).
+    fn capacity(&self) -> Option<usize> {
+        None
+    }
+
     /// Embeds one batch (at most the service's batch size). An error fails the whole
     /// batch: retryable ones (`unavailable`) retry the action; others make the service
     /// retry text by text to find the culprit.
@@ -77,6 +83,11 @@ impl EmbeddingService {
     /// The model's name.
     pub fn model(&self) -> &str {
         self.embedder.model()
+    }
+
+    /// The most requests worth taking at once, if the model has a limit.
+    pub fn capacity(&self) -> Option<usize> {
+        self.embedder.capacity()
     }
 
     /// Embeds `request`'s texts: validates each, embeds the valid ones in batches of

@@ -8,7 +8,7 @@
 //!   services depend on instead of this one.
 //! - [`embedder`]: the [`Embedder`] trait both models implement, and the batching and
 //!   per-text failure rules every model shares.
-//! - [`minilm`]: all-MiniLM-L6-v2 in process with candle (the offline default).
+//! - [`minilm`]: all-MiniLM-L6-v2 in process (the offline default), on ONNX Runtime or candle.
 //! - [`openai`]: any OpenAI-compatible `/v1/embeddings` API (OpenAI, Ollama, TEI, vLLM).
 //! - [`config`]: which model runs, from [`shared::Settings`].
 //! - [`handlers`]: one file per handler.
@@ -28,9 +28,15 @@ pub use config::EmbeddingConfig;
 pub use embedder::Embedder;
 use shared::Dispatcher;
 
-/// The embedding domain's dispatcher, running `service`'s model.
+/// The embedding domain's dispatcher, running `service`'s model. A local model takes two
+/// actions at a time, so several `worker embedding` processes share a backlog.
 pub fn dispatcher(service: embedder::EmbeddingService) -> Dispatcher {
-    routes().with_state(service)
+    let capacity = service.capacity();
+    let dispatcher = routes().with_state(service);
+    match capacity {
+        Some(actions) => dispatcher.with_capacity(actions),
+        None => dispatcher,
+    }
 }
 
 /// Every handler of the domain, still waiting for the state they run on: its

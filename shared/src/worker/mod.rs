@@ -180,7 +180,10 @@ impl Worker {
 
     /// Serves until `shutdown` is cancelled, then drains. Returns once every in-flight
     /// action has been acknowledged (or the drain timeout passed).
-    pub async fn run(self, shutdown: CancellationToken) -> Result<(), WorkerError> {
+    pub async fn run(mut self, shutdown: CancellationToken) -> Result<(), WorkerError> {
+        if let Some(capacity) = self.dispatcher.capacity() {
+            self.config.concurrency = self.config.concurrency.min(capacity);
+        }
         let domain = self.dispatcher.domain().clone();
         let publisher = Publisher::with_inboxes(self.client.clone(), self.config.inboxes);
         let js = publisher.jetstream().clone();
