@@ -81,10 +81,9 @@ pub fn prompt(question: &Question<'_>) -> String {
     let mut text = String::from("Passages:\n");
     for (i, passage) in question.passages.iter().enumerate() {
         text.push_str(&format!(
-            "[{}] ({}, part {}) {}\n",
+            "[{}] ({}) {}\n",
             i + 1,
-            passage.chunk.document_id,
-            passage.chunk.chunk_index,
+            crate::cited(passage).source(),
             passage.chunk.text.trim()
         ));
     }

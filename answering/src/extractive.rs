@@ -3,7 +3,8 @@
 //! It scores every sentence of the retrieved passages by how many of the question's words
 //! (lower-cased, without stop words) it contains, weighted by the passage's search score,
 //! and quotes the best few, each followed by the `[n]` of its passage. It never invents
-//! anything: every word of an answer comes from a cited passage.
+//! anything: every word of an answer comes from a cited passage. When no sentence mentions
+//! any of the question's words, it says so instead of quoting unrelated text.
 
 use std::collections::HashSet;
 
@@ -33,7 +34,14 @@ impl Answerer for ExtractiveAnswerer {
 
 /// The extractive answer to `query` from `passages` (best first).
 pub fn answer(query: &str, passages: &[crate::ScoredChunk]) -> Answered {
-    let terms: HashSet<String> = words(query).filter(|w| !is_stop_word(w)).collect();
+    // The question's words in order, once each, for the "not found" answer.
+    let mut asked: Vec<String> = Vec::new();
+    for word in words(query).filter(|w| !is_stop_word(w)) {
+        if !asked.contains(&word) {
+            asked.push(word);
+        }
+    }
+    let terms: HashSet<String> = asked.iter().cloned().collect();
     // (score, passage position, sentence position, sentence)
     let mut candidates: Vec<(f32, usize, usize, &str)> = Vec::new();
     for (p, passage) in passages.iter().enumerate() {
@@ -50,13 +58,6 @@ pub fn answer(query: &str, passages: &[crate::ScoredChunk]) -> Answered {
     // Best first; ties keep passage and sentence order, so the answer is deterministic.
     candidates.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
     candidates.truncate(MAX_SENTENCES);
-    if candidates.is_empty() {
-        // Nothing matched word for word: quote the beginning of the best passage, if any.
-        if let Some(first) = passages.first() {
-            let sentence = sentences(&first.chunk.text).next().unwrap_or_default();
-            candidates.push((0.0, 0, 0, sentence));
-        }
-    }
     // Quote in reading order: by passage rank, then by position in the passage.
     candidates.sort_by(|a, b| a.1.cmp(&b.1).then(a.2.cmp(&b.2)));
 
@@ -72,8 +73,10 @@ pub fn answer(query: &str, passages: &[crate::ScoredChunk]) -> Answered {
         };
         parts.push(format!("{} [{number}]", sentence.trim()));
     }
-    let answer = if parts.is_empty() {
+    let answer = if passages.is_empty() {
         "No indexed passage matches the question.".to_owned()
+    } else if parts.is_empty() {
+        not_found(&asked)
     } else {
         parts.join(" ")
     };
@@ -87,6 +90,19 @@ pub fn answer(query: &str, passages: &[crate::ScoredChunk]) -> Answered {
         usage: Usage::default(),
         model: MODEL.to_owned(),
     }
+}
+
+/// The answer when passages were found but none of their sentences mentions the question's
+/// words: said plainly, naming the words looked for.
+fn not_found(asked: &[String]) -> String {
+    if asked.is_empty() {
+        return "The indexed documents do not seem to answer this question.".to_owned();
+    }
+    let quoted: Vec<String> = asked.iter().map(|w| format!("\u{201c}{w}\u{201d}")).collect();
+    format!(
+        "The indexed documents do not seem to answer this question: no passage found mentions {}.",
+        quoted.join(", ")
+    )
 }
 
 fn words(text: &str) -> impl Iterator<Item = String> + '_ {
@@ -184,7 +200,16 @@ mod tests {
         let out = answer("anything?", &[]);
         assert!(out.citations.is_empty());
         assert_eq!(out.answer, "No indexed passage matches the question.");
-        let out = answer("zebra", &[passage("d", "Nothing related here. More.", 0.1)]);
-        assert_eq!(out.answer, "Nothing related here. [1]");
+        // Passages found, none about the question: said plainly, nothing quoted or cited.
+        let out = answer(
+            "Where do zebras graze?",
+            &[passage("d", "Nothing related here. More.", 0.1)],
+        );
+        assert_eq!(
+            out.answer,
+            "The indexed documents do not seem to answer this question: no passage found \
+             mentions \u{201c}zebras\u{201d}, \u{201c}graze\u{201d}."
+        );
+        assert!(out.citations.is_empty());
     }
 }

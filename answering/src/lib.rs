@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use platform::openai::OpenAiConfig;
-use query_contract::{Answered, Citation};
+use query_contract::{Answered, Citation, CitedPassage};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use shared::settings::SettingsError;
@@ -116,12 +116,18 @@ pub trait Answerer: Send + Sync {
 
 /// The citation of passage number `number` (1-based).
 pub fn citation(number: usize, passage: &ScoredChunk) -> Citation {
-    Citation {
-        number,
-        document_id: passage.chunk.document_id.clone(),
+    Citation::of(number, cited(passage))
+}
+
+/// `passage` as citations and prompts read it.
+pub fn cited(passage: &ScoredChunk) -> CitedPassage<'_> {
+    CitedPassage {
+        document_id: &passage.chunk.document_id,
         chunk_index: passage.chunk.chunk_index,
-        collection: passage.chunk.collection.clone(),
+        collection: &passage.chunk.collection,
         score: passage.score,
+        text: &passage.chunk.text,
+        metadata: &passage.chunk.metadata,
     }
 }
 

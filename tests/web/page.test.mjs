@@ -191,7 +191,20 @@ try {
   const citationsText = await citations.innerText();
   console.log(`web test: citations: ${citationsText.replace(/\n/g, ' | ')}`);
   check(citationsText.includes(FILE_NAME), `the citations do not name ${FILE_NAME}: "${citationsText}"`);
-  check(/^\[\d+\] .+, part \d+$/m.test(citationsText), `the citations are not "[n] name, part k": "${citationsText}"`);
+  check(/^\[\d+\] Port Elara \(port-elara\.md\)/m.test(citationsText),
+    `the citations are not "[n] title (file name)…": "${citationsText}"`);
+  // A citation opens to show the passage it stands for.
+  begin('opening the first citation');
+  await citations.locator('summary').first().click();
+  const passage = citations.getByTestId('passage').first();
+  try {
+    await passage.waitFor({ state: 'visible', timeout: budget(5_000) });
+  } catch {
+    throw new Failure(`the first citation does not open to its passage: "${citationsText}"`);
+  }
+  const passageText = await passage.innerText();
+  console.log(`web test: first cited passage: ${passageText.replace(/\s+/g, ' ').slice(0, 200)}`);
+  check(passageText.includes(SENTENCE), `the opened passage does not quote the document: "${passageText}"`);
 
   check(pageErrors.length === 0, `the page threw: ${pageErrors.join('; ')}`);
   // The gateway's Content-Security-Policy must allow everything the page really does.

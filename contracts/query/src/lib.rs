@@ -151,7 +151,8 @@ impl ActionPayload for Answer {
     type Output = Answered;
 }
 
-/// A passage an answer rests on.
+/// A passage an answer rests on, with what a reader needs to find it and check it: where it
+/// is (title, file, heading, page) and the passage itself.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Citation {
     /// Its number in the answer's `[n]` markers.
@@ -164,6 +165,96 @@ pub struct Citation {
     pub collection: String,
     /// Its search score.
     pub score: f32,
+    /// Its document's title (given, found in the document, or its file name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    /// The file its document was uploaded as.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file_name: Option<String>,
+    /// The heading of the section it is in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heading: Option<String>,
+    /// The page it is on (PDF), from 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub page: Option<u64>,
+    /// The passage as it was indexed.
+    #[serde(default)]
+    pub passage: String,
+}
+
+/// A passage as [`Citation::of`] reads it: borrowed from a search [`Hit`] or a stored chunk.
+#[derive(Debug, Clone, Copy)]
+pub struct CitedPassage<'a> {
+    /// Its document.
+    pub document_id: &'a str,
+    /// Its position in the document.
+    pub chunk_index: u32,
+    /// Its collection.
+    pub collection: &'a str,
+    /// Its search score.
+    pub score: f32,
+    /// Its text.
+    pub text: &'a str,
+    /// What was indexed with it (`title`, `file_name`, `heading`, `page` are read).
+    pub metadata: &'a Map<String, Value>,
+}
+
+impl<'a> From<&'a Hit> for CitedPassage<'a> {
+    fn from(hit: &'a Hit) -> Self {
+        Self {
+            document_id: &hit.document_id,
+            chunk_index: hit.chunk_index,
+            collection: &hit.collection,
+            score: hit.score,
+            text: &hit.text,
+            metadata: &hit.metadata,
+        }
+    }
+}
+
+impl CitedPassage<'_> {
+    /// Where the passage is, as a reader would name it: `Title › Heading, page 3` with what
+    /// is known, else the document id and part. What a model's prompt shows beside each
+    /// numbered passage.
+    pub fn source(&self) -> String {
+        let text = |key: &str| {
+            self.metadata
+                .get(key)
+                .and_then(Value::as_str)
+                .map(str::trim)
+                .filter(|text| !text.is_empty())
+        };
+        let mut source = match (text("title").or(text("file_name")), text("heading")) {
+            (Some(title), Some(heading)) => format!("{title} › {heading}"),
+            (Some(title), None) => title.to_owned(),
+            (None, Some(heading)) => format!("{}, {heading}", self.document_id),
+            (None, None) => format!("{}, part {}", self.document_id, self.chunk_index),
+        };
+        if let Some(page) = self.metadata.get("page").and_then(Value::as_u64) {
+            source.push_str(&format!(", page {page}"));
+        }
+        source
+    }
+}
+
+impl Citation {
+    /// The citation numbered `number` of `passage`, with its title, file name, heading and
+    /// page read from the metadata ingestion indexes with every chunk.
+    pub fn of(number: usize, passage: CitedPassage<'_>) -> Self {
+        let text = |key: &str| passage.metadata.get(key)?.as_str().map(str::to_owned);
+        Self {
+            number,
+            document_id: passage.document_id.to_owned(),
+            chunk_index: passage.chunk_index,
+            collection: passage.collection.to_owned(),
+            score: passage.score,
+            title: text("title"),
+            file_name: text("file_name"),
+            heading: text("heading"),
+            page: passage.metadata.get("page").and_then(Value::as_u64),
+            passage: passage.text.to_owned(),
+        }
+    }
 }
 
 /// Tokens a model used (zeros for the extractive answerer).
@@ -235,5 +326,55 @@ pub fn check_top_k(top_k: usize) -> Result<(), ActionError> {
         Err(ActionError::invalid(format!(
             "top_k is {top_k}; it must be 1 to 100"
         )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn hit(metadata: Value) -> Hit {
+        Hit {
+            text: "Comments begin with --.".into(),
+            score: 0.75,
+            document_id: "doc-1".into(),
+            chunk_index: 4,
+            collection: "manuals".into(),
+            metadata: metadata.as_object().cloned().unwrap_or_default(),
+        }
+    }
+
+    #[test]
+    fn a_citation_says_where_its_passage_is_and_quotes_it() {
+        let hit = hit(json!({"title": "libtasn1", "file_name": "libtasn1.pdf",
+                             "heading": "ASN.1 syntax", "page": 7, "lang": "en"}));
+        let citation = Citation::of(2, (&hit).into());
+        assert_eq!(
+            serde_json::to_value(&citation).unwrap(),
+            json!({"number": 2, "document_id": "doc-1", "chunk_index": 4,
+                   "collection": "manuals", "score": 0.75, "title": "libtasn1",
+                   "file_name": "libtasn1.pdf", "heading": "ASN.1 syntax", "page": 7,
+                   "passage": "Comments begin with --."})
+        );
+        assert_eq!(
+            CitedPassage::from(&hit).source(),
+            "libtasn1 › ASN.1 syntax, page 7"
+        );
+    }
+
+    #[test]
+    fn without_metadata_a_passage_is_named_by_document_and_part() {
+        let bare = hit(json!({}));
+        assert_eq!(CitedPassage::from(&bare).source(), "doc-1, part 4");
+        let citation = Citation::of(1, (&bare).into());
+        assert_eq!((citation.title, citation.page), (None, None));
+        // Citations written before these fields existed still read.
+        let old: Citation = serde_json::from_value(json!({"number": 1, "document_id": "d",
+            "chunk_index": 0, "collection": "c", "score": 0.1})).unwrap();
+        assert!(old.passage.is_empty());
+        let named = hit(json!({"file_name": "notes.md", "heading": " "}));
+        assert_eq!(CitedPassage::from(&named).source(), "notes.md");
     }
 }

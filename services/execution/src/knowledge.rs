@@ -8,7 +8,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use answering::{ScoredChunk, StoredChunk};
-use query_contract::{Hit, Search};
+use query_contract::{CitedPassage, Hit, Search};
 use shared::{ActionError, Ctx, TenantId};
 
 use crate::actions::Citation;
@@ -101,7 +101,8 @@ impl Passages {
         self.hits.is_empty()
     }
 
-    /// Passages `numbers` as a model reads them: `[n] (document, part i) text`, one a line.
+    /// Passages `numbers` as a model reads them: `[n] (source) text`, one a line, the source
+    /// being the title, heading and page when known ([`CitedPassage::source`]).
     pub fn render(&self, numbers: &[usize]) -> String {
         if numbers.is_empty() {
             return "No passages found.".to_owned();
@@ -110,9 +111,8 @@ impl Passages {
         for &n in numbers {
             if let Some(hit) = n.checked_sub(1).and_then(|i| self.hits.get(i)) {
                 text.push_str(&format!(
-                    "[{n}] ({}, part {}) {}\n",
-                    hit.document_id,
-                    hit.chunk_index,
+                    "[{n}] ({}) {}\n",
+                    CitedPassage::from(hit).source(),
                     hit.text.trim()
                 ));
             }
@@ -149,13 +149,7 @@ impl Passages {
             .into_iter()
             .filter_map(|n| {
                 let hit = self.hits.get(n.checked_sub(1)?)?;
-                Some(Citation {
-                    number: n,
-                    document_id: hit.document_id.clone(),
-                    chunk_index: hit.chunk_index,
-                    collection: hit.collection.clone(),
-                    score: hit.score,
-                })
+                Some(Citation::of(n, hit.into()))
             })
             .collect()
     }

@@ -244,6 +244,21 @@ function documentName(doc, fallback) {
   return doc.title && doc.file_name && doc.title !== doc.file_name ? `${title} (${doc.file_name})` : title;
 }
 
+/**
+ * Where a cited passage is, as a reader names it: `Title (file) › Heading, page 3` with what
+ * the citation knows; the document's listed name and the part when it knows nothing else.
+ */
+function citationSource(c) {
+  const named = c.title || c.file_name;
+  let source = named
+    ? (c.title && c.file_name && c.title !== c.file_name ? `${c.title} (${c.file_name})` : named)
+    : documentName(documents.get(c.document_id), c.document_id);
+  if (c.heading && c.heading !== c.title) source += ` › ${c.heading}`;
+  if (c.page) source += `, page ${c.page}`;
+  if (!c.heading && !c.page) source += `, part ${c.chunk_index}`;
+  return source;
+}
+
 let listing = null;
 
 /** Lists the tenant's documents, grouped by collection. */
@@ -499,15 +514,24 @@ const chat = {
     bubble.textNode.textContent = `Error: ${message}`;
   },
 
+  /** Each citation says where its passage is and opens to show the passage itself. */
   renderCitations(bubble) {
     const sorted = [...bubble.citations].sort((a, b) => a.number - b.number);
-    bubble.citesNode.replaceChildren(...sorted.map((c) => h('li', {
-      title: `${c.collection} · score ${Number(c.score).toFixed(3)}`,
-    }, `[${c.number}] ${documentName(documents.get(c.document_id), c.document_id)}, part ${c.chunk_index}`)));
+    bubble.citesNode.replaceChildren(...sorted.map((c) => {
+      const label = `[${c.number}] ${citationSource(c)}`;
+      const attrs = { title: `${c.collection} · score ${Number(c.score).toFixed(3)}` };
+      if (!c.passage) return h('li', attrs, label);
+      return h('li', attrs, h('details', {},
+        h('summary', {}, label),
+        h('blockquote', { class: 'passage', 'data-testid': 'passage' }, c.passage)));
+    }));
   },
 
+  /** Citations that name their document only through the listing, once it has changed. */
   renameCitations() {
-    for (const bubble of this.answers) if (bubble.citations.length) this.renderCitations(bubble);
+    for (const bubble of this.answers) {
+      if (bubble.citations.some((c) => !c.title && !c.file_name)) this.renderCitations(bubble);
+    }
   },
 
   /** After a reconnection: answers given while the socket was down, from the history. */

@@ -145,6 +145,11 @@ mod tests {
             chunk_index: 2,
             collection: "c".into(),
             score: 0.5,
+            title: Some("Cats".into()),
+            file_name: None,
+            heading: Some("Sleep".into()),
+            page: Some(3),
+            passage: "Cats sleep a lot.".into(),
         }];
         let usage = Usage {
             prompt_tokens: 1,
@@ -161,7 +166,9 @@ mod tests {
             }),
             json!({"type": "response", "task_id": "t", "session_id": "s", "answer": "a",
                    "citations": [{"number": 1, "document_id": "d", "chunk_index": 2,
-                                  "collection": "c", "score": 0.5}],
+                                  "collection": "c", "score": 0.5, "title": "Cats",
+                                  "heading": "Sleep", "page": 3,
+                                  "passage": "Cats sleep a lot."}],
                    "usage": {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3}})
         );
         assert_eq!(

@@ -219,9 +219,14 @@ async fn run(
             first_chunk_index: (batch * batch_size) as u32,
             chunks: drafts
                 .iter()
-                .map(
-                    |d| json!({"text": d.text, "metadata": merged(&request.metadata, &d.metadata)}),
-                )
+                .map(|d| {
+                    let mut metadata = merged(&request.metadata, &d.metadata);
+                    // Capped as titles are: it is copied into every chunk.
+                    if let Some(file_name) = &file_name {
+                        metadata.insert("file_name".into(), extract::cap_title(file_name).into());
+                    }
+                    json!({"text": d.text, "metadata": metadata})
+                })
                 .collect(),
         };
         let mut embed = ctx
