@@ -98,7 +98,10 @@ fn not_found(asked: &[String]) -> String {
     if asked.is_empty() {
         return "The indexed documents do not seem to answer this question.".to_owned();
     }
-    let quoted: Vec<String> = asked.iter().map(|w| format!("\u{201c}{w}\u{201d}")).collect();
+    let quoted: Vec<String> = asked
+        .iter()
+        .map(|w| format!("\u{201c}{w}\u{201d}"))
+        .collect();
     format!(
         "The indexed documents do not seem to answer this question: no passage found mentions {}.",
         quoted.join(", ")

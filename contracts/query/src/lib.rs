@@ -372,7 +372,8 @@ mod tests {
         assert_eq!((citation.title, citation.page), (None, None));
         // Citations written before these fields existed still read.
         let old: Citation = serde_json::from_value(json!({"number": 1, "document_id": "d",
-            "chunk_index": 0, "collection": "c", "score": 0.1})).unwrap();
+            "chunk_index": 0, "collection": "c", "score": 0.1}))
+        .unwrap();
         assert!(old.passage.is_empty());
         let named = hit(json!({"file_name": "notes.md", "heading": " "}));
         assert_eq!(CitedPassage::from(&named).source(), "notes.md");
