@@ -1,15 +1,18 @@
 //! The offline answerer: no model, no network, the same answer every time.
 //!
 //! It scores every sentence of the retrieved passages by how many of the question's words
-//! (lower-cased, without stop words) it contains, weighted by the passage's search score,
+//! (lower-cased, without stop words, compared by their Snowball English stems, so `refund`
+//! meets `Refunds`) it contains, weighted by the passage's search score,
 //! and quotes the best few, each followed by the `[n]` of its passage. It never invents
 //! anything: every word of an answer comes from a cited passage. When no sentence mentions
 //! any of the question's words, it says so instead of quoting unrelated text.
 
 use std::collections::HashSet;
+use std::sync::LazyLock;
 
 use async_trait::async_trait;
 use query_contract::{Answered, Usage};
+use rust_stemmers::{Algorithm, Stemmer};
 use shared::ActionError;
 use unicode_segmentation::UnicodeSegmentation;
 
@@ -41,12 +44,13 @@ pub fn answer(query: &str, passages: &[crate::ScoredChunk]) -> Answered {
             asked.push(word);
         }
     }
-    let terms: HashSet<String> = asked.iter().cloned().collect();
+    let terms: HashSet<String> = asked.iter().map(|w| stem(w)).collect();
     // (score, passage position, sentence position, sentence)
     let mut candidates: Vec<(f32, usize, usize, &str)> = Vec::new();
     for (p, passage) in passages.iter().enumerate() {
         for (s, sentence) in sentences(&passage.chunk.text).enumerate() {
             let matched = words(sentence)
+                .map(|w| stem(&w))
                 .filter(|w| terms.contains(w))
                 .collect::<HashSet<_>>()
                 .len();
@@ -106,6 +110,12 @@ fn not_found(asked: &[String]) -> String {
         "The indexed documents do not seem to answer this question: no passage found mentions {}.",
         quoted.join(", ")
     )
+}
+
+/// The English stem of a lower-cased word: what question and passage words are compared by.
+fn stem(word: &str) -> String {
+    static ENGLISH: LazyLock<Stemmer> = LazyLock::new(|| Stemmer::create(Algorithm::English));
+    ENGLISH.stem(word).into_owned()
 }
 
 fn words(text: &str) -> impl Iterator<Item = String> + '_ {
@@ -195,6 +205,20 @@ mod tests {
         assert_eq!(
             out.answer,
             "ASN.1 comments begin with --, e.g. this one. [1]"
+        );
+    }
+
+    #[test]
+    fn words_meet_by_their_stems() {
+        let passages = [passage(
+            "refunds",
+            "Refunds are accepted within 30 days of purchase.",
+            0.5,
+        )];
+        let out = answer("How long do I have to ask for a refund?", &passages);
+        assert_eq!(
+            out.answer,
+            "Refunds are accepted within 30 days of purchase. [1]"
         );
     }
 
