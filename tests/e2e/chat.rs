@@ -157,6 +157,21 @@ impl Chat {
         let status = response.status().as_u16();
         (status, response.json().await.expect("JSON body"))
     }
+
+    /// `DELETE /v1/sessions/{id}` on instance 0 as `key`'s tenant: the status, and the JSON
+    /// body if there is one.
+    async fn forget(&self, key: &str, session_id: &str) -> (u16, Value) {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let url = self.instances[0].http(&format!("/v1/sessions/{session_id}"));
+        let response = reqwest::Client::new()
+            .delete(url)
+            .bearer_auth(key)
+            .send()
+            .await
+            .expect("delete session");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
 }
 
 /// A hand-written action of `tenant` over `<domain>.<tenant>.rpc`; asserts success.
@@ -508,6 +523,9 @@ async fn an_answer_given_after_the_socket_closed_is_in_the_history() {
     drop(socket);
     let history = eventually("the answer in the session's history", || async {
         let (status, body) = chat.history(&chat.acme, "s-closed").await;
+        if status == 404 {
+            return None; // nothing stored yet
+        }
         assert_eq!(status, 200, "{body}");
         let answered = body["messages"]
             .as_array()
@@ -536,8 +554,46 @@ async fn an_answer_given_after_the_socket_closed_is_in_the_history() {
     assert_eq!(status, 400, "{body}");
     assert_eq!(body["error"]["code"], "bad_request");
     let (status, body) = chat.history(&chat.globex, "s-closed").await;
-    assert_eq!(status, 200, "{body}");
-    assert_eq!(body["messages"], json!([]), "another tenant's history");
+    assert_eq!(status, 404, "another tenant's history: {body}");
+    assert_eq!(body["error"]["code"], "not_found", "{body}");
+    let (status, body) = chat.history(&chat.acme, "never-used").await;
+    assert_eq!(status, 404, "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_session_can_be_deleted_by_its_tenant_only() {
+    let chat = Chat::start().await;
+    let mut socket = chat.socket(0, &chat.acme).await;
+    // The history is stored before the answer is sent, so it is there once it is done.
+    let task_id = ask(&mut socket, "s-forget", QUESTION).await;
+    until_done(&mut socket, &task_id).await;
+    let (status, _) = chat.history(&chat.acme, "s-forget").await;
+    assert_eq!(status, 200);
+
+    // Another tenant's delete of the same id finds nothing and removes nothing.
+    let (status, body) = chat.forget(&chat.globex, "s-forget").await;
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(body["error"]["code"], "not_found", "{body}");
+    let (status, _) = chat.history(&chat.acme, "s-forget").await;
+    assert_eq!(status, 200, "another tenant deleted acme's session");
+
+    let (status, body) = chat.forget(&chat.acme, "bad.id").await;
+    assert_eq!(status, 400, "{body}");
+    let (status, _) = chat.forget("da_0000", "s-forget").await;
+    assert_eq!(status, 401);
+    let (status, body) = chat.forget(&chat.acme, "s-forget").await;
+    assert_eq!(status, 204, "{body}");
+    let (status, _) = chat.history(&chat.acme, "s-forget").await;
+    assert_eq!(status, 404, "a deleted session is gone");
+    let (status, _) = chat.forget(&chat.acme, "s-forget").await;
+    assert_eq!(status, 404, "deleted twice");
+
+    // The same id starts afresh.
+    let task_id = ask(&mut socket, "s-forget", QUESTION).await;
+    until_done(&mut socket, &task_id).await;
+    let (status, body) = chat.history(&chat.acme, "s-forget").await;
+    assert_eq!(status, 200);
+    assert_eq!(body["messages"].as_array().map(Vec::len), Some(2), "{body}");
 }
 
 // ---- (e) invalid messages ----

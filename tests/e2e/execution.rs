@@ -360,6 +360,85 @@ async fn chat_agents_search_through_the_knowledge_tool() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn temperature_max_tokens_and_top_p_come_from_the_agent_and_the_request() {
+    let stub = OpenAiStub::start().await;
+    let exec = Exec::with_stub(&stub).await;
+    exec.index_cats("acme").await;
+    let agent = exec
+        .put_agent(
+            "acme",
+            json!({"agent_id": "helper", "tools": false, "temperature": 0.7, "max_tokens": 300}),
+        )
+        .await;
+    assert_eq!(agent["temperature"], 0.7, "{agent}");
+    assert_eq!(agent["max_tokens"], 300, "{agent}");
+    assert!(agent.get("top_p").is_none(), "{agent}");
+
+    stub.push_reply(StubReply::Text("Cats eat meat [1].".into()));
+    exec.run("acme", "s1", "What do cats eat?", false).await;
+    stub.push_reply(StubReply::Text("Cats eat meat [1].".into()));
+    exec.ok(
+        "acme",
+        "execution.agent_run",
+        json!({"agent_id": "helper", "session_id": "s1", "message": "And dogs?",
+               "temperature": 0.0, "top_p": 0.5}),
+    )
+    .await;
+    let sent: Vec<(Value, Value, Value)> = stub
+        .requests()
+        .into_iter()
+        .filter(|r| r.0.ends_with("/chat/completions"))
+        .map(|r| {
+            let body = r.2;
+            (
+                body["temperature"].clone(),
+                body["max_tokens"].clone(),
+                body["top_p"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        sent,
+        [
+            (json!(0.7), json!(300), Value::Null),
+            (json!(0.0), json!(300), json!(0.5)),
+        ],
+        "the agent's settings, then the request's over them"
+    );
+
+    // Out of range: refused by name, no model call.
+    let bad = exec
+        .call(
+            "acme",
+            "execution.agent_run",
+            json!({"agent_id": "helper", "session_id": "s1", "message": "Hm?", "top_p": 2}),
+        )
+        .await;
+    assert_eq!(bad["data"]["error"]["code"], "invalid_action", "{bad}");
+    assert!(
+        bad["data"]["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("top_p")),
+        "{bad}"
+    );
+    let refused = exec
+        .call(
+            "acme",
+            "execution.agent_put",
+            json!({"agent": {"agent_id": "hot", "temperature": 9}}),
+        )
+        .await;
+    assert_eq!(refused["data"]["error"]["code"], "invalid_action", "{refused}");
+    assert_eq!(
+        stub.requests()
+            .iter()
+            .filter(|r| r.0.ends_with("/chat/completions"))
+            .count(),
+        2
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_model_that_never_answers_stops_at_max_iterations() {
     let stub = OpenAiStub::start().await;
     let exec = Exec::with_stub(&stub).await;

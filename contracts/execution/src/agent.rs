@@ -8,6 +8,8 @@ use serde::{Deserialize, Serialize};
 use shared::ActionError;
 use time::OffsetDateTime;
 
+use crate::sampling::Sampling;
+
 /// The longest system prompt accepted: generous for instructions, small enough that a
 /// stored agent never nears the KV value limit.
 pub const MAX_SYSTEM_PROMPT_BYTES: usize = 64 * 1024;
@@ -63,6 +65,9 @@ pub struct Agent {
     /// extractive answerer.
     #[serde(default = "yes")]
     pub tools: bool,
+    /// `temperature`, `max_tokens`, `top_p` for a chat model (a run may set them again).
+    #[serde(flatten)]
+    pub sampling: Sampling,
     /// When it was first stored.
     #[serde(with = "time::serde::rfc3339", default = "OffsetDateTime::now_utc")]
     #[schema(value_type = String, format = DateTime)]
@@ -118,6 +123,7 @@ impl Agent {
             max_iterations: default_max_iterations(),
             tool_timeout_ms: default_tool_timeout_ms(),
             tools: true,
+            sampling: Sampling::default(),
             created_at: now,
             updated_at: now,
         }
@@ -176,7 +182,7 @@ impl Agent {
                 self.tool_timeout_ms
             )));
         }
-        Ok(())
+        self.sampling.validate()
     }
 }
 

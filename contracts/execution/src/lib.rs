@@ -6,11 +6,14 @@
 //!
 //! - [`agent`]: [`Agent`], what an agent is allowed and told to do.
 //! - [`session`]: [`Session`], a conversation.
+//! - [`sampling`]: [`sampling::Sampling`], a chat model's temperature, answer length and
+//!   `top_p`, per agent and per request.
 //!
 //! Citations and token usage are the query contract's own types, so an agent's answer and a
 //! `query.answer` answer read the same to a client.
 
 pub mod agent;
+pub mod sampling;
 pub mod session;
 
 use serde::{Deserialize, Serialize};
@@ -95,6 +98,9 @@ pub struct AgentRun {
     /// `orchestrator.<tenant>.events.session.<session_id>`.
     #[serde(default)]
     pub stream: bool,
+    /// `temperature`, `max_tokens`, `top_p` for this run, over the agent's own.
+    #[serde(flatten)]
+    pub sampling: sampling::Sampling,
 }
 
 fn default_agent_id() -> String {
@@ -131,4 +137,24 @@ pub struct SessionGet {
 impl ActionPayload for SessionGet {
     const ACTION_TYPE: &'static str = "execution.session_get";
     type Output = Session;
+}
+
+/// `execution.session_delete`: forget a conversation now rather than when it expires.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct SessionDelete {
+    /// Which.
+    pub session_id: String,
+}
+
+impl ActionPayload for SessionDelete {
+    const ACTION_TYPE: &'static str = "execution.session_delete";
+    type Output = SessionDeleted;
+}
+
+/// The result of `execution.session_delete`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct SessionDeleted {
+    /// Whether the tenant had such a session (deleting a missing one is not an error, so a
+    /// retried delete succeeds).
+    pub deleted: bool,
 }

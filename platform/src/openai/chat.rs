@@ -195,6 +195,9 @@ pub struct ChatRequest {
     /// compatible server reads (OpenAI's reasoning models want `max_completion_tokens`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_tokens: Option<u32>,
+    /// Nucleus sampling: the probability mass the model picks its next token from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub top_p: Option<f32>,
     /// The tools the model may call.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub tools: Vec<ToolSpec>,
@@ -208,6 +211,7 @@ impl ChatRequest {
             messages,
             temperature: None,
             max_tokens: None,
+            top_p: None,
             tools: Vec::new(),
         }
     }
@@ -221,6 +225,12 @@ impl ChatRequest {
     /// Sets the answer length cap.
     pub fn with_max_tokens(mut self, max_tokens: u32) -> Self {
         self.max_tokens = Some(max_tokens);
+        self
+    }
+
+    /// Sets `top_p`, if given (absent: the server's default).
+    pub fn with_top_p(mut self, top_p: Option<f32>) -> Self {
+        self.top_p = top_p;
         self
     }
 

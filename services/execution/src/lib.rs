@@ -27,6 +27,7 @@
 //! | `execution.agent_delete` | `{agent_id}` | `{deleted}` |
 //! | `execution.agent_run` | `{agent_id, session_id, message, stream?}` | `{answer, citations, usage, iterations, model}` |
 //! | `execution.session_get` | `{session_id}` | `{session_id, agent_id, messages}` |
+//! | `execution.session_delete` | `{session_id}` | `{deleted}` |
 
 pub use execution_contract as actions;
 pub mod agent;
@@ -58,4 +59,5 @@ pub fn routes() -> Dispatcher<ExecutionService> {
         .on::<actions::AgentDelete, _>(handlers::agent_delete)
         .on::<actions::AgentRun, _>(handlers::agent_run)
         .on::<actions::SessionGet, _>(handlers::session_get)
+        .on::<actions::SessionDelete, _>(handlers::session_delete)
 }

@@ -69,6 +69,7 @@ pub const METRICS_SCHEME: &str = "metrics_token";
         ingestion::routes::collections::put,
         orchestrator::routes::chat::chat,
         orchestrator::routes::sessions::get,
+        orchestrator::routes::sessions::delete,
     ),
     components(schemas(
         Agent,

@@ -28,7 +28,7 @@ pub const MAX_ID_LEN: usize = 64;
 
 /// A frame from the client. Unknown types are refused rather than ignored, so a client
 /// typo shows up as an error instead of a message that silently never gets an answer.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ClientFrame {
     /// Authenticates a connection opened without a key: browsers cannot set headers on a
@@ -49,7 +49,7 @@ impl ClientFrame {
 }
 
 /// A user message: which conversation, which agent, what was said.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct ChatMessage {
     /// The conversation; the client chooses it, so a reconnecting UI can continue one.
     pub session_id: String,
@@ -58,6 +58,9 @@ pub struct ChatMessage {
     pub agent_id: String,
     /// What the user said.
     pub message: String,
+    /// `temperature`, `max_tokens`, `top_p` for this answer, over the agent's own.
+    #[serde(flatten)]
+    pub sampling: execution_contract::sampling::Sampling,
 }
 
 fn default_agent_id() -> String {
@@ -85,7 +88,9 @@ impl ChatMessage {
         if self.message.len() > MAX_MESSAGE_BYTES {
             return Err(InvalidFrame::MessageTooLong(self.message.len()));
         }
-        Ok(())
+        self.sampling
+            .validate()
+            .map_err(|err| InvalidFrame::Sampling(err.message))
     }
 }
 
@@ -126,6 +131,9 @@ pub enum InvalidFrame {
     /// An `auth` frame on a connection that is already authenticated.
     #[error("this connection is already authenticated")]
     AlreadyAuthenticated,
+    /// `temperature`, `max_tokens` or `top_p` out of range.
+    #[error("{0}")]
+    Sampling(String),
 }
 
 /// A frame the server writes itself. Session events are not among them: they are forwarded
@@ -189,7 +197,27 @@ mod tests {
             session_id: session_id.into(),
             agent_id: agent_id.into(),
             message: text.into(),
+            sampling: Default::default(),
         }
+    }
+
+    #[test]
+    fn a_message_may_set_its_sampling_and_a_bad_value_is_refused() {
+        let frame = ClientFrame::parse(
+            r#"{"type":"message","session_id":"s","message":"hi","temperature":0.9,"top_p":0.5}"#,
+        )
+        .expect("frame");
+        let ClientFrame::Message(message) = frame else {
+            panic!("not a message: {frame:?}");
+        };
+        assert_eq!(message.sampling.temperature, Some(0.9));
+        assert_eq!(message.sampling.top_p, Some(0.5));
+        assert_eq!(message.sampling.max_tokens, None);
+        assert_eq!(message.validate(), Ok(()));
+        let mut hot = message;
+        hot.sampling.temperature = Some(3.0);
+        let err = hot.validate().expect_err("too hot");
+        assert!(err.to_string().contains("temperature"), "{err}");
     }
 
     #[test]

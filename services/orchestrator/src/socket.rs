@@ -322,6 +322,7 @@ impl Connection {
             session_id: message.session_id,
             message: message.message,
             stream: true,
+            sampling: message.sampling,
         };
         let action = Action::new(self.tenant.clone(), run)
             .with_session(session_id)

@@ -19,12 +19,6 @@ use crate::token_stream::TokenSink;
 /// given, so answers cite them whatever the agent's persona says.
 pub const PASSAGE_RULES: &str = answering::chat::DEFAULT_SYSTEM_PROMPT;
 
-/// Sampling temperature: low, as answers should stick to the passages.
-const TEMPERATURE: f32 = 0.2;
-
-/// Longest answer per model call, in tokens.
-const MAX_TOKENS: u32 = 1024;
-
 /// A chat API and the model agents use unless they name one.
 #[derive(Clone)]
 pub struct ChatAgent {
@@ -46,11 +40,14 @@ impl ChatAgent {
         agent.model.clone().unwrap_or_else(|| self.model.clone())
     }
 
-    /// A request to the agent's model with the usual sampling settings.
+    /// A request to the agent's model with the run's sampling settings (the request's over
+    /// the agent's, else the defaults).
     pub fn request(&self, turn: &Turn<'_>, messages: Vec<ChatMessage>) -> ChatRequest {
+        let sampling = &turn.agent.sampling;
         ChatRequest::new(self.model_for(turn.agent), messages)
-            .with_temperature(TEMPERATURE)
-            .with_max_tokens(MAX_TOKENS)
+            .with_temperature(sampling.temperature())
+            .with_max_tokens(sampling.max_tokens())
+            .with_top_p(sampling.top_p)
     }
 
     /// One model call: whole, or streamed with each token passed to `tokens` as it comes.

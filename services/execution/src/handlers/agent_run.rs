@@ -38,8 +38,11 @@ pub async fn agent_run(
             run.message.len()
         )));
     }
+    run.sampling.validate()?;
     let tenant = ctx.tenant();
-    let agent = service.agents.load(tenant, &run.agent_id).await?;
+    let mut agent = service.agents.load(tenant, &run.agent_id).await?;
+    // This run's temperature, max_tokens and top_p, over the agent's own.
+    agent.sampling = run.sampling.over(agent.sampling);
     let session = service.sessions.load(tenant, &run.session_id).await?;
     let turn = Turn {
         agent: &agent,

@@ -71,6 +71,9 @@ impl FromRef<Api> for ApiKeys {
 pub fn router(api: Api) -> Router {
     Router::new()
         .route("/v1/chat", get(chat::chat))
-        .route("/v1/sessions/{session_id}", get(sessions::get))
+        .route(
+            "/v1/sessions/{session_id}",
+            get(sessions::get).delete(sessions::delete),
+        )
         .with_state(api)
 }

@@ -1,7 +1,8 @@
-//! `GET /v1/sessions/{session_id}`.
+//! `GET` and `DELETE /v1/sessions/{session_id}`.
 
 use axum::extract::{Path, State};
-use execution_contract::SessionGet;
+use axum::http::StatusCode;
+use execution_contract::{SessionDelete, SessionGet};
 use execution_contract::session::Session;
 use platform::http::{ApiError, ApiJson, Authenticated};
 use shared::Action;
@@ -11,7 +12,8 @@ use crate::protocol::{MAX_ID_LEN, is_valid_id};
 
 /// The session's history as execution keeps it: the way back to an answer that arrived
 /// while no socket was open (a closed tab, a dropped connection), since live events are
-/// not stored. Sessions are per tenant: another tenant's session id finds nothing.
+/// not stored. Sessions are per tenant: another tenant's session id finds nothing (404),
+/// as does a session nothing was said in, or one that expired or was deleted.
 #[utoipa::path(
     get,
     path = "/v1/sessions/{session_id}",
@@ -24,6 +26,7 @@ use crate::protocol::{MAX_ID_LEN, is_valid_id};
             citations}]}`, oldest first", body = Object),
         (status = 400, description = "Malformed session id"),
         (status = 401, description = "No or bad API key"),
+        (status = 404, description = "No such session for this tenant"),
         (status = 503, description = "NATS or the execution service unreachable"),
         (status = 504, description = "The execution service answered too slowly"),
     ),
@@ -34,18 +37,72 @@ pub async fn get(
     auth: Authenticated,
     Path(session_id): Path<String>,
 ) -> Result<ApiJson<Session>, ApiError> {
-    if !is_valid_id(&session_id) {
-        return Err(ApiError::bad_request(format!(
-            "invalid session_id {session_id:?}: expected 1 to {MAX_ID_LEN} of [A-Za-z0-9_-]"
-        )));
-    }
+    check_id(&session_id)?;
     let request = SessionGet {
         session_id: session_id.clone(),
     };
-    let action = Action::new(auth.tenant, request).with_session(session_id);
+    let action = Action::new(auth.tenant, request).with_session(session_id.clone());
     let history = api
         .publisher
         .request(&action, api.config.history_timeout)
         .await?;
+    // A session exists from its first message on.
+    if history.messages.is_empty() {
+        return Err(no_session(&session_id));
+    }
     Ok(ApiJson(history))
+}
+
+/// Forgets a conversation now rather than when it expires (`DA_HISTORY_TTL` after its last
+/// message): its history is gone, and a chat message naming it starts it afresh.
+#[utoipa::path(
+    delete,
+    path = "/v1/sessions/{session_id}",
+    tag = "chat",
+    operation_id = "sessions_delete",
+    summary = "Delete a chat session",
+    params(("session_id" = String, Path, description = "`[A-Za-z0-9_-]{1,64}`")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 400, description = "Malformed session id"),
+        (status = 401, description = "No or bad API key"),
+        (status = 404, description = "No such session for this tenant"),
+        (status = 503, description = "NATS or the execution service unreachable"),
+        (status = 504, description = "The execution service answered too slowly"),
+    ),
+    security(("api_key" = [])),
+)]
+pub async fn delete(
+    State(api): State<Api>,
+    auth: Authenticated,
+    Path(session_id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    check_id(&session_id)?;
+    let request = SessionDelete {
+        session_id: session_id.clone(),
+    };
+    let action = Action::new(auth.tenant, request).with_session(session_id.clone());
+    let deleted = api
+        .publisher
+        .request(&action, api.config.history_timeout)
+        .await?;
+    if deleted.deleted {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(no_session(&session_id))
+    }
+}
+
+fn check_id(session_id: &str) -> Result<(), ApiError> {
+    if is_valid_id(session_id) {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(format!(
+            "invalid session_id {session_id:?}: expected 1 to {MAX_ID_LEN} of [A-Za-z0-9_-]"
+        )))
+    }
+}
+
+fn no_session(session_id: &str) -> ApiError {
+    ApiError::not_found(format!("no session {session_id}"))
 }
