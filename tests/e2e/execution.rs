@@ -428,7 +428,10 @@ async fn temperature_max_tokens_and_top_p_come_from_the_agent_and_the_request() 
             json!({"agent": {"agent_id": "hot", "temperature": 9}}),
         )
         .await;
-    assert_eq!(refused["data"]["error"]["code"], "invalid_action", "{refused}");
+    assert_eq!(
+        refused["data"]["error"]["code"], "invalid_action",
+        "{refused}"
+    );
     assert_eq!(
         stub.requests()
             .iter()

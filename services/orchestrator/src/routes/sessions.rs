@@ -2,8 +2,8 @@
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use execution_contract::{SessionDelete, SessionGet};
 use execution_contract::session::Session;
+use execution_contract::{SessionDelete, SessionGet};
 use platform::http::{ApiError, ApiJson, Authenticated};
 use shared::Action;
 
