@@ -44,16 +44,15 @@ impl Answerer for ChatAnswerer {
 
     async fn answer(&self, question: Question<'_>) -> Result<Answered, ActionError> {
         let model = question.model.unwrap_or(&self.model).to_owned();
-        let request = ChatRequest {
-            model: model.clone(),
-            messages: vec![
+        let request = ChatRequest::new(
+            model.clone(),
+            vec![
                 ChatMessage::system(question.system_prompt.unwrap_or(DEFAULT_SYSTEM_PROMPT)),
                 ChatMessage::user(prompt(&question)),
             ],
-            temperature: Some(self.temperature),
-            max_tokens: Some(self.max_tokens),
-            tools: Vec::new(),
-        };
+        )
+        .with_temperature(self.temperature)
+        .with_max_tokens(self.max_tokens);
         let completion = self.client.chat(&request).await?;
         let answer = completion.message.content.unwrap_or_default();
         let mut numbers = cited_numbers(&answer, question.passages.len());
