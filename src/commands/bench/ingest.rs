@@ -12,26 +12,21 @@
 //! tasks, as a share of the four stages' sum. The mean document latency (read to final
 //! state, as the client saw it) is printed too: stages overlap across documents.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use platform::nats_server::{LocalServer, ServerOptions};
 use serde::Serialize;
-use shared::streams::Definitions;
-use shared::{Publisher, Settings, TenantId, Worker, WorkerConfig};
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
+use shared::{Publisher, Settings, TenantId};
 
+use super::pipeline::Pipeline;
 use super::{Args, write_json};
 use crate::commands::ingest::{
-    self, FileReport, FileStatus, Filter, IN_FLIGHT, PIPELINE, Progress, Submitter, Totals,
+    self, FileReport, FileStatus, Filter, IN_FLIGHT, Progress, Submitter, Totals,
 };
-use crate::exit::{Failure, Outcome, connect};
-use crate::services;
+use crate::exit::{Failure, Outcome};
 
 /// Debian's PostgreSQL manual: about 1,170 HTML pages, installed by `postgresql-doc-15`.
-const DEFAULT_CORPUS: &str = "/usr/share/doc/postgresql-doc-15/html";
+pub(super) const DEFAULT_CORPUS: &str = "/usr/share/doc/postgresql-doc-15/html";
 
 /// Only documents count: a manual's directory also holds stylesheets and images, which the
 /// text reader would accept (CSS is UTF-8) or skip, and neither says anything about speed.
@@ -100,15 +95,9 @@ pub async fn run(args: &Args) -> Outcome {
         .clone()
         .unwrap_or_else(|| PathBuf::from(DEFAULT_CORPUS));
     let files = corpus_files(&corpus, args.docs)?;
-    let temp = tempfile::Builder::new()
-        .prefix("da-bench-ingest-")
-        .tempdir()
-        .map_err(|err| Failure::runtime(format!("creating a temporary directory: {err}")))?;
-    let server = LocalServer::start(ServerOptions::single_node(&temp.path().join("nats"), None))
-        .await
-        .map_err(|err| Failure::runtime(format!("starting nats-server: {err}")))?;
-    let outcome = measure(args, &corpus, files, temp.path(), server.url()).await;
-    server.stop().await;
+    let pipeline = Pipeline::start("da-bench-ingest-").await?;
+    let outcome = ingest_corpus(args, &corpus, files, &pipeline.settings, &pipeline.client).await;
+    pipeline.stop().await;
     outcome
 }
 
@@ -131,74 +120,6 @@ fn corpus_files(corpus: &Path, docs: usize) -> Result<Vec<ingest::Candidate>, Fa
         )));
     }
     Ok(files)
-}
-
-/// Starts the services on `url`, ingests `files` and prints the report.
-async fn measure(
-    args: &Args,
-    corpus: &Path,
-    files: Vec<ingest::Candidate>,
-    temp: &Path,
-    url: &str,
-) -> Outcome {
-    let mut vars: HashMap<String, String> = std::env::vars().collect();
-    vars.insert(
-        "DA_DATA_DIR".into(),
-        temp.join("data").display().to_string(),
-    );
-    vars.insert("NATS_URL".into(), url.to_owned());
-    let settings = Settings::from_vars(&vars).map_err(Failure::usage)?;
-    let client = connect(url).await?;
-    let js = async_nats::jetstream::new(client.clone());
-    Definitions::built_in()
-        .and_then(|d| d.for_domains(&crate::services::domains()))
-        .map_err(Failure::runtime)?
-        .apply(&js)
-        .await
-        .map_err(|err| Failure::runtime(format!("applying the streams: {err}")))?;
-
-    let shutdown = CancellationToken::new();
-    let workers = match start_workers(&settings, &client, &shutdown).await {
-        Ok(workers) => workers,
-        Err(failure) => {
-            shutdown.cancel();
-            return Err(failure);
-        }
-    };
-    let outcome = ingest_corpus(args, corpus, files, &settings, &client).await;
-    // Drained like `worker` on Ctrl-C, so the server is not stopped under them.
-    shutdown.cancel();
-    for worker in workers {
-        let _ = tokio::time::timeout(Duration::from_secs(30), worker).await;
-    }
-    outcome
-}
-
-/// The pipeline's workers in tokio tasks, serving once this returns.
-async fn start_workers(
-    settings: &Settings,
-    client: &async_nats::Client,
-    shutdown: &CancellationToken,
-) -> Result<Vec<JoinHandle<()>>, Failure> {
-    let mut handles = Vec::new();
-    for name in PIPELINE.iter().rev() {
-        // embedding, query, then ingestion: each one's dependencies serve before it does.
-        let dispatcher = services::dispatcher(name, settings, client)
-            .await
-            .map_err(|err| Failure::runtime(format!("starting {name}: {err}")))?
-            .ok_or_else(|| Failure::runtime(format!("no service called {name}")))?;
-        let worker =
-            Worker::new(client.clone(), dispatcher).config(WorkerConfig::from_settings(settings));
-        let stop = shutdown.clone();
-        let name = *name;
-        handles.push(tokio::spawn(async move {
-            if let Err(err) = worker.run(stop).await {
-                eprintln!("bench: the {name} worker stopped: {err}");
-            }
-        }));
-    }
-    ingest::require_workers(client, &settings.nats_url).await?;
-    Ok(handles)
 }
 
 /// Submits and follows every file, then prints and writes the report.

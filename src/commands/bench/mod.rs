@@ -3,8 +3,9 @@
 //!
 //! `--suite` picks what is measured: `framework` (the default, below), `embedding` (the
 //! local model against sentence-transformers, see [`embedding`]), `search` (the embedded
-//! vector store at 10k and 100k chunks, see [`search`]) or `ingest` (documents through the
-//! whole ingestion pipeline, see [`ingest`]).
+//! vector store at 10k and 100k chunks, see [`search`]), `ingest` (documents through the
+//! whole ingestion pipeline, see [`ingest`]), `fairness` (see [`fairness`]) or `rag` (how well
+//! the offline default finds and answers, see [`rag`]).
 //!
 //! | scenario | our steps | baseline steps |
 //! |---|---|---|
@@ -24,6 +25,8 @@ mod fairness;
 mod harness;
 mod ingest;
 mod ours;
+mod pipeline;
+mod rag;
 mod search;
 
 use std::path::PathBuf;
@@ -63,8 +66,9 @@ pub struct Args {
     /// What to measure.
     #[arg(long, value_enum, default_value_t = Suite::Framework)]
     pub suite: Suite,
-    /// `--suite ingest`: the directory of documents (default: Debian's PostgreSQL 15 manual,
-    /// /usr/share/doc/postgresql-doc-15/html).
+    /// `--suite ingest` and `rag`: the directory of documents (default: Debian's PostgreSQL 15
+    /// manual, /usr/share/doc/postgresql-doc-15/html); `embedding`: of Markdown for the real
+    /// texts (default: /usr/share/doc/nodejs/api).
     #[arg(long, value_name = "DIR")]
     pub corpus: Option<PathBuf>,
     /// `--suite ingest`: how many documents of the corpus to ingest (the first by name).
@@ -88,6 +92,9 @@ pub enum Suite {
     Ingest,
     /// A quiet tenant's round trips while a noisy tenant's backlog drains.
     Fairness,
+    /// Retrieval and answers on the PostgreSQL manual's SQL reference: hit@1, hit@3, MRR,
+    /// answers with a key phrase and citing the right page, answer latency.
+    Rag,
 }
 
 /// One scenario's path and concurrency.
@@ -172,6 +179,7 @@ pub async fn run(url: &str, args: Args) -> Outcome {
         Suite::Embedding => embedding::run(&args).await,
         Suite::Search => search::run(&args).await,
         Suite::Ingest => ingest::run(&args).await,
+        Suite::Rag => rag::run(&args).await,
         Suite::Fairness => fairness::run(url, &args).await,
     }
 }
