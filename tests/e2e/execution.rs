@@ -354,8 +354,24 @@ async fn chat_agents_search_through_the_knowledge_tool() {
     ));
     let reply = exec.run("acme", "s2", "What do cats eat?", true).await;
     assert_eq!(reply["answer"], "Cats eat meat, fish and chicken [1].");
-    let chunks = chunks_of(&mut events, "Cats eat meat, fish and chicken [1].").await;
+    let events = chunks_of(&mut events, "Cats eat meat, fish and chicken [1].").await;
+    // While it searches, the session hears the call and what it found, then the tokens.
+    let (call, result) = (&events[0], &events[1]);
+    assert_eq!(call["type"], "tool_call", "{events:?}");
+    assert_eq!(call["session_id"], "s2", "{call}");
+    assert_eq!(call["name"], "knowledge", "{call}");
+    let arguments: Value =
+        serde_json::from_str(call["arguments"].as_str().unwrap_or_default()).expect("arguments");
+    assert_eq!(arguments["query"], "cat food", "{call}");
+    assert_eq!(result["type"], "tool_result", "{events:?}");
+    assert_eq!(result["call_id"], call["call_id"], "{result}");
+    assert_eq!(result["passages"][0]["number"], 1, "{result}");
+    assert_eq!(result["passages"][0]["document_id"], "cats", "{result}");
+    assert!(result.get("error").is_none(), "{result}");
+    assert_eq!(call["task_id"], result["task_id"]);
+    let chunks: Vec<&Value> = events[2..].iter().collect();
     assert!(chunks.len() >= 2, "{chunks:?}");
+    assert!(chunks.iter().all(|c| c["type"] == "stream_chunk"), "{chunks:?}");
     assert_eq!(exec.messages("acme", "s2").await.len(), 2);
 }
 

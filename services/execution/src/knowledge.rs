@@ -120,6 +120,21 @@ impl Passages {
         text
     }
 
+    /// Passages `numbers` as a session's client is told a tool found them.
+    pub fn tool_passages(&self, numbers: &[usize]) -> Vec<crate::token_stream::ToolPassage> {
+        numbers
+            .iter()
+            .filter_map(|&n| {
+                let hit = self.hits.get(n.checked_sub(1)?)?;
+                Some(crate::token_stream::ToolPassage {
+                    number: n,
+                    document_id: hit.document_id.clone(),
+                    source: CitedPassage::from(hit).source(),
+                })
+            })
+            .collect()
+    }
+
     /// The passages as the query service's answerers take them, for `tenant`.
     pub fn scored(&self, tenant: &TenantId) -> Vec<ScoredChunk> {
         self.hits

@@ -8,7 +8,11 @@
 //! Each message is JSON:
 //! `{"type": "stream_chunk", "session_id", "task_id", "content": "<token>"}`, `task_id` being
 //! the run's task id (its action id when it has none), so a client can tell two runs in
-//! one session apart. The tokens of one run, concatenated, are the answer.
+//! one session apart. The tokens of one run, concatenated, are the answer. While a chat
+//! agent searches, the same subject carries what it does ([`ToolEvent`]):
+//! `{"type": "tool_call", "session_id", "task_id", "call_id", "name", "arguments"}` when the
+//! model calls a tool, and `{"type": "tool_result", …, "call_id", "name", "passages":
+//! [{"number", "document_id", "source"}], "error"?}` when the tool has answered.
 
 use std::future::Future;
 
@@ -21,10 +25,63 @@ pub const EVENTS_DOMAIN: &str = "orchestrator";
 /// The `type` of a token message.
 pub const STREAM_CHUNK: &str = "stream_chunk";
 
-/// Takes the tokens of an answer as they are written.
+/// Takes the tokens of an answer as they are written, and what the agent does meanwhile.
 pub trait TokenSink: Sync {
     /// Passes on one token.
     fn token(&self, token: &str) -> impl Future<Output = ()> + Send;
+
+    /// Passes on a tool call or its result; nothing by default.
+    fn tool(&self, event: &ToolEvent<'_>) -> impl Future<Output = ()> + Send {
+        let _ = event;
+        async {}
+    }
+}
+
+/// A tool call of the agent, or its result, as the session's client sees it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ToolEvent<'a> {
+    /// The model asked for a tool.
+    ToolCall {
+        /// The model's id of the call, which its result repeats.
+        call_id: &'a str,
+        /// The tool.
+        name: &'a str,
+        /// Its arguments, JSON text as the model wrote them.
+        arguments: &'a str,
+    },
+    /// The tool answered.
+    ToolResult {
+        /// The call's id.
+        call_id: &'a str,
+        /// The tool.
+        name: &'a str,
+        /// The passages it returned (numbered as the answer's `[n]` will cite them).
+        passages: Vec<ToolPassage>,
+        /// Why it returned none, if it failed.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+    },
+}
+
+/// A passage a tool returned, named as a reader would name it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ToolPassage {
+    /// Its number in the run (the answer's `[n]`).
+    pub number: usize,
+    /// Its document.
+    pub document_id: String,
+    /// Title, heading and page when known, else document and part.
+    pub source: String,
+}
+
+/// A session event: the session and run, then the event's own fields.
+#[derive(Serialize)]
+struct SessionEvent<'a, E> {
+    session_id: &'a str,
+    task_id: &'a str,
+    #[serde(flatten)]
+    event: E,
 }
 
 /// One token message, as published.
@@ -70,24 +127,40 @@ impl SessionStream {
     }
 }
 
-impl TokenSink for SessionStream {
-    async fn token(&self, token: &str) {
-        let chunk = StreamChunk {
-            kind: STREAM_CHUNK,
-            session_id: &self.session_id,
-            task_id: &self.task_id,
-            content: token,
-        };
-        let body = match serde_json::to_vec(&chunk) {
+impl SessionStream {
+    /// Publishes one event, best-effort (see the module documentation).
+    async fn publish(&self, event: &impl Serialize) {
+        let body = match serde_json::to_vec(event) {
             Ok(body) => body,
             Err(err) => {
-                tracing::warn!(%err, "cannot encode a stream chunk");
+                tracing::warn!(%err, "cannot encode a session event");
                 return;
             }
         };
         if let Err(err) = self.client.publish(self.subject.clone(), body.into()).await {
-            tracing::warn!(%err, subject = %self.subject, "cannot publish a stream chunk");
+            tracing::warn!(%err, subject = %self.subject, "cannot publish a session event");
         }
+    }
+}
+
+impl TokenSink for SessionStream {
+    async fn token(&self, token: &str) {
+        self.publish(&StreamChunk {
+            kind: STREAM_CHUNK,
+            session_id: &self.session_id,
+            task_id: &self.task_id,
+            content: token,
+        })
+        .await;
+    }
+
+    async fn tool(&self, event: &ToolEvent<'_>) {
+        self.publish(&SessionEvent {
+            session_id: &self.session_id,
+            task_id: &self.task_id,
+            event,
+        })
+        .await;
     }
 }
 

@@ -454,6 +454,18 @@ const chat = {
         messagesList.scrollTop = messagesList.scrollHeight;
         break;
       }
+      case 'tool_call': {
+        let query = '';
+        try { query = JSON.parse(frame.arguments ?? '{}').query ?? ''; } catch { /* shown without it */ }
+        setChatStatus(query ? `Searching the documents for "${query}"…` : `Calling ${frame.name}…`, 'ok');
+        break;
+      }
+      case 'tool_result': {
+        const found = frame.passages?.length ?? 0;
+        setChatStatus(frame.error ? `The search failed: ${frame.error}` : `Found ${found} passage${found === 1 ? '' : 's'}.`,
+          frame.error ? 'bad' : 'ok');
+        break;
+      }
       case 'response': {
         const bubble = this.bubbleOf(frame.task_id);
         window.chatStats.responses += 1;

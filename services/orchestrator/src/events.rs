@@ -9,6 +9,8 @@
 //! | type | published by | fields |
 //! |---|---|---|
 //! | `stream_chunk` | execution, while answering | `session_id`, `task_id`, `content` |
+//! | `tool_call` | execution, when a chat agent's model calls a tool | `session_id`, `task_id`, `call_id`, `name`, `arguments` (JSON text) |
+//! | `tool_result` | execution, when the tool has answered | `session_id`, `task_id`, `call_id`, `name`, `passages` (`number`, `document_id`, `source`), `error`? |
 //! | `response` | the orchestrator, from the result | `task_id`, `session_id`, `answer`, `citations`, `usage` |
 //! | `task_completed` | the orchestrator, after `response` | `task_id`, `session_id` |
 //! | `error` | the orchestrator, from an error result | `task_id`, `session_id`, `code`, `message` |

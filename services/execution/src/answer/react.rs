@@ -16,7 +16,7 @@ use super::Turn;
 use super::chat::{ChatAgent, conversation, system_prompt, usage};
 use crate::actions::{Reply, Usage};
 use crate::knowledge::{Knowledge, Passages};
-use crate::token_stream::TokenSink;
+use crate::token_stream::{TokenSink, ToolEvent};
 
 /// The one tool's name.
 pub const KNOWLEDGE_TOOL: &str = "knowledge";
@@ -87,7 +87,34 @@ pub async fn run<K: Knowledge, S: TokenSink>(
         last_text = text;
         request.messages.push(completion.message);
         for call in &calls {
-            let result = call_tool(call, turn, knowledge, &mut passages).await;
+            if let Some(tokens) = tokens {
+                tokens
+                    .tool(&ToolEvent::ToolCall {
+                        call_id: &call.id,
+                        name: &call.function.name,
+                        arguments: &call.function.arguments,
+                    })
+                    .await;
+            }
+            let served = call_tool(call, turn, knowledge, &mut passages).await;
+            if let Some(tokens) = tokens {
+                let (found, error) = match &served {
+                    Ok(numbers) => (passages.tool_passages(numbers), None),
+                    Err(why) => (Vec::new(), Some(why.clone())),
+                };
+                tokens
+                    .tool(&ToolEvent::ToolResult {
+                        call_id: &call.id,
+                        name: &call.function.name,
+                        passages: found,
+                        error,
+                    })
+                    .await;
+            }
+            let result = match served {
+                Ok(numbers) => passages.render(&numbers),
+                Err(why) => format!("Error: {why}"),
+            };
             request
                 .messages
                 .push(ChatMessage::tool_result(call.id.clone(), result));
@@ -123,26 +150,27 @@ fn add(total: &mut Usage, more: Usage) {
     total.total_tokens += more.total_tokens;
 }
 
-/// Serves one tool call; the text the model reads as its result.
+/// Serves one tool call: the numbers of the passages it found (among all the run's), or why
+/// it could not (the model reads that, after `Error: `, as the call's result).
 async fn call_tool<K: Knowledge>(
     call: &ToolCall,
     turn: &Turn<'_>,
     knowledge: &K,
     passages: &mut Passages,
-) -> String {
+) -> Result<Vec<usize>, String> {
     if call.function.name != KNOWLEDGE_TOOL {
-        return format!(
-            "Error: there is no tool {:?}; the only tool is {KNOWLEDGE_TOOL}.",
+        return Err(format!(
+            "there is no tool {:?}; the only tool is {KNOWLEDGE_TOOL}.",
             call.function.name
-        );
+        ));
     }
     let args = match serde_json::from_str::<KnowledgeArgs>(&call.function.arguments) {
         Ok(args) if !args.query.trim().is_empty() => args,
-        Ok(_) => return "Error: the query is empty.".to_owned(),
+        Ok(_) => return Err("the query is empty.".to_owned()),
         Err(err) => {
-            return format!(
-                "Error: unreadable arguments ({err}); expected {{\"query\": string, \"top_k\": integer (optional)}}."
-            );
+            return Err(format!(
+                "unreadable arguments ({err}); expected {{\"query\": string, \"top_k\": integer (optional)}}."
+            ));
         }
     };
     let top_k = args.top_k.unwrap_or(turn.agent.top_k).clamp(1, 100);
@@ -156,13 +184,10 @@ async fn call_tool<K: Knowledge>(
             )))
         });
     match searched {
-        Ok(hits) => {
-            let numbers = passages.add(hits);
-            passages.render(&numbers)
-        }
+        Ok(hits) => Ok(passages.add(hits)),
         Err(err) => {
             tracing::warn!(code = %err.code.as_str(), message = %err.message, "knowledge tool failed");
-            format!("Error: the search failed: {}", err.message)
+            Err(format!("the search failed: {}", err.message))
         }
     }
 }
