@@ -371,7 +371,10 @@ async fn chat_agents_search_through_the_knowledge_tool() {
     assert_eq!(call["task_id"], result["task_id"]);
     let chunks: Vec<&Value> = events[2..].iter().collect();
     assert!(chunks.len() >= 2, "{chunks:?}");
-    assert!(chunks.iter().all(|c| c["type"] == "stream_chunk"), "{chunks:?}");
+    assert!(
+        chunks.iter().all(|c| c["type"] == "stream_chunk"),
+        "{chunks:?}"
+    );
     assert_eq!(exec.messages("acme", "s2").await.len(), 2);
 }
 
