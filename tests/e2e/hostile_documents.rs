@@ -302,6 +302,33 @@ async fn hostile_documents_fail_their_tasks_and_nothing_crashes() {
         }
     }
 
+    // A giant file name is refused, or cut before it is copied into every chunk's metadata
+    // (and so into every citation).
+    let long_name = format!("{}.md", "n".repeat(4_000));
+    let text = b"# Notes\n\nThe text filed under an endless file name.\n".to_vec();
+    let (status, body) = it.upload("hostile-name", &long_name, text).await;
+    if status.is_client_error() {
+        assert!(body["error"]["message"].is_string(), "{body}");
+    } else {
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+        let task = it
+            .finished(body["task_id"].as_str().expect("task_id"))
+            .await;
+        assert_eq!(task["status"], "completed", "{task}");
+        let hits = it
+            .search("hostile-name", "the text filed under an endless file name")
+            .await;
+        let hit = hits
+            .first()
+            .unwrap_or_else(|| panic!("searchable: {hits:?}"));
+        let file_name = hit["metadata"]["file_name"].as_str().unwrap_or_default();
+        assert!(
+            !file_name.is_empty() && file_name.len() <= ingestion::extract::limits::MAX_TITLE_BYTES,
+            "chunk file_name of {} bytes",
+            file_name.len()
+        );
+    }
+
     // Absurd chunk settings: refused up front with a JSON error over HTTP, and with
     // invalid_action over NATS; no task is left behind.
     let requests: Vec<Value> = serde_json::from_slice(&it.read("absurd-chunk-settings.json"))
