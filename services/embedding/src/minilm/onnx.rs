@@ -18,6 +18,7 @@ use ort::session::Session;
 use ort::value::Tensor;
 
 use super::{DIMENSIONS, ModelError, TokenBatch};
+use embedding_contract::model::venv_site_packages;
 
 /// The graph's file name in the model directory. The version changes whenever the exporter
 /// writes a different graph, so an old file is never read as a new one.
@@ -121,12 +122,12 @@ pub fn library_path(override_path: Option<&Path>) -> Result<PathBuf, ModelError>
     if let Some(path) = override_path {
         return Ok(path.to_path_buf());
     }
-    let lib = platform::nats_server::repo_root().join(".venv/lib");
-    let found = std::fs::read_dir(&lib)
+    let capis: Vec<PathBuf> = venv_site_packages()
         .into_iter()
-        .flatten()
-        .flatten()
-        .map(|python| python.path().join("site-packages/onnxruntime/capi"))
+        .map(|packages| packages.join("onnxruntime/capi"))
+        .collect();
+    let found = capis
+        .iter()
         .filter_map(|capi| std::fs::read_dir(capi).ok())
         .flatten()
         .flatten()
@@ -140,7 +141,7 @@ pub fn library_path(override_path: Option<&Path>) -> Result<PathBuf, ModelError>
                 })
         });
     found.ok_or_else(|| ModelError::Read {
-        path: lib.join("python3/site-packages/onnxruntime/capi/libonnxruntime.so"),
+        path: capis[0].join("libonnxruntime.so"),
         reason: "ONNX Runtime not found: run ./scripts/setup (installs the PyPI wheel onnxruntime into .venv), \
                  set DA_ONNXRUNTIME_LIB, or set DA_MINILM_RUNTIME=candle"
             .into(),
