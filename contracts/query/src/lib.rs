@@ -218,9 +218,7 @@ impl CitedPassage<'_> {
     /// numbered passage.
     pub fn source(&self) -> String {
         let text = |key: &str| {
-            self.metadata
-                .get(key)
-                .and_then(Value::as_str)
+            self.metadata_text(key)
                 .map(str::trim)
                 .filter(|text| !text.is_empty())
         };
@@ -230,10 +228,20 @@ impl CitedPassage<'_> {
             (None, Some(heading)) => format!("{}, {heading}", self.document_id),
             (None, None) => format!("{}, part {}", self.document_id, self.chunk_index),
         };
-        if let Some(page) = self.metadata.get("page").and_then(Value::as_u64) {
+        if let Some(page) = self.page() {
             source.push_str(&format!(", page {page}"));
         }
         source
+    }
+
+    /// The text ingestion indexed under `key` (`title`, `file_name`, `heading`), if any.
+    fn metadata_text(&self, key: &str) -> Option<&'_ str> {
+        self.metadata.get(key).and_then(Value::as_str)
+    }
+
+    /// The page ingestion indexed (PDF), if any.
+    fn page(&self) -> Option<u64> {
+        self.metadata.get("page").and_then(Value::as_u64)
     }
 }
 
@@ -241,7 +249,7 @@ impl Citation {
     /// The citation numbered `number` of `passage`, with its title, file name, heading and
     /// page read from the metadata ingestion indexes with every chunk.
     pub fn of(number: usize, passage: CitedPassage<'_>) -> Self {
-        let text = |key: &str| passage.metadata.get(key)?.as_str().map(str::to_owned);
+        let text = |key: &str| passage.metadata_text(key).map(str::to_owned);
         Self {
             number,
             document_id: passage.document_id.to_owned(),
@@ -251,7 +259,7 @@ impl Citation {
             title: text("title"),
             file_name: text("file_name"),
             heading: text("heading"),
-            page: passage.metadata.get("page").and_then(Value::as_u64),
+            page: passage.page(),
             passage: passage.text.to_owned(),
         }
     }

@@ -101,6 +101,11 @@ impl Passages {
         self.hits.is_empty()
     }
 
+    /// Passage number `n` (from 1), if there is one.
+    fn hit(&self, n: usize) -> Option<&Hit> {
+        self.hits.get(n.checked_sub(1)?)
+    }
+
     /// Passages `numbers` as a model reads them: `[n] (source) text`, one a line, the source
     /// being the title, heading and page when known ([`CitedPassage::source`]).
     pub fn render(&self, numbers: &[usize]) -> String {
@@ -109,7 +114,7 @@ impl Passages {
         }
         let mut text = String::new();
         for &n in numbers {
-            if let Some(hit) = n.checked_sub(1).and_then(|i| self.hits.get(i)) {
+            if let Some(hit) = self.hit(n) {
                 text.push_str(&format!(
                     "[{n}] ({}) {}\n",
                     CitedPassage::from(hit).source(),
@@ -125,7 +130,7 @@ impl Passages {
         numbers
             .iter()
             .filter_map(|&n| {
-                let hit = self.hits.get(n.checked_sub(1)?)?;
+                let hit = self.hit(n)?;
                 Some(crate::token_stream::ToolPassage {
                     number: n,
                     document_id: hit.document_id.clone(),
@@ -162,10 +167,7 @@ impl Passages {
         }
         numbers
             .into_iter()
-            .filter_map(|n| {
-                let hit = self.hits.get(n.checked_sub(1)?)?;
-                Some(Citation::of(n, hit.into()))
-            })
+            .filter_map(|n| Some(Citation::of(n, self.hit(n)?.into())))
             .collect()
     }
 }
