@@ -153,6 +153,21 @@ impl<T: Serialize + DeserializeOwned> JsonBucket<T> {
         self.store.purge(key).await.map_err(|e| nats(self.name, e))
     }
 
+    /// Removes `key` if it holds a value; whether it did, so a repeated delete can succeed
+    /// and still say so. The value is not decoded to find out.
+    pub async fn remove(&self, key: &str) -> Result<bool, StateError> {
+        let entry = self
+            .store
+            .entry(key)
+            .await
+            .map_err(|e| nats(self.name, e))?;
+        let held = entry.is_some_and(|entry| entry.operation == kv::Operation::Put);
+        if held {
+            self.delete(key).await?;
+        }
+        Ok(held)
+    }
+
     /// The current value at `key` (if any), then every later one, as they are written.
     pub async fn watch(
         &self,

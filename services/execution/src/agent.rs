@@ -78,12 +78,7 @@ impl AgentStore {
     /// Removes the tenant's agent `agent_id`; whether there was one.
     pub async fn delete(&self, tenant: &TenantId, agent_id: &str) -> Result<bool, ActionError> {
         check_agent_id(agent_id)?;
-        let key = key(tenant, agent_id);
-        if self.0.get(&key).await?.is_none() {
-            return Ok(false);
-        }
-        self.0.delete(&key).await?;
-        Ok(true)
+        Ok(self.0.remove(&key(tenant, agent_id)).await?)
     }
 }
 

@@ -64,12 +64,7 @@ impl SessionStore {
     /// Forgets the tenant's session `session_id`; whether there was one.
     pub async fn delete(&self, tenant: &TenantId, session_id: &str) -> Result<bool, ActionError> {
         check_session_id(session_id)?;
-        let key = key(tenant, session_id);
-        if self.bucket.get(&key).await?.is_none() {
-            return Ok(false);
-        }
-        self.bucket.delete(&key).await?;
-        Ok(true)
+        Ok(self.bucket.remove(&key(tenant, session_id)).await?)
     }
 
     /// Appends `messages` to the session as the turn of `agent_id`, with compare-and-set so
