@@ -249,10 +249,8 @@ function documentName(doc, fallback) {
  * the citation knows; the document's listed name and the part when it knows nothing else.
  */
 function citationSource(c) {
-  const named = c.title || c.file_name;
-  let source = named
-    ? (c.title && c.file_name && c.title !== c.file_name ? `${c.title} (${c.file_name})` : named)
-    : documentName(documents.get(c.document_id), c.document_id);
+  // A citation names its document as a listed document does, else the listing names it.
+  let source = documentName(c.title || c.file_name ? c : documents.get(c.document_id), c.document_id);
   if (c.heading && c.heading !== c.title) source += ` › ${c.heading}`;
   if (c.page) source += `, page ${c.page}`;
   if (!c.heading && !c.page) source += `, part ${c.chunk_index}`;
