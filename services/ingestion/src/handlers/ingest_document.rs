@@ -210,6 +210,12 @@ async fn run(
         .await?;
     let domain = Domain::new("ingestion").map_err(|err| ActionError::handler(err.to_string()))?;
     let callback = CallbackSubject::callbacks(&domain, tenant);
+    // What every chunk of the document carries: the request's metadata and the file name,
+    // capped as titles are since it is copied into every chunk.
+    let mut document_metadata = request.metadata.clone();
+    if let Some(file_name) = &file_name {
+        document_metadata.insert("file_name".into(), extract::cap_title(file_name).into());
+    }
     for (batch, drafts) in batches.iter().enumerate() {
         let target = BatchTarget {
             task_id: task_id.to_owned(),
@@ -219,14 +225,7 @@ async fn run(
             first_chunk_index: (batch * batch_size) as u32,
             chunks: drafts
                 .iter()
-                .map(|d| {
-                    let mut metadata = merged(&request.metadata, &d.metadata);
-                    // Capped as titles are: it is copied into every chunk.
-                    if let Some(file_name) = &file_name {
-                        metadata.insert("file_name".into(), extract::cap_title(file_name).into());
-                    }
-                    json!({"text": d.text, "metadata": metadata})
-                })
+                .map(|d| json!({"text": d.text, "metadata": merged(&document_metadata, &d.metadata)}))
                 .collect(),
         };
         let mut embed = ctx
@@ -253,12 +252,12 @@ async fn run(
     Ok(task)
 }
 
-/// The request's metadata with the chunk's own (heading, page, title) on top.
+/// The document's metadata with the chunk's own (heading, page, title) on top.
 fn merged(
-    request: &serde_json::Map<String, serde_json::Value>,
+    document: &serde_json::Map<String, serde_json::Value>,
     chunk: &serde_json::Map<String, serde_json::Value>,
 ) -> serde_json::Map<String, serde_json::Value> {
-    let mut all = request.clone();
+    let mut all = document.clone();
     all.extend(chunk.clone());
     all
 }
