@@ -13,16 +13,12 @@
 //! state, as the client saw it) is printed too: stages overlap across documents.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use shared::{Publisher, Settings, TenantId};
 
-use super::pipeline::Pipeline;
+use super::pipeline::{Ingested, Pipeline, corpus_files};
 use super::{Args, write_json};
-use crate::commands::ingest::{
-    self, FileReport, FileStatus, Filter, IN_FLIGHT, Progress, Submitter, Totals,
-};
+use crate::commands::ingest::{self, FileReport, FileStatus, IN_FLIGHT, Totals};
 use crate::exit::{Failure, Outcome};
 
 /// Debian's PostgreSQL manual: about 1,170 HTML pages, installed by `postgresql-doc-15`.
@@ -39,9 +35,6 @@ const DOCUMENT_GLOBS: &[&str] = &[
     "*.pdf",
     "*.docx",
 ];
-
-/// Long enough for any one document of a slow machine; a stuck task still ends the run.
-const WAIT_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 
 /// One stage's share of the time.
 #[derive(Debug, Serialize)]
@@ -94,32 +87,11 @@ pub async fn run(args: &Args) -> Outcome {
         .corpus
         .clone()
         .unwrap_or_else(|| PathBuf::from(DEFAULT_CORPUS));
-    let files = corpus_files(&corpus, args.docs)?;
+    let files = corpus_files(&corpus, DOCUMENT_GLOBS, Some(args.docs))?;
     let pipeline = Pipeline::start("da-bench-ingest-").await?;
-    let outcome = ingest_corpus(args, &corpus, files, &pipeline.settings, &pipeline.client).await;
+    let outcome = ingest_corpus(args, &corpus, files, &pipeline).await;
     pipeline.stop().await;
     outcome
-}
-
-/// The first `docs` documents of `corpus`, by name.
-fn corpus_files(corpus: &Path, docs: usize) -> Result<Vec<ingest::Candidate>, Failure> {
-    if !corpus.is_dir() {
-        return Err(Failure::usage(format!(
-            "corpus {} not found: install it with `apt-get install postgresql-doc-15`, or give --corpus DIR (a directory of html, markdown, text, pdf or docx files)",
-            corpus.display()
-        )));
-    }
-    let globs: Vec<String> = DOCUMENT_GLOBS.iter().map(|g| (*g).to_owned()).collect();
-    let mut files = ingest::find_files(&[corpus.to_path_buf()], &Filter::new(&globs, &[])?)?.files;
-    files.truncate(docs);
-    if files.is_empty() {
-        return Err(Failure::usage(format!(
-            "no documents ({}) in {}, or --docs is 0",
-            DOCUMENT_GLOBS.join(", "),
-            corpus.display()
-        )));
-    }
-    Ok(files)
 }
 
 /// Submits and follows every file, then prints and writes the report.
@@ -127,31 +99,15 @@ async fn ingest_corpus(
     args: &Args,
     corpus: &Path,
     files: Vec<ingest::Candidate>,
-    settings: &Settings,
-    client: &async_nats::Client,
+    pipeline: &Pipeline,
 ) -> Outcome {
-    let service = ingest::open_service(settings, client).await?;
-    let publisher = Publisher::new(client.clone());
-    let tenant = TenantId::new("bench").map_err(Failure::runtime)?;
-    let submitter = Submitter {
-        service: &service,
-        publisher: &publisher,
-        tenant: &tenant,
-        collection: "bench",
-        title: None,
-        wait_timeout: WAIT_TIMEOUT,
-        in_flight: IN_FLIGHT,
-    };
     println!(
         "bench: {} documents of {}, {IN_FLIGHT} in flight; fresh nats-server, embedding + query + ingestion in-process",
         files.len(),
         corpus.display()
     );
-    let progress = Progress::new(files.len(), Progress::interactive());
-    let started = Instant::now();
-    let reports = submitter.ingest_all(files, &progress).await;
-    let totals = Totals::of(&reports, started.elapsed());
-    progress.finish();
+    let Ingested { reports, elapsed } = pipeline.ingest(files, "bench").await?;
+    let totals = Totals::of(&reports, elapsed);
 
     let stages = stages(&reports);
     println!();

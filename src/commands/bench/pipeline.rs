@@ -5,18 +5,69 @@
 //! the rest of the settings from the environment (`DA_MINILM_RUNTIME`, `QDRANT_URL`, …).
 
 use std::collections::HashMap;
-use std::time::Duration;
+use std::path::Path;
+use std::time::{Duration, Instant};
 
 use platform::nats_server::{LocalServer, ServerOptions};
 use shared::streams::Definitions;
-use shared::{Settings, Worker, WorkerConfig};
+use shared::{Publisher, Settings, TenantId, Worker, WorkerConfig};
 use tempfile::TempDir;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::commands::ingest::{self, PIPELINE};
+use crate::commands::ingest::{
+    self, Candidate, FileReport, Filter, IN_FLIGHT, PIPELINE, Progress, Submitter,
+};
 use crate::exit::{Failure, connect};
 use crate::services;
+
+/// Long enough for any one document of a slow machine; a stuck task still ends the run.
+const WAIT_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+
+/// The tenant the benches' documents and requests belong to.
+pub(super) fn bench_tenant() -> Result<TenantId, Failure> {
+    TenantId::new("bench").map_err(Failure::runtime)
+}
+
+/// The files of `corpus` matching `globs`, by name, at most `limit` of them (`--docs`).
+pub(super) fn corpus_files(
+    corpus: &Path,
+    globs: &[&str],
+    limit: Option<usize>,
+) -> Result<Vec<Candidate>, Failure> {
+    if !corpus.is_dir() {
+        return Err(Failure::usage(format!(
+            "corpus {} not found: install it with `apt-get install postgresql-doc-15`, or give --corpus DIR (a directory of html, markdown, text, pdf or docx files)",
+            corpus.display()
+        )));
+    }
+    let globs: Vec<String> = globs.iter().map(|g| (*g).to_owned()).collect();
+    let mut files = ingest::find_files(&[corpus.to_path_buf()], &Filter::new(&globs, &[])?)?.files;
+    if let Some(limit) = limit {
+        files.truncate(limit);
+    }
+    if files.is_empty() {
+        let docs = if limit.is_some() {
+            ", or --docs is 0"
+        } else {
+            ""
+        };
+        return Err(Failure::usage(format!(
+            "no documents ({}) in {}{docs}",
+            globs.join(", "),
+            corpus.display()
+        )));
+    }
+    Ok(files)
+}
+
+/// The reports of an ingestion and the time it took.
+pub(super) struct Ingested {
+    /// One per file, as `domain-actions ingest` reports them.
+    pub reports: Vec<FileReport>,
+    /// From the first submission to the last final state.
+    pub elapsed: Duration,
+}
 
 /// The server and the running workers; [`Pipeline::stop`] drains and stops them.
 pub(super) struct Pipeline {
@@ -103,6 +154,33 @@ impl Pipeline {
         }
         ingest::require_workers(&self.client, &self.settings.nats_url).await?;
         Ok(())
+    }
+
+    /// Submits `files` into `collection` of the bench tenant, [`IN_FLIGHT`] at a time, each
+    /// followed until its task is final, with a progress bar.
+    pub(super) async fn ingest(
+        &self,
+        files: Vec<Candidate>,
+        collection: &str,
+    ) -> Result<Ingested, Failure> {
+        let service = ingest::open_service(&self.settings, &self.client).await?;
+        let publisher = Publisher::new(self.client.clone());
+        let tenant = bench_tenant()?;
+        let submitter = Submitter {
+            service: &service,
+            publisher: &publisher,
+            tenant: &tenant,
+            collection,
+            title: None,
+            wait_timeout: WAIT_TIMEOUT,
+            in_flight: IN_FLIGHT,
+        };
+        let progress = Progress::new(files.len(), Progress::interactive());
+        let started = Instant::now();
+        let reports = submitter.ingest_all(files, &progress).await;
+        let elapsed = started.elapsed();
+        progress.finish();
+        Ok(Ingested { reports, elapsed })
     }
 
     /// Drains the workers like `worker` on Ctrl-C, so the server is not stopped under

@@ -19,12 +19,12 @@ use std::time::{Duration, Instant};
 
 use query::actions::{Answer, Answered, Search};
 use serde::{Deserialize, Serialize};
-use shared::{Action, Publisher, TenantId};
+use shared::{Action, Publisher};
 
 use super::ingest::DEFAULT_CORPUS;
-use super::pipeline::Pipeline;
+use super::pipeline::{Pipeline, bench_tenant, corpus_files};
 use super::{Args, write_json};
-use crate::commands::ingest::{self, FileStatus, Filter, IN_FLIGHT, Progress, Submitter};
+use crate::commands::ingest::{Candidate, FileStatus};
 use crate::exit::{Failure, Outcome};
 
 /// The questions, with their expected page and key phrases.
@@ -85,17 +85,7 @@ pub async fn run(args: &Args) -> Outcome {
         .corpus
         .clone()
         .unwrap_or_else(|| PathBuf::from(DEFAULT_CORPUS));
-    if !corpus.is_dir() {
-        return Err(Failure::usage(format!(
-            "corpus {} not found: install it with `apt-get install postgresql-doc-15`, or give --corpus DIR",
-            corpus.display()
-        )));
-    }
-    let files = ingest::find_files(
-        std::slice::from_ref(&corpus),
-        &Filter::new(&[PAGES.to_owned()], &[])?,
-    )?
-    .files;
+    let files = corpus_files(&corpus, &[PAGES], None)?;
     let pipeline = Pipeline::start("da-bench-rag-").await?;
     let outcome = evaluate(args, &corpus, files, &questions, &pipeline).await;
     pipeline.stop().await;
@@ -105,31 +95,19 @@ pub async fn run(args: &Args) -> Outcome {
 async fn evaluate(
     args: &Args,
     corpus: &Path,
-    files: Vec<ingest::Candidate>,
+    files: Vec<Candidate>,
     questions: &[Question],
     pipeline: &Pipeline,
 ) -> Outcome {
-    let service = ingest::open_service(&pipeline.settings, &pipeline.client).await?;
     let publisher = Publisher::new(pipeline.client.clone());
-    let tenant = TenantId::new("bench").map_err(Failure::runtime)?;
+    let tenant = bench_tenant()?;
     let documents = files.len();
     println!(
         "bench: {documents} pages ({PAGES}) of {}, {} questions, top {TOP_K}; offline defaults",
         corpus.display(),
         questions.len()
     );
-    let submitter = Submitter {
-        service: &service,
-        publisher: &publisher,
-        tenant: &tenant,
-        collection: COLLECTION,
-        title: None,
-        wait_timeout: Duration::from_secs(30 * 60),
-        in_flight: IN_FLIGHT,
-    };
-    let progress = Progress::new(files.len(), Progress::interactive());
-    let reports = submitter.ingest_all(files, &progress).await;
-    progress.finish();
+    let reports = pipeline.ingest(files, COLLECTION).await?.reports;
     let failed = reports
         .iter()
         .filter(|r| r.status == FileStatus::Failed)
