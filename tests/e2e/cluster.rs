@@ -30,7 +30,8 @@ use testkit::{self, Cluster};
 use tokio::time::{Instant, timeout};
 
 use crate::harness::{
-    ACTIONS, CALLBACKS, ECHO, ECHO_ACTIONS, Env, action_body, action_headers, new_id, read_stored,
+    ACTIONS, CALLBACKS, ECHO, ECHO_ACTIONS, Env, action_body, action_headers, new_id,
+    try_read_stored,
 };
 
 /// Actions published in the run; the leader is killed after half of them.
@@ -428,7 +429,7 @@ async fn stored_on(js: &jetstream::Context, subject: &str) -> Result<usize, Stri
 async fn read_results(js: &jetstream::Context) -> Result<HashMap<String, usize>, String> {
     let stream = js.get_stream(ECHO).await.map_err(|e| e.to_string())?;
     let mut counts: HashMap<String, usize> = HashMap::new();
-    for message in read_stored(&stream, CALLBACKS).await {
+    for message in try_read_stored(&stream, CALLBACKS).await? {
         let body: serde_json::Value =
             serde_json::from_slice(&message.payload).map_err(|e| format!("a result: {e}"))?;
         let id = body["correlation_id"]

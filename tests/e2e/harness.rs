@@ -845,6 +845,17 @@ pub fn settings_in(data: &std::path::Path, vars: &[(&str, &str)]) -> shared::Set
 /// Every message `stream` stores on `subject`, oldest first, read one by one by sequence
 /// (direct get): works on a work-queue stream, where an ordered consumer is refused.
 pub async fn read_stored(stream: &jetstream::stream::Stream, subject: &str) -> Vec<StreamMessage> {
+    try_read_stored(stream, subject)
+        .await
+        .unwrap_or_else(|err| panic!("{err}"))
+}
+
+/// [`read_stored`] for a caller that reads again on an error: on a cluster that has just
+/// lost a node, a read can be answered "JetStream system temporarily unavailable" (503).
+pub async fn try_read_stored(
+    stream: &jetstream::stream::Stream,
+    subject: &str,
+) -> Result<Vec<StreamMessage>, String> {
     let mut messages = Vec::new();
     let mut next = 1;
     loop {
@@ -853,8 +864,10 @@ pub async fn read_stored(stream: &jetstream::stream::Stream, subject: &str) -> V
                 next = message.sequence + 1;
                 messages.push(message);
             }
-            Err(err) if err.kind() == LastRawMessageErrorKind::NoMessageFound => return messages,
-            Err(err) => panic!("reading {subject}: {err}"),
+            Err(err) if err.kind() == LastRawMessageErrorKind::NoMessageFound => {
+                return Ok(messages);
+            }
+            Err(err) => return Err(format!("reading {subject}: {err}")),
         }
     }
 }
