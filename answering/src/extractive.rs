@@ -47,7 +47,15 @@ pub fn answer(query: &str, passages: &[crate::ScoredChunk]) -> Answered {
     let terms: HashSet<String> = asked.iter().map(|w| stem(w)).collect();
     // (score, passage position, sentence position, sentence)
     let mut candidates: Vec<(f32, usize, usize, &str)> = Vec::new();
+    // Scores relative to the best passage's, so a cosine and a fused rank score (a few
+    // hundredths) weigh passages alike.
+    let best = passages
+        .iter()
+        .map(|p| p.score)
+        .fold(f32::MIN, f32::max)
+        .max(f32::EPSILON);
     for (p, passage) in passages.iter().enumerate() {
+        let weight = 1.0 + (passage.score / best).max(0.0);
         for (s, sentence) in sentences(&passage.chunk.text).enumerate() {
             let matched = words(sentence)
                 .map(|w| stem(&w))
@@ -55,7 +63,7 @@ pub fn answer(query: &str, passages: &[crate::ScoredChunk]) -> Answered {
                 .collect::<HashSet<_>>()
                 .len();
             if matched > 0 {
-                candidates.push((matched as f32 * (1.0 + passage.score), p, s, sentence));
+                candidates.push((matched as f32 * weight, p, s, sentence));
             }
         }
     }

@@ -161,6 +161,43 @@ async fn tenants_never_see_each_other() {
     assert_eq!(rag.search("globex", "cats", 10).await.len(), 2);
 }
 
+/// A search is hybrid unless it says `"retrieval": "dense"`: the words of the query find
+/// the chunk that names them, scored by fused rank (at most 2 / 60), where a dense search
+/// scores by cosine; a retrieval that does not exist is refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn searches_are_hybrid_unless_they_ask_for_dense() {
+    let rag = Rag::start(&[]).await;
+    rag.index("acme", "handbook", "cats", CATS).await;
+    rag.index("acme", "handbook", "rockets", ROCKETS).await;
+    let search = |retrieval: Value| json!({"query": "liquid hydrogen", "collections": ["handbook"], "top_k": 4, "retrieval": retrieval});
+    let fused_at_most = 2.0 / 60.0 + 1e-6;
+
+    for retrieval in [Value::Null, json!("hybrid")] {
+        let hybrid = rag.ok("acme", "query.search", search(retrieval)).await;
+        let hits = hybrid["hits"].as_array().expect("hits");
+        assert_eq!(hits.len(), 4, "{hybrid}");
+        assert_eq!(hits[0]["text"], ROCKETS[0], "{hybrid}");
+        assert!(
+            hits.iter()
+                .all(|h| h["score"].as_f64().is_some_and(|s| s <= fused_at_most)),
+            "{hybrid}"
+        );
+    }
+    let dense = rag.ok("acme", "query.search", search(json!("dense"))).await;
+    assert_eq!(dense["hits"][0]["text"], ROCKETS[0], "{dense}");
+    assert!(
+        dense["hits"][0]["score"]
+            .as_f64()
+            .is_some_and(|s| s > fused_at_most),
+        "a cosine: {dense}"
+    );
+
+    let refused = rag
+        .call("acme", "query.search", search(json!("sparse")))
+        .await;
+    assert_error(&refused, "invalid_action");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn reindexing_replaces_a_document() {
     let rag = Rag::start(&[]).await;

@@ -68,6 +68,31 @@ fn default_top_k() -> usize {
     5
 }
 
+/// How a search finds chunks.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Retrieval {
+    /// By meaning and by words: the nearest vectors and the best keyword (BM25) matches of
+    /// the query text, fused by reciprocal rank. Finds the chunk that names an identifier,
+    /// an option or an error code the embedding model blurs. The default.
+    #[default]
+    Hybrid,
+    /// By meaning only: the nearest vectors (cosine).
+    Dense,
+}
+
+impl std::str::FromStr for Retrieval {
+    type Err = String;
+
+    /// The wire names: `hybrid` or `dense` (as `DA_RETRIEVAL` takes them).
+    fn from_str(name: &str) -> Result<Self, Self::Err> {
+        serde_json::from_value(Value::String(name.to_owned()))
+            .map_err(|_| format!("{name:?} is not a retrieval (hybrid or dense)"))
+    }
+}
+
 /// `query.search`: the chunks nearest to a query, in the tenant's collections only.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Search {
@@ -83,12 +108,17 @@ pub struct Search {
     /// Hits at most (1 to 100).
     #[serde(default = "default_top_k")]
     pub top_k: usize,
-    /// Hits scoring below this (cosine, -1 to 1) are left out.
+    /// Chunks less similar than this (cosine, -1 to 1) are not found by meaning; in a
+    /// hybrid search, chunks found by their words are kept.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub score_threshold: Option<f32>,
     /// Exact matches on chunk metadata, e.g. `{"lang": "en"}`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub filter: Option<Map<String, Value>>,
+    /// How to search; absent: the service's setting (`DA_RETRIEVAL`, hybrid by default).
+    /// Hybrid needs the query text: a search by vector alone is dense.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retrieval: Option<Retrieval>,
 }
 
 impl ActionPayload for Search {
@@ -101,7 +131,9 @@ impl ActionPayload for Search {
 pub struct Hit {
     /// Its text.
     pub text: String,
-    /// Its similarity to the query (cosine; higher is closer).
+    /// How well it matches, higher is better: the cosine similarity (-1 to 1) in a dense
+    /// search; in a hybrid one, the reciprocal-rank-fusion score (the sum over the two
+    /// rankings of 1 / (60 + rank), the first rank 0), comparable only within one search.
     pub score: f32,
     /// Its document.
     pub document_id: String,
@@ -144,6 +176,9 @@ pub struct Answer {
     /// Exact matches on chunk metadata.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub filter: Option<Map<String, Value>>,
+    /// How to find the passages, as `query.search`'s `retrieval`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retrieval: Option<Retrieval>,
 }
 
 impl ActionPayload for Answer {

@@ -58,6 +58,7 @@ impl Knowledge for RpcKnowledge<'_> {
             top_k,
             score_threshold: self.score_threshold,
             filter: None,
+            retrieval: None,
         };
         Ok(self.ctx.request(search, timeout).await?.hits)
     }

@@ -11,6 +11,7 @@
 //! | `DA_CHAT_MODEL` | `gpt-4o-mini` | the chat model |
 //! | `DA_CHAT_TIMEOUT` | `60s` | per chat call |
 //! | `DA_QUERY_EMBED_TIMEOUT` | `30s` | how long to wait for `embedding.generate` |
+//! | `DA_RETRIEVAL` | `hybrid` | how searches that do not say find chunks: `hybrid` (meaning and words, fused) or `dense` (meaning only) |
 //!
 //! Qdrant Edge keeps its files in `<DA_DATA_DIR>/query/edge`.
 
@@ -24,6 +25,7 @@ use shared::Settings;
 use shared::settings::SettingsError;
 
 use crate::QueryService;
+use crate::actions::Retrieval;
 use crate::answerer::Answerer;
 use crate::answerer::chat::ChatAnswerer;
 use crate::answerer::extractive::ExtractiveAnswerer;
@@ -61,6 +63,8 @@ pub struct QueryConfig {
     pub answerer: AnswererBackend,
     /// How long to wait for the embedding service.
     pub embed_timeout: Duration,
+    /// How searches that do not say find chunks.
+    pub retrieval: Retrieval,
 }
 
 /// Why the service could not start.
@@ -97,6 +101,7 @@ impl QueryConfig {
             embed_timeout: settings
                 .duration_var("DA_QUERY_EMBED_TIMEOUT")?
                 .unwrap_or(Duration::from_secs(30)),
+            retrieval: settings.parsed_var("DA_RETRIEVAL")?.unwrap_or_default(),
         })
     }
 
@@ -127,6 +132,7 @@ impl QueryConfig {
             store,
             answerer,
             embed_timeout: self.embed_timeout,
+            retrieval: self.retrieval,
         })
     }
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use embedding_contract::{EmbeddingKind, Generate};
 use shared::{ActionError, Ctx};
 
-use crate::actions::{Hit, Search, check_name, check_top_k};
+use crate::actions::{Hit, Retrieval, Search, check_name, check_top_k};
 use crate::answerer::Answerer;
 use crate::store::{ScoredChunk, SearchRequest, StoreError, VectorStore};
 
@@ -19,6 +19,8 @@ pub struct QueryService {
     pub answerer: Arc<dyn Answerer>,
     /// How long an `embedding.generate` request may take.
     pub embed_timeout: Duration,
+    /// How a search that does not say finds chunks.
+    pub retrieval: Retrieval,
 }
 
 impl QueryService {
@@ -55,7 +57,8 @@ impl QueryService {
             .collect()
     }
 
-    /// Runs a search inside the action's tenant: embeds the query text if no vector came.
+    /// Runs a search inside the action's tenant: embeds the query text if no vector came,
+    /// and matches its words too when the search is hybrid.
     pub async fn search(
         &self,
         ctx: &Ctx,
@@ -73,10 +76,15 @@ impl QueryService {
                 .remove(0),
             _ => return Err(ActionError::invalid("give a query text or a vector")),
         };
+        let keywords = match search.retrieval.unwrap_or(self.retrieval) {
+            Retrieval::Hybrid => search.query.as_deref(),
+            Retrieval::Dense => None,
+        };
         let request = SearchRequest {
             tenant: ctx.tenant(),
             collections: &search.collections,
             vector: &vector,
+            keywords,
             top_k: search.top_k,
             score_threshold: search.score_threshold,
             filter: search.filter.as_ref(),

@@ -125,6 +125,7 @@ async fn evaluate(
             top_k: TOP_K,
             score_threshold: None,
             filter: None,
+            retrieval: None,
         };
         let hits = publisher
             .request(&Action::new(tenant.clone(), search), TIMEOUT)
@@ -148,6 +149,7 @@ async fn evaluate(
             system_prompt: None,
             model: None,
             filter: None,
+            retrieval: None,
         };
         let started = Instant::now();
         let answered: Answered = publisher

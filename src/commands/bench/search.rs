@@ -117,6 +117,7 @@ pub async fn run(args: &Args) -> Outcome {
                     tenant: &tenant,
                     collections: &[],
                     vector: &vector,
+                    keywords: None,
                     top_k: TOP_K,
                     score_threshold: None,
                     filter: None,

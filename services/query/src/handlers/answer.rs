@@ -29,6 +29,7 @@ pub async fn answer(
         top_k: ask.top_k,
         score_threshold: ask.score_threshold,
         filter: ask.filter,
+        retrieval: ask.retrieval,
     };
     let passages = service.search(&ctx, &search).await?;
     let answered = service

@@ -34,6 +34,7 @@ macro_rules! conformance_tests {
             bad_filter_values_are_rejected,
             wrong_dimensions_are_rejected_and_nothing_is_written,
             tenants_never_see_each_other,
+            words_find_what_the_vector_misses_inside_the_tenant,
             deleting_one_tenants_chunks_leaves_the_others,
             delete_document_versus_collection,
             count_by_scope,
@@ -113,6 +114,7 @@ fn search<'a>(tenant: &'a TenantId, vector: &'a [f32]) -> SearchRequest<'a> {
         tenant,
         collections: &[],
         vector,
+        keywords: None,
         top_k: 10,
         score_threshold: None,
         filter: None,
@@ -488,6 +490,96 @@ pub(crate) async fn tenants_never_see_each_other(store: &dyn VectorStore) {
     }
     assert_eq!(count(store, scope(&tenant("initech"))).await, 0);
     assert!(hits(store, search(&tenant("initech"), &A)).await.is_empty());
+}
+
+/// A hybrid search finds the chunk that names the query's identifier though its vector is
+/// the farthest, ranks it first (it leads one ranking and is found by the other), and keeps
+/// to the tenant, the collections and the filter on both sides; without keywords the same
+/// search does not find it.
+pub(crate) async fn words_find_what_the_vector_misses_inside_the_tenant(store: &dyn VectorStore) {
+    let (acme, globex) = (tenant("acme"), tenant("globex"));
+    let text = |tenant: &TenantId, index: u32, text: &str, vector: [f32; 4], lang: &str| {
+        ChunkPoint::new(
+            chunk(tenant, "docs", "manual", index, text, json!({"lang": lang})),
+            vector.to_vec(),
+        )
+    };
+    store
+        .upsert(vec![
+            text(&acme, 0, "Apples keep well in a cool cellar.", A, "en"),
+            text(&acme, 1, "Bananas ripen faster beside apples.", B, "en"),
+            text(&acme, 2, "Cherries are picked in early summer.", C, "en"),
+            text(
+                &acme,
+                3,
+                "pg_dump writes one database to an archive.",
+                E,
+                "en",
+            ),
+            text(&globex, 0, "pg_dump, pg_dump and pg_dump again.", A, "en"),
+        ])
+        .await
+        .expect("upsert");
+    let question = "What does pg_dump write?";
+    let hybrid = SearchRequest {
+        keywords: Some(question),
+        top_k: 2,
+        ..search(&acme, &A)
+    };
+
+    let found = hits(store, hybrid.clone()).await;
+    assert_eq!(found.len(), 2);
+    assert_eq!(found[0].chunk.chunk_index, 3, "{found:?}");
+    assert!(
+        found.iter().all(|h| h.chunk.tenant_id == "acme"),
+        "{found:?}"
+    );
+    let dense = hits(
+        store,
+        SearchRequest {
+            keywords: None,
+            ..hybrid.clone()
+        },
+    )
+    .await;
+    assert!(dense.iter().all(|h| h.chunk.chunk_index != 3), "{dense:?}");
+
+    // The threshold holds the vector's side only: words still find the far chunk.
+    let threshold = hits(
+        store,
+        SearchRequest {
+            score_threshold: Some(0.5),
+            top_k: 10,
+            ..hybrid.clone()
+        },
+    )
+    .await;
+    let mut indexes: Vec<u32> = threshold.iter().map(|h| h.chunk.chunk_index).collect();
+    indexes.sort_unstable();
+    assert_eq!(indexes, [0, 1, 3], "{threshold:?}");
+
+    // Collections and metadata filters bound the words' side too.
+    let other = vec!["other".to_owned()];
+    let elsewhere = SearchRequest {
+        collections: &other,
+        ..hybrid.clone()
+    };
+    assert!(hits(store, elsewhere).await.is_empty());
+    let mut german = Map::new();
+    german.insert("lang".to_owned(), json!("de"));
+    let filtered = SearchRequest {
+        filter: Some(&german),
+        ..hybrid.clone()
+    };
+    assert!(hits(store, filtered).await.is_empty());
+
+    // A query of stopwords alone is searched by its vector.
+    let stopwords = SearchRequest {
+        keywords: Some("what is the"),
+        ..hybrid
+    };
+    let found = hits(store, stopwords).await;
+    assert_eq!(found[0].chunk.chunk_index, 0, "{found:?}");
 }
 
 /// Deleting one tenant's document, or everything it has, leaves the other tenant's

@@ -27,15 +27,17 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use qdrant_edge::external::ordered_float::OrderedFloat;
 use qdrant_edge::{
-    CountRequest, CreateIndex, DEFAULT_VECTOR_NAME, Distance, EdgeConfig, EdgeShard,
-    EdgeVectorParams, FieldCondition, FieldIndexOperations, Filter, JsonPath, KeywordIndexParams,
-    Match, NamedQuery, OperationError, PayloadFieldSchema, PayloadSchemaParams, PayloadSchemaType,
-    PointId, PointInsertOperations, PointOperations, PointStructPersisted, QueryEnum, QueryRequest,
-    ScoringQuery, UpdateOperation, ValueVariants, VectorStructPersisted, WithPayloadInterface,
-    WithVector,
+    CountRequest, CreateIndex, CreateVectorName, DEFAULT_VECTOR_NAME, Distance, EdgeConfig,
+    EdgeShard, EdgeSparseVectorParams, EdgeVectorParams, FieldCondition, FieldIndexOperations,
+    Filter, Fusion, JsonPath, KeywordIndexParams, Match, Modifier, NamedQuery, OperationError,
+    PayloadFieldSchema, PayloadSchemaParams, PayloadSchemaType, PointId, PointInsertOperations,
+    PointOperations, PointStructPersisted, Prefetch, QueryEnum, QueryRequest, ScoringQuery,
+    SparseVector, UpdateOperation, ValueVariants, VectorInternal, VectorNameOperations,
+    VectorPersisted, VectorStructPersisted, WithPayloadInterface, WithVector,
 };
 use serde_json::{Map, Value};
 
+use super::lexical::{self, LEXICAL_VECTOR, RRF_K, Terms};
 use super::{
     ChunkPoint, Scope, ScoredChunk, SearchRequest, StoreError, StoredChunk, VectorStore,
     check_dimensions,
@@ -99,6 +101,13 @@ impl EdgeStore {
             EdgeShard::new(dir, config)
                 .map_err(|e| backend(&format!("creating a shard at {}", dir.display()), e))?
         };
+        // Shards made before hybrid search get the sparse vector; their chunks are found
+        // by words once they are indexed again.
+        if !shard.config().sparse_vectors.contains_key(LEXICAL_VECTOR) {
+            shard
+                .update(add_lexical_vector()?)
+                .map_err(|e| backend("adding the lexical vector", e))?;
+        }
         // Creating an index that exists is a no-op, so shards made before an index was
         // added get it too.
         for operation in payload_indexes()? {
@@ -254,13 +263,42 @@ impl VectorStore for EdgeStore {
         if request.top_k == 0 {
             return Ok(Vec::new());
         }
+        let dense = ScoringQuery::Vector(QueryEnum::Nearest(NamedQuery::default_dense(
+            request.vector.to_vec(),
+        )));
+        let threshold = request.score_threshold.map(OrderedFloat);
+        let words = request
+            .keywords
+            .map(lexical::query_terms)
+            .filter(|terms| !terms.is_empty());
+        let (prefetches, query, score_threshold) = match words {
+            None => (Vec::new(), dense, threshold),
+            Some(words) => {
+                // Each side on its own filter: the tenant bounds both.
+                let side = |query, score_threshold| Prefetch {
+                    prefetches: Vec::new(),
+                    query: Some(query),
+                    limit: lexical::candidates(request.top_k),
+                    params: None,
+                    filter: Some(filter.clone()),
+                    score_threshold,
+                };
+                let fused = ScoringQuery::Fusion(Fusion::Rrf {
+                    k: RRF_K,
+                    weights: None,
+                });
+                (
+                    vec![side(dense, threshold), side(sparse_query(words), None)],
+                    fused,
+                    None,
+                )
+            }
+        };
         let query = QueryRequest {
-            prefetches: Vec::new(),
-            query: Some(ScoringQuery::Vector(QueryEnum::Nearest(
-                NamedQuery::default_dense(request.vector.to_vec()),
-            ))),
+            prefetches,
+            query: Some(query),
             filter: Some(filter),
-            score_threshold: request.score_threshold.map(OrderedFloat),
+            score_threshold,
             limit: request.top_k,
             offset: 0,
             params: None,
@@ -384,7 +422,8 @@ fn shard_exists(dir: &Path) -> bool {
             .unwrap_or(false)
 }
 
-/// A new shard's config: one unnamed dense cosine vector, vectors and payload on disk.
+/// A new shard's config: one unnamed dense cosine vector and the lexical sparse vector
+/// (weighted by inverse document frequency at query time), vectors and payload on disk.
 fn new_config(dimensions: usize) -> EdgeConfig {
     EdgeConfig::builder()
         .vector(
@@ -393,8 +432,40 @@ fn new_config(dimensions: usize) -> EdgeConfig {
                 .on_disk(true)
                 .build(),
         )
+        .sparse_vector(
+            LEXICAL_VECTOR,
+            EdgeSparseVectorParams::builder()
+                .modifier(Modifier::Idf)
+                .build(),
+        )
         .on_disk_payload(true)
         .build()
+}
+
+/// The operation adding the lexical sparse vector to a shard made without it (qdrant-edge
+/// exports no constructor for its config, so it is read from its JSON form).
+fn add_lexical_vector() -> Result<UpdateOperation, StoreError> {
+    let config = serde_json::from_value(serde_json::json!({"sparse": {"modifier": "idf"}}))
+        .map_err(|e| {
+            StoreError::Backend(format!("edge store: the lexical vector's config: {e}"))
+        })?;
+    Ok(UpdateOperation::VectorNameOperation(
+        VectorNameOperations::CreateVectorName(CreateVectorName {
+            vector_name: LEXICAL_VECTOR.to_owned(),
+            config,
+        }),
+    ))
+}
+
+/// A query for the chunks whose words best match `words` (BM25).
+fn sparse_query(words: Terms) -> ScoringQuery {
+    ScoringQuery::Vector(QueryEnum::Nearest(NamedQuery {
+        query: VectorInternal::Sparse(SparseVector {
+            indices: words.indices,
+            values: words.values,
+        }),
+        using: Some(LEXICAL_VECTOR.to_owned()),
+    }))
 }
 
 /// Refuses a loaded shard whose vectors do not fit this store.
@@ -441,7 +512,8 @@ fn payload_indexes() -> Result<Vec<UpdateOperation>, StoreError> {
     .collect()
 }
 
-/// The edge form of a point: its UUID, its unnamed dense vector and the chunk as payload.
+/// The edge form of a point: its UUID, its unnamed dense vector, the sparse vector of its
+/// words and the chunk as payload.
 fn to_edge_point(point: ChunkPoint) -> Result<PointStructPersisted, StoreError> {
     let payload = match serde_json::to_value(&point.chunk) {
         Ok(Value::Object(map)) => map,
@@ -456,9 +528,23 @@ fn to_edge_point(point: ChunkPoint) -> Result<PointStructPersisted, StoreError> 
             )));
         }
     };
+    let words = lexical::document_terms(&point.chunk.text);
+    let mut vectors = std::collections::HashMap::from([(
+        DEFAULT_VECTOR_NAME.to_owned(),
+        VectorPersisted::Dense(point.vector),
+    )]);
+    if !words.is_empty() {
+        vectors.insert(
+            LEXICAL_VECTOR.to_owned(),
+            VectorPersisted::Sparse(SparseVector {
+                indices: words.indices,
+                values: words.values,
+            }),
+        );
+    }
     Ok(PointStructPersisted {
         id: PointId::Uuid(point.id),
-        vector: VectorStructPersisted::Single(point.vector),
+        vector: VectorStructPersisted::Named(vectors),
         payload: Some(qdrant_edge::Payload(payload)),
     })
 }
@@ -710,6 +796,7 @@ mod tests {
                 tenant,
                 collections: &[],
                 vector: &vector,
+                keywords: None,
                 top_k: 1,
                 score_threshold: None,
                 filter: None,

@@ -4,6 +4,9 @@
 //!   one writer, which is why only the query service opens it).
 //! - [`qdrant_server`]: a Qdrant server or cluster over gRPC (when `QDRANT_URL` is set).
 //!
+//! - [`lexical`]: the words of chunks and queries (BM25 sparse vectors), which both
+//!   backends store beside the dense vectors for hybrid search.
+//!
 //! Both keep every tenant's chunks in one collection and tell tenants apart by the payload
 //! field `tenant_id` (Qdrant's multitenancy guide: one collection, a tenant payload index),
 //! and our own "collections" by the payload field `collection`. Every read and delete takes
@@ -11,6 +14,7 @@
 //! The same conformance tests (`conformance`) run against both backends.
 
 pub mod edge;
+pub mod lexical;
 pub mod qdrant_server;
 
 #[cfg(test)]
@@ -71,9 +75,13 @@ pub struct SearchRequest<'a> {
     pub collections: &'a [String],
     /// The query vector.
     pub vector: &'a [f32],
+    /// The query's words, for a hybrid search: chunks are then also found by these words
+    /// (BM25, [`lexical`]) and the two rankings fused. `None`: by the vector alone.
+    pub keywords: Option<&'a str>,
     /// How many hits at most.
     pub top_k: usize,
-    /// Hits scoring below this are left out.
+    /// Chunks less similar than this (cosine) are not found by the vector; chunks found by
+    /// their words are kept.
     pub score_threshold: Option<f32>,
     /// Exact matches on chunk metadata: `{"lang": "en"}` keeps chunks whose
     /// `metadata.lang` is `"en"`. Values are strings, numbers or booleans.
@@ -122,7 +130,8 @@ pub trait VectorStore: Send + Sync {
     /// Inserts or overwrites points (same id: overwritten).
     async fn upsert(&self, points: Vec<ChunkPoint>) -> Result<(), StoreError>;
 
-    /// The best matches inside the request's tenant, best first.
+    /// The best matches inside the request's tenant, best first: by the vector, or with
+    /// [`SearchRequest::keywords`] by the vector and the words, fused by reciprocal rank.
     async fn search(&self, request: SearchRequest<'_>) -> Result<Vec<ScoredChunk>, StoreError>;
 
     /// Deletes every chunk in `scope`; returns how many there were.

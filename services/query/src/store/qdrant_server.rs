@@ -12,13 +12,16 @@ use qdrant_client::Qdrant;
 use qdrant_client::qdrant::value::Kind;
 use qdrant_client::qdrant::{
     Condition, CountPointsBuilder, CreateCollectionBuilder, CreateFieldIndexCollectionBuilder,
-    DeletePointsBuilder, Distance, FieldType, Filter, KeywordIndexParamsBuilder, ListValue,
-    PointStruct, Query, QueryPointsBuilder, Struct, UpsertPointsBuilder, Value,
+    CreateVectorNameRequestBuilder, DeletePointsBuilder, Distance, FieldType, Filter,
+    KeywordIndexParamsBuilder, ListValue, Modifier, PointStruct, PrefetchQueryBuilder, Query,
+    QueryPointsBuilder, RrfBuilder, SparseVectorCreationConfigBuilder, SparseVectorParamsBuilder,
+    SparseVectorsConfigBuilder, Struct, UpsertPointsBuilder, Value, Vector, VectorInput,
     VectorParamsBuilder, vectors_config,
 };
 use serde_json::{Map, Value as Json};
 
 use super::edge::{MetadataMatch, metadata_conditions};
+use super::lexical::{self, LEXICAL_VECTOR, RRF_K};
 use super::{
     ChunkPoint, Scope, ScoredChunk, SearchRequest, StoreError, StoredChunk, VectorStore,
     check_dimensions,
@@ -88,11 +91,17 @@ impl QdrantServerStore {
             .await
             .map_err(|e| backend(&format!("checking collection {name}"), e))?;
         if !exists {
+            let mut sparse = SparseVectorsConfigBuilder::default();
+            sparse.add_named_vector_params(
+                LEXICAL_VECTOR,
+                SparseVectorParamsBuilder::default().modifier(Modifier::Idf),
+            );
             let create = CreateCollectionBuilder::new(name)
                 .vectors_config(VectorParamsBuilder::new(
                     self.dimensions as u64,
                     Distance::Cosine,
                 ))
+                .sparse_vectors_config(sparse)
                 .on_disk_payload(true);
             if let Err(e) = self.client.create_collection(create).await {
                 // Another instance may have created it meanwhile; that is fine.
@@ -105,7 +114,9 @@ impl QdrantServerStore {
         self.check_vectors().await
     }
 
-    /// Refuses a collection whose vectors are not `dimensions`-length cosine vectors.
+    /// Refuses a collection whose vectors are not `dimensions`-length cosine vectors, and
+    /// adds the lexical sparse vector to one made before hybrid search (its chunks are
+    /// found by words once they are indexed again).
     async fn check_vectors(&self) -> Result<(), StoreError> {
         let name = &self.collection;
         let info = self
@@ -113,12 +124,24 @@ impl QdrantServerStore {
             .collection_info(name)
             .await
             .map_err(|e| backend(&format!("reading collection {name}"), e))?;
-        let config = info
-            .result
-            .and_then(|i| i.config)
-            .and_then(|c| c.params)
-            .and_then(|p| p.vectors_config)
-            .and_then(|v| v.config);
+        let params = info.result.and_then(|i| i.config).and_then(|c| c.params);
+        let has_lexical = params
+            .as_ref()
+            .and_then(|p| p.sparse_vectors_config.as_ref())
+            .is_some_and(|sparse| sparse.map.contains_key(LEXICAL_VECTOR));
+        if !has_lexical {
+            let create = CreateVectorNameRequestBuilder::new(
+                name,
+                LEXICAL_VECTOR,
+                SparseVectorCreationConfigBuilder::new().modifier(Modifier::Idf),
+            )
+            .wait(true);
+            self.client
+                .create_vector_name(create)
+                .await
+                .map_err(|e| backend(&format!("adding the lexical vector to {name}"), e))?;
+        }
+        let config = params.and_then(|p| p.vectors_config).and_then(|v| v.config);
         match config {
             Some(vectors_config::Config::Params(params))
                 if params.size == self.dimensions as u64
@@ -191,14 +214,47 @@ impl VectorStore for QdrantServerStore {
         if request.top_k == 0 {
             return Ok(Vec::new());
         }
+        let dense = Query::new_nearest(request.vector.to_vec());
+        let words = request
+            .keywords
+            .map(lexical::query_terms)
+            .filter(|terms| !terms.is_empty());
         let mut query = QueryPointsBuilder::new(&self.collection)
-            .query(Query::new_nearest(request.vector.to_vec()))
-            .filter(filter)
+            .filter(filter.clone())
             .limit(request.top_k as u64)
             .with_payload(true);
-        if let Some(threshold) = request.score_threshold {
-            query = query.score_threshold(threshold);
-        }
+        query = match words {
+            None => {
+                let query = query.query(dense);
+                match request.score_threshold {
+                    Some(threshold) => query.score_threshold(threshold),
+                    None => query,
+                }
+            }
+            Some(words) => {
+                // Each side on its own filter: the tenant bounds both.
+                let candidates = lexical::candidates(request.top_k) as u64;
+                let mut by_meaning = PrefetchQueryBuilder::default()
+                    .query(dense)
+                    .filter(filter.clone())
+                    .limit(candidates);
+                if let Some(threshold) = request.score_threshold {
+                    by_meaning = by_meaning.score_threshold(threshold);
+                }
+                let by_words = PrefetchQueryBuilder::default()
+                    .query(Query::new_nearest(VectorInput::new_sparse(
+                        words.indices,
+                        words.values,
+                    )))
+                    .using(LEXICAL_VECTOR)
+                    .filter(filter)
+                    .limit(candidates);
+                query
+                    .add_prefetch(by_meaning)
+                    .add_prefetch(by_words)
+                    .query(Query::new_rrf(RrfBuilder::with_k(RRF_K as u32)))
+            }
+        };
         let response = self
             .client
             .query(query)
@@ -296,7 +352,8 @@ fn scope_filter(scope: &Scope<'_>) -> Filter {
     Filter::must(must)
 }
 
-/// The gRPC form of a point: its UUID, its unnamed vector and the chunk as payload.
+/// The gRPC form of a point: its UUID, its unnamed dense vector, the sparse vector of its
+/// words and the chunk as payload.
 fn to_point(point: ChunkPoint) -> Result<PointStruct, StoreError> {
     let payload = match serde_json::to_value(&point.chunk) {
         Ok(Json::Object(map)) => map,
@@ -313,11 +370,15 @@ fn to_point(point: ChunkPoint) -> Result<PointStruct, StoreError> {
     };
     let payload: HashMap<String, Value> =
         payload.into_iter().map(|(k, v)| (k, to_value(v))).collect();
-    Ok(PointStruct::new(
-        point.id.to_string(),
-        point.vector,
-        payload,
-    ))
+    let words = lexical::document_terms(&point.chunk.text);
+    let mut vectors = HashMap::from([(String::new(), Vector::from(point.vector))]);
+    if !words.is_empty() {
+        vectors.insert(
+            LEXICAL_VECTOR.to_owned(),
+            Vector::new_sparse(words.indices, words.values),
+        );
+    }
+    Ok(PointStruct::new(point.id.to_string(), vectors, payload))
 }
 
 /// Reads a stored payload back into the chunk it was written from.
