@@ -9,7 +9,7 @@ use platform::openai::{ChatMessage, ChatRequest, OpenAiClient};
 use query_contract::{Answered, Usage};
 use shared::ActionError;
 
-use crate::{Answerer, Question, citation, cited_numbers};
+use crate::{Answerer, Question, citations};
 
 /// The instructions used unless the action brings its own.
 pub const DEFAULT_SYSTEM_PROMPT: &str = "You answer questions using only the numbered passages \
@@ -55,15 +55,8 @@ impl Answerer for ChatAnswerer {
         .with_max_tokens(self.max_tokens);
         let completion = self.client.chat(&request).await?;
         let answer = completion.message.content.unwrap_or_default();
-        let mut numbers = cited_numbers(&answer, question.passages.len());
-        if numbers.is_empty() {
-            numbers = (1..=question.passages.len()).collect();
-        }
         Ok(Answered {
-            citations: numbers
-                .into_iter()
-                .map(|n| citation(n, &question.passages[n - 1]))
-                .collect(),
+            citations: citations(&answer, question.passages),
             answer,
             usage: Usage {
                 prompt_tokens: completion.usage.prompt_tokens,
@@ -96,7 +89,7 @@ pub fn prompt(question: &Question<'_>) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use crate::cited_numbers;
 
     #[test]
     fn finds_citation_markers() {

@@ -21,6 +21,9 @@ use crate::{Answerer, Question, citation};
 /// The name results report as their model.
 pub const MODEL: &str = "extractive";
 
+/// The answer when the search found nothing (every offline answerer says the same).
+pub const NO_PASSAGES: &str = "No indexed passage matches the question.";
+
 /// Sentences quoted at most.
 const MAX_SENTENCES: usize = 3;
 
@@ -86,7 +89,7 @@ pub fn answer(query: &str, passages: &[crate::ScoredChunk]) -> Answered {
         parts.push(format!("{} [{number}]", sentence.trim()));
     }
     let answer = if passages.is_empty() {
-        "No indexed passage matches the question.".to_owned()
+        NO_PASSAGES.to_owned()
     } else if parts.is_empty() {
         not_found(&asked)
     } else {
