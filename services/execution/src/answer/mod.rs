@@ -3,19 +3,33 @@
 //! - [`extractive`]: the offline default: quotes the best passages (no model, deterministic).
 //! - [`chat`]: an OpenAI-compatible chat API with the passages in the prompt.
 //! - [`react`]: the same API in a ReAct loop, searching through the `knowledge` tool.
+//! - [`local`]: a small model in the process (offline), with the passages in the prompt.
 //!
-//! Which one runs: no `DA_CHAT_API_URL` → extractive; otherwise the ReAct loop when the
-//! agent has `retrieval` and `tools`, else one chat call (with passages when it has
-//! `retrieval`).
+//! Which one runs follows `DA_ANSWERER`, as in the query service ([`AgentAnswerer`]):
+//! extractive by default, or with `DA_CHAT_API_URL` set; with the chat API, the ReAct loop
+//! when the agent has `retrieval` and `tools`, else one chat call (with passages when it
+//! has `retrieval`); with the local model, one generation (it calls no tools).
 
 pub mod chat;
 pub mod extractive;
+pub mod local;
 pub mod react;
 
 use std::time::Duration;
 
 use crate::agent::Agent;
 use crate::history::Message;
+
+/// Who answers the service's runs.
+#[derive(Clone)]
+pub enum AgentAnswerer {
+    /// Quotes the passages found ([`extractive`]).
+    Extractive,
+    /// An OpenAI-compatible chat API ([`chat`], [`react`]).
+    Chat(chat::ChatAgent),
+    /// The model in the process ([`local`]).
+    Local(local::LocalAgent),
+}
 
 /// What a run answers.
 #[derive(Debug, Clone, Copy)]

@@ -5,7 +5,7 @@ use time::OffsetDateTime;
 
 use crate::ExecutionService;
 use crate::actions::{AgentRun, Reply};
-use crate::answer::{Turn, extractive};
+use crate::answer::{AgentAnswerer, Turn, extractive};
 use crate::history::{Message, check_session_id};
 use crate::knowledge::RpcKnowledge;
 use crate::token_stream::SessionStream;
@@ -56,9 +56,16 @@ pub async fn agent_run(
     } else {
         None
     };
-    let reply = match &service.chat {
-        None => extractive::answer(&turn, tenant, &knowledge, tokens.as_ref()).await?,
-        Some(chat) => {
+    let reply = match &service.answerer {
+        AgentAnswerer::Extractive => {
+            extractive::answer(&turn, tenant, &knowledge, tokens.as_ref()).await?
+        }
+        AgentAnswerer::Local(local) => {
+            local
+                .answer(&turn, tenant, &knowledge, tokens.as_ref())
+                .await?
+        }
+        AgentAnswerer::Chat(chat) => {
             // The tenant's model list and LLM tokens, before the API is paid for.
             ctx.check_llm(agent.model.as_deref()).await?;
             let reply = chat
