@@ -158,21 +158,7 @@ fn is_stop_word(word: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{ScoredChunk, StoredChunk};
-
-    fn passage(document_id: &str, text: &str, score: f32) -> ScoredChunk {
-        ScoredChunk {
-            chunk: StoredChunk {
-                tenant_id: "acme".into(),
-                collection: "docs".into(),
-                document_id: document_id.into(),
-                chunk_index: 0,
-                text: text.into(),
-                metadata: Default::default(),
-            },
-            score,
-        }
-    }
+    use crate::tests::passage;
 
     #[test]
     fn quotes_matching_sentences_and_cites_them() {

@@ -215,8 +215,23 @@ pub fn cited_numbers(answer: &str, passages: usize) -> Vec<usize> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// Chunk 0 of document `document_id` in tenant `acme`'s collection `docs`.
+    pub fn passage(document_id: &str, text: &str, score: f32) -> ScoredChunk {
+        ScoredChunk {
+            chunk: StoredChunk {
+                tenant_id: "acme".into(),
+                collection: "docs".into(),
+                document_id: document_id.into(),
+                chunk_index: 0,
+                text: text.into(),
+                metadata: Default::default(),
+            },
+            score,
+        }
+    }
 
     fn backend(pairs: &[(&str, &str)]) -> Result<AnswererBackend, SettingsError> {
         AnswererBackend::from_settings(&Settings::from_pairs(pairs).expect("settings"))

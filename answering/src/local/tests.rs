@@ -3,10 +3,8 @@
 
 use std::path::PathBuf;
 
-use serde_json::Map;
-
 use super::*;
-use crate::{ScoredChunk, StoredChunk};
+use crate::tests::passage;
 
 /// The packaged GGUF, or `None` (with the reason printed) when it is not installed.
 fn packaged_model() -> Option<PathBuf> {
@@ -19,20 +17,6 @@ fn packaged_model() -> Option<PathBuf> {
             path.display()
         );
         None
-    }
-}
-
-fn passage(document_id: &str, text: &str) -> ScoredChunk {
-    ScoredChunk {
-        chunk: StoredChunk {
-            tenant_id: "acme".into(),
-            collection: "docs".into(),
-            document_id: document_id.into(),
-            chunk_index: 0,
-            text: text.into(),
-            metadata: Map::new(),
-        },
-        score: 0.9,
     }
 }
 
@@ -76,7 +60,11 @@ async fn generates_from_passages_streaming_each_piece() {
     };
     let model = LocalModel::new(&path).expect("model");
     assert_eq!(model.name(), "SmolLM2-135M-Instruct.Q4_1");
-    let passages = [passage("cats", "Cats sleep for about sixteen hours a day.")];
+    let passages = [passage(
+        "cats",
+        "Cats sleep for about sixteen hours a day.",
+        0.9,
+    )];
     let user = crate::chat::prompt(&Question {
         query: "How long do cats sleep?",
         passages: &passages,

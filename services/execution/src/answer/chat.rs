@@ -4,7 +4,6 @@
 //! user message, numbered, as the query service's chat answerer puts them; with both, the
 //! model searches itself ([`super::react`]).
 
-use answering::Question;
 use futures::StreamExt;
 use platform::openai::{ChatCompletion, ChatEvent, ChatMessage, ChatRequest, OpenAiClient};
 use shared::{ActionError, TenantId};
@@ -12,7 +11,7 @@ use shared::{ActionError, TenantId};
 use super::Turn;
 use crate::actions::{Reply, Usage};
 use crate::history::{Message, Role};
-use crate::knowledge::{Knowledge, Passages};
+use crate::knowledge::Knowledge;
 use crate::token_stream::TokenSink;
 
 /// How to use numbered passages, added to the agent's own prompt whenever passages are
@@ -83,34 +82,14 @@ impl ChatAgent {
         if turn.agent.retrieval && turn.agent.tools {
             return super::react::run(self, turn, knowledge, tokens).await;
         }
-        let mut passages = Passages::default();
-        let user = if turn.agent.retrieval {
-            let hits = knowledge
-                .search(turn.message, turn.agent.top_k, turn.search_timeout)
-                .await?;
-            passages.add(hits);
-            answering::chat::prompt(&Question {
-                query: turn.message,
-                passages: &passages.scored(tenant),
-                system_prompt: None,
-                model: None,
-            })
-        } else {
-            turn.message.to_owned()
-        };
-        let system = system_prompt(
-            &turn.agent.system_prompt,
-            turn.agent.retrieval.then_some(PASSAGE_RULES),
-        );
+        let passages = turn.passages(knowledge, turn.agent.top_k).await?;
+        let user = turn.user_message(&passages.scored(tenant));
+        let system = turn.system_prompt();
         let request = self.request(turn, conversation(system, turn.history, user));
         let completion = self.complete(&request, tokens).await?;
         let answer = completion.text().to_owned();
         Ok(Reply {
-            citations: if passages.is_empty() {
-                Vec::new()
-            } else {
-                passages.citations(&answer)
-            },
+            citations: passages.citations(&answer),
             answer,
             usage: usage(&completion),
             iterations: 1,

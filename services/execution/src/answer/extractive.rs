@@ -6,7 +6,7 @@ use shared::{ActionError, TenantId};
 
 use super::Turn;
 use crate::actions::Reply;
-use crate::knowledge::{Knowledge, Passages};
+use crate::knowledge::Knowledge;
 use crate::token_stream::{TokenSink, word_chunks};
 
 /// Searches with the message (when the agent has `retrieval`), quotes the best sentences,
@@ -18,13 +18,7 @@ pub async fn answer<K: Knowledge, S: TokenSink>(
     knowledge: &K,
     tokens: Option<&S>,
 ) -> Result<Reply, ActionError> {
-    let mut passages = Passages::default();
-    if turn.agent.retrieval {
-        let hits = knowledge
-            .search(turn.message, turn.agent.top_k, turn.search_timeout)
-            .await?;
-        passages.add(hits);
-    }
+    let passages = turn.passages(knowledge, turn.agent.top_k).await?;
     let answered = answering::extractive::answer(turn.message, &passages.scored(tenant));
     if let Some(tokens) = tokens {
         for chunk in word_chunks(&answered.answer) {

@@ -9,17 +9,15 @@
 //! without. Sampling follows the run's and the agent's settings where they are set;
 //! otherwise it is greedy, and an answer is at most [`MAX_TOKENS`] tokens whatever is asked.
 
-use answering::Question;
 use answering::local::prompt::{MAX_PASSAGE_CHARS, MAX_PASSAGES, Speaker, chat_ml, read, shorten};
 use answering::local::{LocalModel, MAX_TOKENS, Sampling};
 use shared::{ActionError, TenantId};
 use tokio::sync::mpsc;
 
 use super::Turn;
-use super::chat::{PASSAGE_RULES, system_prompt};
 use crate::actions::Reply;
 use crate::history::Role;
-use crate::knowledge::{Knowledge, Passages};
+use crate::knowledge::Knowledge;
 use crate::token_stream::TokenSink;
 
 /// Messages of the conversation the model reads before the new one: the last exchange
@@ -47,29 +45,11 @@ impl LocalAgent {
         knowledge: &K,
         tokens: Option<&S>,
     ) -> Result<Reply, ActionError> {
-        let mut passages = Passages::default();
-        let user = if turn.agent.retrieval {
-            let hits = knowledge
-                .search(
-                    turn.message,
-                    turn.agent.top_k.min(MAX_PASSAGES),
-                    turn.search_timeout,
-                )
-                .await?;
-            passages.add(hits);
-            answering::chat::prompt(&Question {
-                query: turn.message,
-                passages: &read(&passages.scored(tenant)),
-                system_prompt: None,
-                model: None,
-            })
-        } else {
-            turn.message.to_owned()
-        };
-        let system = system_prompt(
-            &turn.agent.system_prompt,
-            turn.agent.retrieval.then_some(PASSAGE_RULES),
-        );
+        let passages = turn
+            .passages(knowledge, turn.agent.top_k.min(MAX_PASSAGES))
+            .await?;
+        let user = turn.user_message(&read(&passages.scored(tenant)));
+        let system = turn.system_prompt();
         let earlier = &turn.history[turn.history.len().saturating_sub(HISTORY_MESSAGES)..];
         let prompt = chat_ml(
             system
@@ -108,11 +88,7 @@ impl LocalAgent {
         let usage = generation.usage();
         let answer = generation.text;
         Ok(Reply {
-            citations: if passages.is_empty() {
-                Vec::new()
-            } else {
-                passages.citations(&answer)
-            },
+            citations: passages.citations(&answer),
             answer,
             usage,
             iterations: 1,
