@@ -4,8 +4,9 @@
 //! prompt, model, which collections it may read, how far a tool loop may go); a *run* answers
 //! one message of a conversation with it: it searches the tenant's documents through the
 //! query service (`query.search` over rpc, so this service never opens the vector store),
-//! answers with the extractive answerer (offline default) or an OpenAI-compatible chat API
-//! (passages in the prompt, or a ReAct loop with one `knowledge` tool), optionally streams
+//! answers with the extractive answerer (offline default), an OpenAI-compatible chat API
+//! (passages in the prompt, or a ReAct loop with one `knowledge` tool) or a small model run
+//! in the process (`DA_ANSWERER=local`, passages in the prompt, no tools), optionally streams
 //! the answer's tokens to the session's event subject, and keeps the conversation in a KV
 //! bucket so the next run sees it. Everything is confined to the tenant of the action's
 //! subject: keys are `<tenant>.<id>`, and searches run as that tenant.
@@ -14,7 +15,7 @@
 //! - [`agent`]: [`agent::Agent`], its validation and the `agents` bucket.
 //! - [`history`]: conversations in the `sessions` bucket, capped and expiring.
 //! - [`knowledge`]: searching through the query service, numbered passages, citations.
-//! - [`answer`]: extractive answers, chat answers and the ReAct loop.
+//! - [`answer`]: extractive answers, chat answers, the ReAct loop and local-model answers.
 //! - [`token_stream`]: tokens published to `orchestrator.<tenant>.events.session.<session_id>`.
 //! - [`config`]: the settings; [`service`]: what the handlers share.
 //! - [`handlers`]: one file per handler.

@@ -9,8 +9,9 @@
 //!   services depend on instead of this one.
 //! - [`service`]: [`QueryService`], what the handlers share: store, answerer, embedding.
 //! - [`store`]: the [`store::VectorStore`] trait; Qdrant Edge (default) and Qdrant server.
-//! - [`answerer`]: extractive answers (offline default) or an OpenAI-compatible chat API:
-//!   the `answering` crate, shared with the execution service.
+//! - [`answerer`]: extractive answers (offline default), an OpenAI-compatible chat API, or a
+//!   small local model (`DA_ANSWERER=local`): the `answering` crate, shared with the
+//!   execution service.
 //! - [`config`]: which store and answerer run, from [`shared::Settings`].
 //! - [`handlers`]: one file per handler.
 //!
