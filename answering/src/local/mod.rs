@@ -12,7 +12,7 @@
 //! ([`prompt`]): on two cores reading the prompt is most of the wait. It writes at most
 //! [`MAX_TOKENS`], greedily unless a temperature is asked for.
 //!
-//! It is not the default: on the project's RAG evaluation (README, "Answer quality") a
+//! It is not the default: on the project's RAG evaluation (README, "Answers (RAG eval)") a
 //! model this small cites and quotes less reliably than the extractive answerer, and takes
 //! seconds where that one takes milliseconds. It is there for answers that read as prose,
 //! offline.

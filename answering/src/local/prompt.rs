@@ -1,7 +1,7 @@
 //! What the local model reads: a ChatML conversation, kept short.
 //!
 //! On two CPU cores every prompt token costs time before the first answer token (see the
-//! README's "Local answerer" figures), so the model reads at most [`MAX_PASSAGES`]
+//! README's "Answers (RAG eval)"), so the model reads at most [`MAX_PASSAGES`]
 //! passages, each cut to [`MAX_PASSAGE_CHARS`], in the same `[n] (source) text` form the
 //! chat answerer sends ([`crate::chat::prompt`]).
 
