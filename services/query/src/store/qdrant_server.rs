@@ -32,6 +32,9 @@ pub struct QdrantServerStore {
     client: Qdrant,
     collection: String,
     dimensions: usize,
+    /// Whether the collection holds the lexical vector: one made before hybrid search, on
+    /// a server that cannot add a vector to a collection, is searched by vectors alone.
+    lexical: bool,
 }
 
 impl std::fmt::Debug for QdrantServerStore {
@@ -67,12 +70,13 @@ impl QdrantServerStore {
             .skip_compatibility_check()
             .build()
             .map_err(|e| backend(&format!("connecting to {url}"), e))?;
-        let store = Self {
+        let mut store = Self {
             client,
             collection: collection_name.to_owned(),
             dimensions,
+            lexical: true,
         };
-        store.ensure_collection().await?;
+        store.lexical = store.ensure_collection().await?;
         store.ensure_indexes().await?;
         Ok(store)
     }
@@ -82,8 +86,9 @@ impl QdrantServerStore {
         &self.collection
     }
 
-    /// Creates the collection unless it exists, then checks its vectors fit.
-    async fn ensure_collection(&self) -> Result<(), StoreError> {
+    /// Creates the collection unless it exists, then checks its vectors fit; whether it
+    /// holds the lexical vector.
+    async fn ensure_collection(&self) -> Result<bool, StoreError> {
         let name = &self.collection;
         let exists = self
             .client
@@ -116,8 +121,8 @@ impl QdrantServerStore {
 
     /// Refuses a collection whose vectors are not `dimensions`-length cosine vectors, and
     /// adds the lexical sparse vector to one made before hybrid search (its chunks are
-    /// found by words once they are indexed again).
-    async fn check_vectors(&self) -> Result<(), StoreError> {
+    /// found by words once they are indexed again); whether it holds that vector.
+    async fn check_vectors(&self) -> Result<bool, StoreError> {
         let name = &self.collection;
         let info = self
             .client
@@ -129,25 +134,13 @@ impl QdrantServerStore {
             .as_ref()
             .and_then(|p| p.sparse_vectors_config.as_ref())
             .is_some_and(|sparse| sparse.map.contains_key(LEXICAL_VECTOR));
-        if !has_lexical {
-            let create = CreateVectorNameRequestBuilder::new(
-                name,
-                LEXICAL_VECTOR,
-                SparseVectorCreationConfigBuilder::new().modifier(Modifier::Idf),
-            )
-            .wait(true);
-            self.client
-                .create_vector_name(create)
-                .await
-                .map_err(|e| backend(&format!("adding the lexical vector to {name}"), e))?;
-        }
         let config = params.and_then(|p| p.vectors_config).and_then(|v| v.config);
         match config {
             Some(vectors_config::Config::Params(params))
                 if params.size == self.dimensions as u64
                     && params.distance == Distance::Cosine as i32 =>
             {
-                Ok(())
+                Ok(has_lexical || self.add_lexical_vector().await)
             }
             Some(vectors_config::Config::Params(params)) => Err(StoreError::Backend(format!(
                 "qdrant: collection {name} holds {}-dimension vectors (distance {:?}); \
@@ -159,6 +152,30 @@ impl QdrantServerStore {
             _ => Err(StoreError::Backend(format!(
                 "qdrant: collection {name} has no single unnamed vector"
             ))),
+        }
+    }
+
+    /// Adds the lexical vector to the collection; on a server that cannot (older than
+    /// the vector-name API), says so and goes on by vectors alone.
+    async fn add_lexical_vector(&self) -> bool {
+        let name = &self.collection;
+        let create = CreateVectorNameRequestBuilder::new(
+            name,
+            LEXICAL_VECTOR,
+            SparseVectorCreationConfigBuilder::new().modifier(Modifier::Idf),
+        )
+        .wait(true);
+        match self.client.create_vector_name(create).await {
+            Ok(_) => true,
+            Err(e) => {
+                tracing::warn!(
+                    collection = %name,
+                    error = %e,
+                    "qdrant: could not add the lexical vector to a collection made before hybrid \
+                     search; it is searched by vectors alone (recreate it to search by words too)"
+                );
+                false
+            }
         }
     }
 
@@ -194,7 +211,7 @@ impl VectorStore for QdrantServerStore {
         }
         let points = points
             .into_iter()
-            .map(to_point)
+            .map(|point| to_point(point, self.lexical))
             .collect::<Result<Vec<_>, _>>()?;
         self.client
             .upsert_points(UpsertPointsBuilder::new(&self.collection, points).wait(true))
@@ -217,6 +234,7 @@ impl VectorStore for QdrantServerStore {
         let dense = Query::new_nearest(request.vector.to_vec());
         let words = request
             .keywords
+            .filter(|_| self.lexical)
             .map(lexical::query_terms)
             .filter(|terms| !terms.is_empty());
         let mut query = QueryPointsBuilder::new(&self.collection)
@@ -353,8 +371,8 @@ fn scope_filter(scope: &Scope<'_>) -> Filter {
 }
 
 /// The gRPC form of a point: its UUID, its unnamed dense vector, the sparse vector of its
-/// words and the chunk as payload.
-fn to_point(point: ChunkPoint) -> Result<PointStruct, StoreError> {
+/// words (when the collection has one: `lexical`) and the chunk as payload.
+fn to_point(point: ChunkPoint, lexical: bool) -> Result<PointStruct, StoreError> {
     let payload = match serde_json::to_value(&point.chunk) {
         Ok(Json::Object(map)) => map,
         Ok(other) => {
@@ -370,7 +388,11 @@ fn to_point(point: ChunkPoint) -> Result<PointStruct, StoreError> {
     };
     let payload: HashMap<String, Value> =
         payload.into_iter().map(|(k, v)| (k, to_value(v))).collect();
-    let words = lexical::document_terms(&point.chunk.text);
+    let words = if lexical {
+        lexical::document_terms(&point.chunk.text)
+    } else {
+        lexical::Terms::default()
+    };
     let mut vectors = HashMap::from([(String::new(), Vector::from(point.vector))]);
     if !words.is_empty() {
         vectors.insert(
