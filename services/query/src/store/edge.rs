@@ -716,6 +716,74 @@ mod tests {
         conformance::check_after_reopen(&store).await;
     }
 
+    /// A shard written before hybrid search (one dense vector, no lexical one) opens: the
+    /// lexical vector is added, its chunks are still found by their vectors, and chunks
+    /// written from then on are found by their words too.
+    #[tokio::test]
+    async fn a_shard_from_before_hybrid_search_gets_the_lexical_vector() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let tenant = TenantId::new("acme").expect("tenant");
+        let chunk = |index: u32, text: &str| StoredChunk {
+            tenant_id: tenant.as_str().to_owned(),
+            collection: "docs".to_owned(),
+            document_id: "manual".to_owned(),
+            chunk_index: index,
+            text: text.to_owned(),
+            metadata: Map::new(),
+        };
+        {
+            let dense_only = EdgeConfig::builder()
+                .vector(
+                    DEFAULT_VECTOR_NAME,
+                    EdgeVectorParams::builder(conformance::DIMENSIONS, Distance::Cosine).build(),
+                )
+                .build();
+            let old = EdgeShard::new(dir.path(), dense_only).expect("an old shard");
+            let point = ChunkPoint::new(
+                chunk(0, "Vacuum reclaims storage."),
+                vec![1.0, 0.0, 0.0, 0.0],
+            );
+            let payload = match serde_json::to_value(&point.chunk).expect("payload") {
+                Value::Object(map) => map,
+                other => panic!("a chunk serialized to {other}"),
+            };
+            old.update(UpdateOperation::PointOperation(
+                PointOperations::UpsertPoints(PointInsertOperations::PointsList(vec![
+                    PointStructPersisted {
+                        id: PointId::Uuid(point.id),
+                        vector: VectorStructPersisted::Single(point.vector),
+                        payload: Some(qdrant_edge::Payload(payload)),
+                    },
+                ])),
+            ))
+            .expect("an old point");
+            old.flush();
+        }
+
+        let store = EdgeStore::open(dir.path(), conformance::DIMENSIONS).expect("open");
+        let point = ChunkPoint::new(
+            chunk(1, "pg_dump writes an archive."),
+            vec![0.0, 1.0, 0.0, 0.0],
+        );
+        store.upsert(vec![point]).await.expect("a new point");
+        let search = |keywords, vector: &'static [f32]| SearchRequest {
+            tenant: &tenant,
+            collections: &[],
+            vector,
+            keywords,
+            top_k: 1,
+            score_threshold: None,
+            filter: None,
+        };
+        let best = |hits: Vec<ScoredChunk>| hits.first().map(|hit| hit.chunk.chunk_index);
+        let old = store.search(search(None, &[1.0, 0.0, 0.0, 0.0])).await;
+        assert_eq!(best(old.expect("search")), Some(0), "by its vector");
+        let new = store
+            .search(search(Some("pg_dump archive"), &[1.0, 0.0, 0.0, 0.0]))
+            .await;
+        assert_eq!(best(new.expect("search")), Some(1), "by its words");
+    }
+
     /// Set in the child process of [`writes_survive_a_crash`]: the dir to write to.
     const CRASH_DIR: &str = "QUERY_EDGE_CRASH_TEST_DIR";
     /// The child's exit code once it has written everything.
