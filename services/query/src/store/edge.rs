@@ -267,11 +267,7 @@ impl VectorStore for EdgeStore {
             request.vector.to_vec(),
         )));
         let threshold = request.score_threshold.map(OrderedFloat);
-        let words = request
-            .keywords
-            .map(lexical::query_terms)
-            .filter(|terms| !terms.is_empty());
-        let (prefetches, query, score_threshold) = match words {
+        let (prefetches, query, score_threshold) = match request.words() {
             None => (Vec::new(), dense, threshold),
             Some(words) => {
                 // Each side on its own filter: the tenant bounds both.

@@ -88,6 +88,16 @@ pub struct SearchRequest<'a> {
     pub filter: Option<&'a Map<String, Value>>,
 }
 
+impl SearchRequest<'_> {
+    /// The words of [`SearchRequest::keywords`] to match, if any are left once stopwords
+    /// are dropped; `None`: the search is by the vector alone.
+    pub fn words(&self) -> Option<lexical::Terms> {
+        self.keywords
+            .map(lexical::query_terms)
+            .filter(|terms| !terms.is_empty())
+    }
+}
+
 /// Which of a tenant's chunks an operation touches.
 #[derive(Debug, Clone, Copy)]
 pub struct Scope<'a> {

@@ -232,11 +232,7 @@ impl VectorStore for QdrantServerStore {
             return Ok(Vec::new());
         }
         let dense = Query::new_nearest(request.vector.to_vec());
-        let words = request
-            .keywords
-            .filter(|_| self.lexical)
-            .map(lexical::query_terms)
-            .filter(|terms| !terms.is_empty());
+        let words = if self.lexical { request.words() } else { None };
         let mut query = QueryPointsBuilder::new(&self.collection)
             .filter(filter.clone())
             .limit(request.top_k as u64)
