@@ -5,7 +5,7 @@ use axum::http::StatusCode;
 use execution_contract::session::Session;
 use execution_contract::{SessionDelete, SessionGet};
 use platform::http::{ApiError, ApiJson, Authenticated};
-use shared::Action;
+use shared::{Action, ActionPayload};
 
 use super::Api;
 use crate::protocol::{MAX_ID_LEN, is_valid_id};
@@ -37,15 +37,10 @@ pub async fn get(
     auth: Authenticated,
     Path(session_id): Path<String>,
 ) -> Result<ApiJson<Session>, ApiError> {
-    check_id(&session_id)?;
-    let request = SessionGet {
-        session_id: session_id.clone(),
-    };
-    let action = Action::new(auth.tenant, request).with_session(session_id.clone());
-    let history = api
-        .publisher
-        .request(&action, api.config.history_timeout)
-        .await?;
+    let history = ask(&api, auth, &session_id, |session_id| SessionGet {
+        session_id,
+    })
+    .await?;
     // A session exists from its first message on.
     if history.messages.is_empty() {
         return Err(no_session(&session_id));
@@ -77,15 +72,10 @@ pub async fn delete(
     auth: Authenticated,
     Path(session_id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    check_id(&session_id)?;
-    let request = SessionDelete {
-        session_id: session_id.clone(),
-    };
-    let action = Action::new(auth.tenant, request).with_session(session_id.clone());
-    let deleted = api
-        .publisher
-        .request(&action, api.config.history_timeout)
-        .await?;
+    let deleted = ask(&api, auth, &session_id, |session_id| SessionDelete {
+        session_id,
+    })
+    .await?;
     if deleted.deleted {
         Ok(StatusCode::NO_CONTENT)
     } else {
@@ -93,14 +83,25 @@ pub async fn delete(
     }
 }
 
-fn check_id(session_id: &str) -> Result<(), ApiError> {
-    if is_valid_id(session_id) {
-        Ok(())
-    } else {
-        Err(ApiError::bad_request(format!(
+/// Sends the tenant's `request` about `session_id` to the execution service once the id is
+/// checked, and waits for its answer.
+async fn ask<P: ActionPayload>(
+    api: &Api,
+    auth: Authenticated,
+    session_id: &str,
+    request: impl FnOnce(String) -> P,
+) -> Result<P::Output, ApiError> {
+    if !is_valid_id(session_id) {
+        return Err(ApiError::bad_request(format!(
             "invalid session_id {session_id:?}: expected 1 to {MAX_ID_LEN} of [A-Za-z0-9_-]"
-        )))
+        )));
     }
+    let action = Action::new(auth.tenant, request(session_id.to_owned()))
+        .with_session(session_id.to_owned());
+    Ok(api
+        .publisher
+        .request(&action, api.config.history_timeout)
+        .await?)
 }
 
 fn no_session(session_id: &str) -> ApiError {
