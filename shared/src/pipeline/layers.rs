@@ -166,14 +166,15 @@ impl<S: Service> Service for Quota<S> {
         };
         let tenant = &call.action.tenant_id;
         let at = &*self.at;
+        let limits = quotas.limits(tenant).await;
         if call.delivery <= 1
-            && let Some(admission) = quotas.admit(tenant, at).await
+            && let Some(admission) = quotas.admit_within(&limits, tenant, at)
             && !admission.allowed
         {
             return Handled::failed(over_rate(tenant, &admission));
         }
         let _slot = if call.path == "rpc" {
-            match quotas.enter(tenant, at).await {
+            match quotas.enter(&limits, tenant, at) {
                 Ok(slot) => slot,
                 Err(error) => return Handled::failed(error),
             }

@@ -96,6 +96,13 @@ impl Quotas {
         {
             return limits.clone();
         }
+        // Boxed: the read is rare (once per tenant per [`CACHE_TTL`]), and its future is
+        // large; held inline it would grow the future of every action that checks a limit.
+        Box::pin(self.read_limits(tenant, now)).await
+    }
+
+    /// Reads `tenant`'s record from the bucket and caches its limits from `now`.
+    async fn read_limits(&self, tenant: &TenantId, now: Instant) -> Arc<Effective> {
         let record = match self.bucket().await {
             Ok(bucket) => bucket.limits(tenant).await,
             Err(err) => Err(err),
@@ -124,8 +131,20 @@ impl Quotas {
     /// its requests per minute. `None`: the tenant has no such limit. A refused request is
     /// counted in `/metrics` too.
     pub async fn admit(&self, tenant: &TenantId, at: &str) -> Option<Admission> {
+        let limits = self.limits(tenant).await;
+        self.admit_within(&limits, tenant, at)
+    }
+
+    /// [`Quotas::admit`] with the tenant's limits already read (a caller that checks several
+    /// of them reads them once).
+    pub fn admit_within(
+        &self,
+        limits: &Effective,
+        tenant: &TenantId,
+        at: &str,
+    ) -> Option<Admission> {
         metrics::requested(&self.inner.requests, tenant, at);
-        let limit = self.limits(tenant).await.requests_per_minute;
+        let limit = limits.requests_per_minute;
         if limit == 0 {
             return None;
         }
@@ -136,14 +155,15 @@ impl Quotas {
         Some(admission)
     }
 
-    /// Takes one of `tenant`'s concurrent-action slots, or says it is over its limit
-    /// (`rate_limited`); `Ok(None)`: no such limit.
-    pub async fn enter(
+    /// Takes one of `tenant`'s concurrent-action slots under its `limits`, or says it is
+    /// over its limit (`rate_limited`); `Ok(None)`: no such limit.
+    pub fn enter(
         &self,
+        limits: &Effective,
         tenant: &TenantId,
         at: &str,
     ) -> Result<Option<InFlightGuard>, ActionError> {
-        let limit = self.limits(tenant).await.concurrent;
+        let limit = limits.concurrent;
         if limit == 0 {
             return Ok(None);
         }
