@@ -357,7 +357,7 @@ fn action_headers(action_type: &ActionType) -> Value {
     add(
         headers::MSG_ID,
         json!({"type": "string",
-               "description": "The action id: JetStream drops a duplicate publish inside the stream's window."}),
+               "description": "The action id: JetStream drops a duplicate publish inside the stream's window. Absent on rpc replies, which are never stored."}),
     );
     if !action_type.is_result() {
         add(

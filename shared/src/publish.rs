@@ -415,9 +415,9 @@ pub fn encode_result<R: Serialize>(
 }
 
 /// The result of the request at `address`, encoded as [`encode_result`] encodes
-/// `address.result(data)`, but written straight from the request's fields: nothing of the
-/// request is copied into a result action first. The rpc endpoint answers every request
-/// through here.
+/// `address.result(data)` but for `Nats-Msg-Id` (a reply is never stored), and written
+/// straight from the request's fields: nothing of the request is copied into a result
+/// action first. The rpc endpoint answers every request through here.
 pub(crate) fn encode_answer<R: Serialize>(
     address: &ResultAddress,
     data: &ActionResult<R>,
@@ -465,9 +465,11 @@ fn encode_answer_at<R: Serialize>(
     serde_json::to_writer(&mut bytes, &body)
         .map_err(|err| PublishError::Nats(format!("cannot encode action: {err}")))?;
     let trace = address.trace.as_ref().map(TraceParent::child);
+    // No `Nats-Msg-Id`: a reply goes to the requester's inbox and is never stored, so there
+    // is nothing for a dedupe id to dedupe (the body's `action_id` names the result).
     let headers = standard_headers(
         result_type.as_str(),
-        &result_id,
+        None,
         None,
         Some(&address.chain_correlation),
         trace,
@@ -490,7 +492,7 @@ fn encode_with<T: Serialize>(
         .map_err(|err| PublishError::Nats(format!("cannot encode action: {err}")))?;
     let headers = standard_headers(
         action.action_type.as_str(),
-        &action.action_id,
+        Some(&action.action_id),
         action.callback_subject.as_deref(),
         correlation,
         action.traceparent,
@@ -498,20 +500,23 @@ fn encode_with<T: Serialize>(
     Ok((headers, Bytes::from(body)))
 }
 
-/// The headers our publishers set (docs/wire.md, "Headers"), inserted by prebuilt name.
-/// A trace context is invented only when this process exports traces.
+/// The headers our publishers set (docs/wire.md, "Headers"), inserted by prebuilt name:
+/// `Nats-Msg-Id` is `dedupe_id`, given for whatever may be stored. A trace context is
+/// invented only when this process exports traces.
 fn standard_headers(
     action_type: &str,
-    id: &uuid::Uuid,
+    dedupe_id: Option<&uuid::Uuid>,
     callback: Option<&str>,
     correlation: Option<&str>,
     trace: Option<TraceParent>,
 ) -> HeaderMap {
     let mut headers = HeaderMap::new();
     headers.insert(headers::name::ACTION_TYPE, action_type);
-    let mut buffer = uuid::Uuid::encode_buffer();
-    let id: &str = id.hyphenated().encode_lower(&mut buffer);
-    headers.insert(headers::name::MSG_ID, id);
+    if let Some(id) = dedupe_id {
+        let mut buffer = uuid::Uuid::encode_buffer();
+        let id: &str = id.hyphenated().encode_lower(&mut buffer);
+        headers.insert(headers::name::MSG_ID, id);
+    }
     if let Some(callback) = callback {
         headers.insert(headers::name::CALLBACK_SUBJECT, callback);
     }
@@ -558,6 +563,14 @@ mod tests {
         lines
     }
 
+    /// The header lines of a result sent to a callback or inbox, as an rpc reply has them:
+    /// all but `Nats-Msg-Id`.
+    fn reply_lines(result: &HeaderMap) -> Vec<(String, String)> {
+        let mut lines = header_lines(result);
+        lines.retain(|(name, _)| name != headers::MSG_ID);
+        lines
+    }
+
     #[test]
     fn an_answer_is_encoded_as_its_result_action_is() {
         let mut metadata = serde_json::Map::new();
@@ -587,14 +600,18 @@ mod tests {
             let expected = encode_result(&result, &address.chain_correlation).unwrap();
             let answer = encode_answer_at(&address, &success, at).unwrap();
             assert_eq!(answer.1, expected.1);
-            assert_eq!(header_lines(&answer.0), header_lines(&expected.0));
+            assert_eq!(header_lines(&answer.0), reply_lines(&expected.0));
 
             let mut result = address.result(failure.clone());
             result.created_at = at;
             let expected = encode_result(&result, &address.chain_correlation).unwrap();
             let answer = encode_answer_at(&address, &failure, at).unwrap();
             assert_eq!(answer.1, expected.1);
-            assert_eq!(header_lines(&answer.0), header_lines(&expected.0));
+            assert_eq!(header_lines(&answer.0), reply_lines(&expected.0));
+            assert!(
+                answer.0.get(headers::MSG_ID).is_none(),
+                "a reply has no dedupe id"
+            );
         }
     }
 }
