@@ -273,7 +273,9 @@ impl HeaderMap {
     }
 
     pub(crate) fn to_bytes(&self) -> Vec<u8> {
-        let mut buf = vec![];
+        // Domain Actions patch: sized once, rather than grown (and copied) several times
+        // for every message published with headers.
+        let mut buf = Vec::with_capacity(self.wire_len());
         buf.extend_from_slice(b"NATS/1.0\r\n");
         for (k, vs) in &self.inner {
             for v in vs.iter() {
