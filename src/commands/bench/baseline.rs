@@ -97,7 +97,7 @@ pub async fn run(
                         let client = client.clone();
                         async move {
                             if let (Some(reply), Some((headers, body))) =
-                                (msg.reply.clone(), answer(&msg.payload))
+                                (msg.reply.clone(), answer(&msg.payload, false))
                             {
                                 let _ = client
                                     .publish_with_headers(reply, headers, body.into())
@@ -124,7 +124,7 @@ pub async fn run(
                                 .and_then(|h| h.get("callback_subject"))
                                 .map(|v| v.as_str().to_owned());
                             if let (Some(callback), Some((headers, body))) =
-                                (callback, answer(&msg.payload))
+                                (callback, answer(&msg.payload, true))
                             {
                                 if callback.starts_with("_INBOX.") {
                                     let _ = client
@@ -239,8 +239,9 @@ fn action(id: &str, callback: Option<&str>, seq: u64) -> Result<(HeaderMap, Vec<
     Ok((headers, body))
 }
 
-/// Parses an action and builds its result, as the framework's worker does.
-fn answer(payload: &[u8]) -> Option<(HeaderMap, Vec<u8>)> {
+/// Parses an action and builds its result, as the framework's worker does: with a
+/// `Nats-Msg-Id` only if the result may be `stored` (an rpc reply never is).
+fn answer(payload: &[u8], stored: bool) -> Option<(HeaderMap, Vec<u8>)> {
     let request: InAction = serde_json::from_slice(payload).ok()?;
     let result_id = Uuid::new_v5(&Uuid::NAMESPACE_OID, request.action_id.as_bytes()).to_string();
     let result_type = format!("{}.result", request.action_type);
@@ -260,7 +261,9 @@ fn answer(payload: &[u8]) -> Option<(HeaderMap, Vec<u8>)> {
     .ok()?;
     let mut headers = HeaderMap::new();
     headers.insert("action_type", result_type.as_str());
-    headers.insert("Nats-Msg-Id", result_id.as_str());
+    if stored {
+        headers.insert("Nats-Msg-Id", result_id.as_str());
+    }
     headers.insert("correlation_id", request.action_id);
     Some((headers, body))
 }
