@@ -164,16 +164,21 @@ impl<S: Service> Service for Quota<S> {
         let Some(quotas) = &self.quotas else {
             return self.inner.call(call).await;
         };
+        let counts_request = call.delivery <= 1;
+        let takes_slot = call.path == "rpc";
+        if !counts_request && !takes_slot {
+            return self.inner.call(call).await;
+        }
         let tenant = &call.action.tenant_id;
         let at = &*self.at;
         let limits = quotas.limits(tenant).await;
-        if call.delivery <= 1
+        if counts_request
             && let Some(admission) = quotas.admit_within(&limits, tenant, at)
             && !admission.allowed
         {
             return Handled::failed(over_rate(tenant, &admission));
         }
-        let _slot = if call.path == "rpc" {
+        let _slot = if takes_slot {
             match quotas.enter(&limits, tenant, at) {
                 Ok(slot) => slot,
                 Err(error) => return Handled::failed(error),
