@@ -160,6 +160,21 @@ pub struct TokenBatch {
     pub mask: Vec<u32>,
 }
 
+impl TokenBatch {
+    /// A runtime's output for this batch, `rows` vectors of [`DIMENSIONS`] one after the
+    /// other, cut into one vector per text.
+    fn vectors(&self, values: &[f32]) -> Result<Vec<Vec<f32>>, ModelError> {
+        if values.len() != self.rows * DIMENSIONS {
+            return Err(ModelError::Run(format!(
+                "the graph returned {} values for {} texts of {DIMENSIONS}",
+                values.len(),
+                self.rows
+            )));
+        }
+        Ok(values.chunks(DIMENSIONS).map(<[f32]>::to_vec).collect())
+    }
+}
+
 /// The network on its runtime (candle's model is large and loaded once: boxed).
 enum Network {
     OpenVino(openvino::OpenVinoBert),

@@ -10,18 +10,32 @@
 //!   layer, residual + LayerNorm in one pass) and ends in the mean pooling and
 //!   normalisation, so a run returns the sentence vectors themselves.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock, PoisonError};
 
 use ort::environment::Environment;
 use ort::session::Session;
 use ort::value::Tensor;
 
-use super::{DIMENSIONS, ModelError, TokenBatch, WheelLibrary};
+use super::{ModelError, TokenBatch, WheelLibrary};
 
 /// The graph's file name in the model directory. The version changes whenever the exporter
 /// writes a different graph, so an old file is never read as a new one.
 pub const GRAPH_FILE: &str = "all-MiniLM-L6-v2.fused-v1.onnx";
+
+/// [`GRAPH_FILE`] in `dir`, or why it is not there.
+pub fn graph_file(dir: &Path) -> Result<PathBuf, ModelError> {
+    let graph = dir.join(GRAPH_FILE);
+    if !graph.is_file() {
+        return Err(ModelError::Read {
+            path: graph,
+            reason: "no such file: run ./scripts/setup, which writes it from model.safetensors \
+                     (or set DA_MINILM_RUNTIME=candle)"
+                .into(),
+        });
+    }
+    Ok(graph)
+}
 
 /// ONNX Runtime's `session.dynamic_block_base`: the best of 2, 4 and 8 measured here.
 const DYNAMIC_BLOCK_BASE: u32 = 8;
@@ -35,16 +49,7 @@ pub struct OnnxBert {
 impl OnnxBert {
     /// Opens ONNX Runtime from `library` and loads [`GRAPH_FILE`] from `dir`.
     pub fn load(dir: &Path, library: &Path) -> Result<Self, ModelError> {
-        let graph = dir.join(GRAPH_FILE);
-        if !graph.is_file() {
-            return Err(ModelError::Read {
-                path: graph,
-                reason:
-                    "no such file: run ./scripts/setup, which writes it from model.safetensors \
-                         (or set DA_MINILM_RUNTIME=candle)"
-                        .into(),
-            });
-        }
+        let graph = graph_file(dir)?;
         let environment = environment(library)?;
         let read_error = |reason: String| ModelError::Read {
             path: graph.clone(),
@@ -85,14 +90,7 @@ impl OnnxBert {
         let (_, values) = outputs["sentence_embedding"]
             .try_extract_tensor::<f32>()
             .map_err(run)?;
-        if values.len() != batch.rows * DIMENSIONS {
-            return Err(ModelError::Run(format!(
-                "the graph returned {} values for {} texts of {DIMENSIONS}",
-                values.len(),
-                batch.rows
-            )));
-        }
-        Ok(values.chunks(DIMENSIONS).map(<[f32]>::to_vec).collect())
+        batch.vectors(values)
     }
 }
 

@@ -1,12 +1,12 @@
 //! [`OpenVinoBert`]: all-MiniLM-L6-v2 on OpenVINO, the default runtime.
 //!
-//! It runs the very graph ONNX Runtime runs ([`GRAPH_FILE`], written by `scripts/setup`):
-//! OpenVINO's ONNX reader knows ONNX Runtime's fused BERT operators. What it adds is the
-//! CPU's matrix units: on a CPU with AMX or AVX-512 BF16 (this project's machines), OpenVINO
-//! runs the matrix products in bfloat16 with float32 sums by default, about 1.5 times the
-//! texts per second of ONNX Runtime's float32 at batch 1, and its vectors stay within a
-//! cosine of 0.9999 of sentence-transformers' (README, "Embedding and search"). On a CPU
-//! without them it runs float32.
+//! It runs the very graph ONNX Runtime runs ([`GRAPH_FILE`](super::onnx::GRAPH_FILE),
+//! written by `scripts/setup`): OpenVINO's ONNX reader knows ONNX Runtime's fused BERT
+//! operators. What it adds is the CPU's matrix units: on a CPU with AMX or AVX-512 BF16
+//! (this project's machines), OpenVINO runs the matrix products in bfloat16 with float32
+//! sums by default, and its vectors stay within a cosine of 0.9999 of sentence-transformers'
+//! while it embeds far more texts per second than ONNX Runtime in float32 (README,
+//! "Embedding and search"). On a CPU without them it runs float32.
 //!
 //! The library, `libopenvino_c`, comes from the PyPI wheel `openvino` in `.venv`
 //! ([`LIBRARY`]; `DA_OPENVINO_LIB` names another), opened when the model loads,
@@ -19,8 +19,8 @@ use std::sync::{Mutex, PoisonError};
 use openvino::{CompiledModel, Core, DeviceType, ElementType, InferRequest, RwPropertyKey};
 use openvino::{Shape, Tensor};
 
-use super::onnx::GRAPH_FILE;
-use super::{DIMENSIONS, ModelError, TokenBatch, WheelLibrary};
+use super::onnx::graph_file;
+use super::{ModelError, TokenBatch, WheelLibrary};
 
 /// The network, compiled for this CPU.
 pub struct OpenVinoBert {
@@ -37,18 +37,9 @@ struct Loaded {
 }
 
 impl OpenVinoBert {
-    /// Opens OpenVINO from `library` and compiles [`GRAPH_FILE`] from `dir` for the CPU.
+    /// Opens OpenVINO from `library` and compiles [`GRAPH_FILE`](super::onnx::GRAPH_FILE) from `dir` for the CPU.
     pub fn load(dir: &Path, library: &Path) -> Result<Self, ModelError> {
-        let graph = dir.join(GRAPH_FILE);
-        if !graph.is_file() {
-            return Err(ModelError::Read {
-                path: graph,
-                reason:
-                    "no such file: run ./scripts/setup, which writes it from model.safetensors \
-                         (or set DA_MINILM_RUNTIME=candle)"
-                        .into(),
-            });
-        }
+        let graph = graph_file(dir)?;
         let open_error = |reason: String| ModelError::Read {
             path: library.to_path_buf(),
             reason,
@@ -116,14 +107,7 @@ impl OpenVinoBert {
             .get_tensor("sentence_embedding")
             .map_err(run)?;
         let values = output.get_data::<f32>().map_err(run)?;
-        if values.len() != batch.rows * DIMENSIONS {
-            return Err(ModelError::Run(format!(
-                "the graph returned {} values for {} texts of {DIMENSIONS}",
-                values.len(),
-                batch.rows
-            )));
-        }
-        Ok(values.chunks(DIMENSIONS).map(<[f32]>::to_vec).collect())
+        batch.vectors(values)
     }
 }
 
