@@ -25,7 +25,7 @@ pub mod openvino;
 
 use std::path::{Path, PathBuf};
 
-use platform::venv::site_packages;
+use platform::venv::installed;
 use std::str::FromStr;
 use std::sync::Arc;
 
@@ -117,15 +117,11 @@ impl WheelLibrary {
         if let Some(path) = chosen {
             return Ok(path.to_path_buf());
         }
-        let dirs: Vec<PathBuf> = site_packages()
-            .into_iter()
-            .map(|packages| packages.join(self.dir))
-            .collect();
+        let dir = installed(self.dir);
         let so = format!("{}.so", self.stem);
         let dylib = format!("{}.", self.stem);
-        let found = dirs
-            .iter()
-            .filter_map(|dir| std::fs::read_dir(dir).ok())
+        let found = std::fs::read_dir(&dir)
+            .into_iter()
             .flatten()
             .flatten()
             .map(|entry| entry.path())
@@ -138,7 +134,7 @@ impl WheelLibrary {
                     })
             });
         found.ok_or_else(|| ModelError::Read {
-            path: dirs[0].join(so),
+            path: dir.join(so),
             reason: self.missing.into(),
         })
     }

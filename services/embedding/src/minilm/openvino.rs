@@ -44,6 +44,8 @@ impl OpenVinoBert {
             path: library.to_path_buf(),
             reason,
         };
+        // The library is opened once per process: a later model shares the first one opened
+        // (as ONNX Runtime's environment is shared).
         openvino_sys::library::load_from(library.to_path_buf()).map_err(open_error)?;
         let mut core = Core::new().map_err(|err| open_error(err.to_string()))?;
         let read_error = |err: openvino::InferenceError| ModelError::Read {
